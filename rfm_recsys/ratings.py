@@ -1,0 +1,206 @@
+"""Rating prediction on top of the engine: baseline, orientation, validation and prediction.
+
+Both user-facing classes (the Surprise algorithm and the explicit-feedback model) hold one
+:class:`RatingsFit`, built by :func:`fit_ratings` from integer-coded triples. The prediction rule,
+with ``r`` the row side and ``c`` the feature side of the chosen orientation::
+
+    r_hat(u, i) = mu + b_u + b_i + sum_{s in S_r} K[c, s] A[r, s]
+
+where ``S_r`` are the observed feature columns of row ``r`` and ``A`` the row coefficients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from .baseline import Baseline, fit_baseline
+from .engine import AGOPPower, FeatureUpdate, fit_engine, predict_pairs, _spd_solve
+
+
+def resolve_orientation(orient: str, n_users: int, n_items: int) -> bool:
+    """Return ``users_are_rows``. ``"auto"`` puts the smaller side in the ``d x d`` kernel."""
+    if orient == "auto":
+        return n_items <= n_users
+    if orient == "items":  # items are the features (kernel over items), users are rows
+        return True
+    if orient == "users":
+        return False
+    raise ValueError(f"orient must be 'auto', 'users' or 'items' (the feature side), got {orient!r}")
+
+
+@dataclass
+class RatingsFit:
+    """A fitted model in user/item terms. Indices are inner codes; -1 means unknown."""
+
+    mu: float
+    b_user: np.ndarray
+    b_item: np.ndarray
+    users_are_rows: bool
+    K: np.ndarray
+    A: sp.csr_matrix
+    lam: float
+    reg_user: float
+    history: list[dict] = field(default_factory=list)
+    best_iteration: int = 0
+
+    @property
+    def n_users(self) -> int:
+        return self.b_user.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.b_item.shape[0]
+
+    def _rc(self, users, items):
+        return (users, items) if self.users_are_rows else (items, users)
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Estimates and a mask of impossible pairs (both user and item unknown).
+
+        Where only one side is known the estimate is the baseline part of that side, as
+        Surprise's SVD does.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        ku = users >= 0
+        ki = items >= 0
+        est = np.full(users.shape, self.mu, dtype=np.float64)
+        est[ku] += self.b_user[users[ku]]
+        est[ki] += self.b_item[items[ki]]
+        both = ku & ki
+        r, c = self._rc(users[both], items[both])
+        est[both] += predict_pairs(self.K, self.A, r, c)
+        return est, ~(ku | ki)
+
+    def user_scores(self, user: int) -> np.ndarray:
+        """Predicted ratings of every item for a known user."""
+        if self.users_are_rows:
+            lo, hi = self.A.indptr[user], self.A.indptr[user + 1]
+            kernel = self.K[:, self.A.indices[lo:hi]] @ self.A.data[lo:hi]
+        else:
+            kernel = self.A @ self.K[:, user]
+        return self.mu + self.b_user[user] + self.b_item + np.asarray(kernel, dtype=np.float64)
+
+    def fold_in(self, items: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, float]:
+        """Scores of every item for a new user with these (known item, rating) pairs, no refit.
+
+        The user's bias is the ridge estimate with ``reg_user``. Users as rows: the new row is
+        fitted like any other, ``a = (K[S,S] + lam I)^-1 y`` and scores ``K[:, S] a``. Users as
+        features: a new column has no kernel row, so the user's residuals are regressed on the
+        fitted item rows instead (kernel ridge in the dual with the item kernel ``W W^T``,
+        ``W = A K``, rescaled to mean diagonal 1 on the rated items): scores ``W W_S^T alpha``.
+
+        Returns:
+            ``(scores over all items, user bias)``.
+        """
+        items = np.asarray(items, dtype=np.int64)
+        ratings = np.asarray(ratings, dtype=np.float64)
+        dev = ratings - self.mu - self.b_item[items]
+        b_u = float(dev.sum() / (self.reg_user + dev.size)) if dev.size else 0.0
+        y = dev - b_u
+        base = self.mu + b_u + self.b_item
+        if y.size == 0:
+            return base, b_u
+        dt = self.K.dtype
+        if self.users_are_rows:
+            Ks = self.K[np.ix_(items, items)].astype(np.float64)
+            Ks.flat[:: items.size + 1] += self.lam
+            a = _spd_solve(Ks, y)
+            kernel = self.K[:, items].astype(np.float64) @ a
+        else:
+            W_S = np.asarray(self.A[items] @ self.K, dtype=np.float64)  # |S| x n_users
+            G = W_S @ W_S.T
+            scale = float(np.mean(np.diag(G))) or 1.0
+            G.flat[:: items.size + 1] += self.lam * scale
+            alpha = _spd_solve(G, y)
+            kernel = np.asarray(self.A @ (self.K.astype(np.float64) @ (W_S.T @ alpha)))
+        return base + kernel.astype(np.float64), b_u
+
+
+def fit_ratings(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    n_users: int,
+    n_items: int,
+    *,
+    update: FeatureUpdate | None = None,
+    lam: float = 20.0,
+    n_iter: int = 3,
+    orient: str = "auto",
+    reg_user: float = 15.0,
+    reg_item: float = 10.0,
+    baseline_epochs: int = 10,
+    dtype=np.float32,
+    tol: float | None = None,
+    validation_share: float = 0.0,
+    patience: int = 2,
+    random_state=None,
+    max_memory: int | None = None,
+    progress: bool = False,
+) -> RatingsFit:
+    """Fit baseline and kernel on integer-coded triples (already validated).
+
+    With ``validation_share > 0``, that share of the ratings (drawn with ``random_state``) is held
+    out, the engine runs with early stopping on it, and the model is then refitted on all the
+    ratings for the best number of iterations found; the history keeps the validation curve.
+    """
+    update = update if update is not None else AGOPPower(1.0)
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    ratings = np.asarray(ratings, dtype=np.float64)
+    history: list[dict] = []
+    if validation_share:
+        if not 0.0 < validation_share < 1.0:
+            raise ValueError(f"validation_share must be in (0, 1), got {validation_share}")
+        rng = np.random.default_rng(random_state)
+        held = rng.random(ratings.size) < validation_share
+        if held.all() or not held.any():
+            raise ValueError("validation_share leaves no ratings on one side: use more data or another share")
+        probe = _fit_once(
+            users[~held], items[~held], ratings[~held], n_users, n_items, update, lam, n_iter,
+            orient, reg_user, reg_item, baseline_epochs, dtype, tol, max_memory, progress,
+            validation=(users[held], items[held], ratings[held]), patience=patience,
+        )
+        history = probe.history
+        n_iter = probe.best_iteration
+    fit = _fit_once(
+        users, items, ratings, n_users, n_items, update, lam, n_iter, orient, reg_user,
+        reg_item, baseline_epochs, dtype, tol, max_memory, progress,
+    )
+    if validation_share:
+        fit.history = history
+    return fit
+
+
+def _fit_once(users, items, ratings, n_users, n_items, update, lam, n_iter, orient, reg_user,
+              reg_item, baseline_epochs, dtype, tol, max_memory, progress, validation=None,
+              patience=2) -> RatingsFit:
+    users_are_rows = resolve_orientation(orient, n_users, n_items)
+    bl: Baseline = fit_baseline(users, items, ratings, n_users, n_items, reg_user, reg_item, baseline_epochs)
+    resid = ratings - bl.predict(users, items)
+    rows, cols = (users, items) if users_are_rows else (items, users)
+    shape = (n_users, n_items) if users_are_rows else (n_items, n_users)
+    R = sp.csr_matrix((resid.astype(dtype), (rows, cols)), shape=shape)
+    engine_val = None
+    if validation is not None:
+        vu, vi, vr = validation
+        known = (vu >= 0) & (vi >= 0)
+        vrows, vcols = (vu, vi) if users_are_rows else (vi, vu)
+        # the engine predicts residuals; validation pairs whose row has no ratings stay baseline
+        has_obs = np.diff(R.indptr)[vrows] > 0
+        keep = known & has_obs
+        engine_val = (vrows[keep], vcols[keep], (vr - bl.predict(vu, vi))[keep])
+    res = fit_engine(
+        R, lam=lam, n_iter=n_iter, update=update, tol=tol, dtype=dtype, validation=engine_val,
+        patience=patience, max_memory=max_memory, progress=progress,
+    )
+    return RatingsFit(
+        mu=bl.mu, b_user=bl.b_row, b_item=bl.b_col, users_are_rows=users_are_rows, K=res.K,
+        A=res.A, lam=float(lam), reg_user=float(reg_user), history=res.history,
+        best_iteration=res.best_iteration,
+    )
