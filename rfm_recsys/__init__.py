@@ -6,6 +6,7 @@ algorithms :class:`LinRFMAlgo` and :class:`IRLSAlgo` and the explicit-feedback m
 """
 
 from .algos import IRLSAlgo, LinRFMAlgo
+from .model import LinRFM, NotFittedError, UnknownIdError
 from .engine import AGOPPower, EngineMemoryError, IRLSUpdate, fit_engine, predict_pairs
 from .validation import RatingsError
 
@@ -16,7 +17,10 @@ __all__ = [
     "EngineMemoryError",
     "IRLSAlgo",
     "IRLSUpdate",
+    "LinRFM",
     "LinRFMAlgo",
+    "NotFittedError",
+    "UnknownIdError",
     "RatingsError",
     "fit_engine",
     "predict_pairs",

@@ -15,11 +15,12 @@ from surprise import AlgoBase, PredictionImpossible
 from surprise.prediction_algorithms.predictions import Prediction
 
 from .engine import AGOPPower, FeatureUpdate, IRLSUpdate
+from .params import ParamsMixin
 from .ratings import RatingsFit, fit_ratings
 from .validation import check_triples
 
 
-class _EngineAlgo(AlgoBase):
+class _EngineAlgo(ParamsMixin, AlgoBase):
     """Shared fitting and vectorised prediction for algorithms built on the engine."""
 
     def _update(self) -> FeatureUpdate:  # pragma: no cover - abstract

@@ -142,6 +142,7 @@ def fit_ratings(
     random_state=None,
     max_memory: int | None = None,
     progress: bool = False,
+    callback=None,
 ) -> RatingsFit:
     """Fit baseline and kernel on integer-coded triples (already validated).
 
@@ -165,12 +166,14 @@ def fit_ratings(
             users[~held], items[~held], ratings[~held], n_users, n_items, update, lam, n_iter,
             orient, reg_user, reg_item, baseline_epochs, dtype, tol, max_memory, progress,
             validation=(users[held], items[held], ratings[held]), patience=patience,
+            callback=callback,
         )
         history = probe.history
         n_iter = probe.best_iteration
     fit = _fit_once(
         users, items, ratings, n_users, n_items, update, lam, n_iter, orient, reg_user,
         reg_item, baseline_epochs, dtype, tol, max_memory, progress,
+        callback=None if validation_share else callback,
     )
     if validation_share:
         fit.history = history
@@ -179,7 +182,7 @@ def fit_ratings(
 
 def _fit_once(users, items, ratings, n_users, n_items, update, lam, n_iter, orient, reg_user,
               reg_item, baseline_epochs, dtype, tol, max_memory, progress, validation=None,
-              patience=2) -> RatingsFit:
+              patience=2, callback=None) -> RatingsFit:
     users_are_rows = resolve_orientation(orient, n_users, n_items)
     bl: Baseline = fit_baseline(users, items, ratings, n_users, n_items, reg_user, reg_item, baseline_epochs)
     resid = ratings - bl.predict(users, items)
@@ -197,10 +200,40 @@ def _fit_once(users, items, ratings, n_users, n_items, update, lam, n_iter, orie
         engine_val = (vrows[keep], vcols[keep], (vr - bl.predict(vu, vi))[keep])
     res = fit_engine(
         R, lam=lam, n_iter=n_iter, update=update, tol=tol, dtype=dtype, validation=engine_val,
-        patience=patience, max_memory=max_memory, progress=progress,
+        patience=patience, max_memory=max_memory, progress=progress, callback=callback,
     )
     return RatingsFit(
         mu=bl.mu, b_user=bl.b_row, b_item=bl.b_col, users_are_rows=users_are_rows, K=res.K,
         A=res.A, lam=float(lam), reg_user=float(reg_user), history=res.history,
         best_iteration=res.best_iteration,
     )
+
+
+def validation_curve(
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    valid: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n_users: int,
+    n_items: int,
+    *,
+    update: FeatureUpdate | None = None,
+    lam: float = 20.0,
+    n_iter: int = 8,
+    orient: str = "auto",
+    reg_user: float = 15.0,
+    reg_item: float = 10.0,
+    baseline_epochs: int = 10,
+    dtype=np.float32,
+    max_memory: int | None = None,
+) -> list[dict]:
+    """Validation RMSE after every kernel update, for choosing ``n_iter`` and the rest.
+
+    ``valid`` must come from the training data (a held-out share), never from a test fold.
+    Pairs whose row has no training ratings are scored by the baseline and left out of the
+    curve, as the engine only predicts residuals of rows it has seen.
+    """
+    fit = _fit_once(
+        *train, n_users, n_items, update if update is not None else AGOPPower(1.0), lam, n_iter,
+        orient, reg_user, reg_item, baseline_epochs, dtype, None, max_memory, False,
+        validation=valid, patience=n_iter + 1,
+    )
+    return fit.history
