@@ -7,7 +7,8 @@ For ml-100k and ml-latest-small, the training part of folds 1 and 2 of Surprise'
 and scored on the 10% after each kernel update. Test folds are never read. A setting's score is
 its validation RMSE divided by the best RMSE found on that dataset, averaged over both
 datasets, so the chosen defaults are good on both rather than best on one.
-Writes ``results/defaults/validation.csv`` and prints the ranking.
+Writes ``<out>/validation.csv`` and ``<out>/ranking.csv`` and prints the ranking. With
+``--irls`` the same is done for ``IRLSAlgo`` (p, lam and the number of iterations).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rfm_recsys.datasets import load_movielens
-from rfm_recsys.engine import AGOPPower
+from rfm_recsys.engine import AGOPPower, IRLSUpdate
 from rfm_recsys.ratings import validation_curve
 
 DATASETS = ("ml-100k", "ml-latest-small")
@@ -37,6 +38,12 @@ def training_splits(df: pd.DataFrame, n_folds_used: int, seed: int = 0):
         train = np.concatenate([f for j, f in enumerate(folds) if j != k])
         held = np.random.default_rng(seed + 1 + k).random(train.size) < 0.1
         yield k, train[~held], train[held]
+
+
+def irls_grid(quick: bool):
+    """(orient, p, lam, reg_user, reg_item) settings of IRLSAlgo."""
+    for p, lam in itertools.product((0.0, 1.0) if quick else (0.0, 0.5, 1.0), (10.0, 20.0)):
+        yield ("auto", p, lam, 2.0, 2.0)
 
 
 def grid(quick: bool):
@@ -59,6 +66,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--n-iter", type=int, default=6, help="kernel updates tracked per setting")
     ap.add_argument("--folds", type=int, default=2, help="training folds used per dataset")
     ap.add_argument("--quick", action="store_true", help="small grid, one fold (smoke run)")
+    ap.add_argument("--irls", action="store_true",
+                    help="choose IRLSAlgo's defaults instead (the column 'power' then holds p)")
     ap.add_argument("--out", default="results/defaults", help="output folder")
     args = ap.parse_args(argv)
     rows = []
@@ -68,14 +77,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         i_codes, _ = pd.factorize(df["item_id"])
         r = df["rating"].to_numpy(np.float64)
         nu, ni = u_codes.max() + 1, i_codes.max() + 1
-        settings = list(grid(args.quick))
+        settings = list(irls_grid(args.quick) if args.irls else grid(args.quick))
         for k, fit_idx, val_idx in training_splits(df, 1 if args.quick else args.folds):
             for orient, power, lam, reg_user, reg_item in tqdm(settings, desc=f"{name} fold {k + 1}"):
                 t0 = time.perf_counter()
                 hist = validation_curve(
                     (u_codes[fit_idx], i_codes[fit_idx], r[fit_idx]),
                     (u_codes[val_idx], i_codes[val_idx], r[val_idx]),
-                    nu, ni, update=AGOPPower(power), lam=lam, n_iter=args.n_iter, orient=orient,
+                    nu, ni, update=IRLSUpdate(p=power) if args.irls else AGOPPower(power), lam=lam, n_iter=args.n_iter, orient=orient,
                     reg_user=reg_user, reg_item=reg_item,
                 )
                 secs = time.perf_counter() - t0

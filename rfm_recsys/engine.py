@@ -234,24 +234,27 @@ def _spd_solve(M: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def gram_of_completion(
-    K: np.ndarray,
+    K: np.ndarray | None,
     A: sp.csr_matrix,
     targets: np.ndarray | None = None,
+    dtype=None,
 ) -> np.ndarray:
     """``X^T X`` of the completed matrix ``X = A K`` without forming all of ``X`` at once.
 
     ``X`` is built in row chunks of bounded size (a sparse-times-dense product each) and
     accumulated as ``X_c^T X_c`` (a ``syrk``-shaped BLAS product). With ``targets`` (the observed
     values, in CSR data order) the observed entries of ``X`` are replaced by them first: exact
-    completion, as in the paper's experiments.
+    completion, as in the paper's experiments. ``K=None`` stands for the identity (the first
+    iteration), where ``X = A`` needs no product at all.
     """
     n, d = A.shape
-    dtype = K.dtype
+    dtype = np.dtype(dtype if dtype is not None else (K.dtype if K is not None else A.dtype))
     acc = np.zeros((d, d), dtype=dtype)
     per_chunk = max(1, _CHUNK_BYTES // max(1, d * dtype.itemsize))
     for start in range(0, n, per_chunk):
         stop = min(n, start + per_chunk)
-        X = np.asarray(A[start:stop] @ K, dtype=dtype)
+        blk = A[start:stop]
+        X = blk.toarray() if K is None else np.asarray(blk @ K, dtype=dtype)
         if targets is not None:
             sl = slice(A.indptr[start], A.indptr[stop])
             r_local = np.repeat(np.arange(stop - start), np.diff(A.indptr[start : stop + 1]))
@@ -446,7 +449,7 @@ def fit_engine(
             break
         if tol is not None and it > 0 and change < tol:
             break
-        xtx = gram_of_completion(K, A, targets)
+        xtx = gram_of_completion(None if (it == 0 and identity_start) else K, A, targets, dtype)
         K_new = update(xtx, n, it)
         if not np.all(np.isfinite(K_new)):
             raise FloatingPointError(

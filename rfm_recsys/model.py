@@ -119,12 +119,12 @@ class LinRFM(ParamsMixin, RecommenderBase):
 
     def __init__(
         self,
-        n_iter: int = 3,
-        lam: float = 20.0,
+        n_iter: int = 2,
+        lam: float = 10.0,
         power: float = 1.0,
         orient: str = "auto",
-        reg_user: float = 15.0,
-        reg_item: float = 10.0,
+        reg_user: float = 2.0,
+        reg_item: float = 2.0,
         baseline_epochs: int = 10,
         dtype: str = "float32",
         tol: float | None = None,

@@ -1,0 +1,217 @@
+"""Convert rating DataFrames to Surprise datasets and SciPy CSR matrices; ml-100k's official folds."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import DataHomeError
+from .movielens import _open_zip, _resolve, _Source
+from .registry import data_home as resolve_home
+from .registry import default_data_home, get_dataset
+
+if TYPE_CHECKING:  # Surprise is imported lazily: it is slow to import and only these need it.
+    from surprise.dataset import DatasetAutoFolds, DatasetUserFolds
+
+#: The literature's ml-100k splits: five disjoint 80/20 folds (u1..u5) made by the dataset's
+#: mku.sh, and ua/ub (exactly 10 test ratings per user).
+ML100K_FOLDS = {
+    "u": ("u1", "u2", "u3", "u4", "u5"),
+    "ua": ("ua",),
+    "ub": ("ub",),
+    "uab": ("ua", "ub"),
+}
+
+
+def _scale(df: pd.DataFrame, rating_scale: tuple[float, float] | None) -> tuple[float, float]:
+    scale = rating_scale if rating_scale is not None else df.attrs.get("rating_scale")
+    if scale is None:
+        raise ValueError(
+            "rating_scale is required (e.g. (1, 5) for ml-100k/ml-1m, (0.5, 5) for ml-10m and "
+            "later); DataFrames from load_movielens/make_ratings carry it in df.attrs"
+        )
+    lo, hi = float(scale[0]), float(scale[1])
+    if not lo < hi:
+        raise ValueError(f"rating_scale must be (low, high) with low < high, got {scale!r}")
+    return lo, hi
+
+
+def to_surprise(df: pd.DataFrame, rating_scale: tuple[float, float] | None = None) -> DatasetAutoFolds:
+    """Wrap a ratings DataFrame as a Surprise ``Dataset``.
+
+    Args:
+        df: Ratings with columns ``user_id``, ``item_id``, ``rating`` (other columns ignored).
+        rating_scale: (lowest, highest) rating, which Surprise uses to clip predictions. Defaults
+            to ``df.attrs["rating_scale"]`` (set by :func:`load_movielens` and
+            :func:`make_ratings`); required otherwise.
+
+    Returns:
+        ``surprise.Dataset.load_from_df(...)``: raw ids are the integer MovieLens ids.
+
+    Raises:
+        ValueError: Missing columns or no rating scale.
+    """
+    from surprise import Dataset, Reader
+
+    missing = {"user_id", "item_id", "rating"} - set(df.columns)
+    if missing:
+        raise ValueError(f"df lacks the column(s) {sorted(missing)}")
+    lo, hi = _scale(df, rating_scale)
+    return Dataset.load_from_df(df[["user_id", "item_id", "rating"]], Reader(rating_scale=(lo, hi)))
+
+
+class CSRRatings(NamedTuple):
+    """A users x items rating matrix with the maps back to raw ids.
+
+    Row ``u`` is user ``user_ids[u]``, column ``i`` is item ``item_ids[i]``; both id arrays are
+    sorted, so ``np.searchsorted(user_ids, raw)`` maps raw ids to rows.
+    """
+
+    matrix: sp.csr_matrix
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+
+
+def to_csr(df: pd.DataFrame) -> CSRRatings:
+    """Build a float32 CSR matrix (users x items) of the ratings.
+
+    Args:
+        df: Ratings with columns ``user_id``, ``item_id``, ``rating``.
+
+    Returns:
+        ``(matrix, user_ids, item_ids)``; inner index ``u`` corresponds to raw id
+        ``user_ids[u]``. Only users and items with at least one rating get a row or column.
+
+    Raises:
+        ValueError: A (user, item) pair occurs more than once (summing would corrupt ratings:
+            aggregate or deduplicate first).
+    """
+    users, uidx = np.unique(df["user_id"].to_numpy(), return_inverse=True)
+    items, iidx = np.unique(df["item_id"].to_numpy(), return_inverse=True)
+    ratings = df["rating"].to_numpy(np.float32)
+    coo = sp.coo_matrix(
+        (ratings, (uidx.astype(np.int32), iidx.astype(np.int32))),
+        shape=(len(users), len(items)),
+        dtype=np.float32,
+    )
+    mat = coo.tocsr()
+    mat.sum_duplicates()
+    if mat.nnz != len(ratings):
+        raise ValueError(
+            f"{len(ratings) - mat.nnz} duplicate (user_id, item_id) pairs: deduplicate first, e.g. "
+            "df.drop_duplicates(['user_id', 'item_id'], keep='last')"
+        )
+    return CSRRatings(mat, users, items)
+
+
+def _fold_names(which: str | Sequence[str]) -> list[str]:
+    if isinstance(which, str):
+        names = list(ML100K_FOLDS.get(which, (which,)))
+    else:
+        names = list(which)
+    valid = {f"u{i}" for i in range(1, 6)} | {"ua", "ub"}
+    bad = [n for n in names if n not in valid]
+    if bad:
+        raise ValueError(
+            f"unknown ml-100k split(s) {bad}: use 'u' (u1..u5), 'ua', 'ub', 'uab' or a list of "
+            f"{sorted(valid)}"
+        )
+    return names
+
+
+def _writable_dir(candidates: Sequence[Path]) -> Path:
+    for d in candidates:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=d, prefix=".probe-", delete=True)
+            probe.close()
+            return d
+        except OSError:
+            continue
+    raise DataHomeError(
+        f"no writable folder to unpack the ml-100k folds into (tried {', '.join(map(str, candidates))}): "
+        "pass extract_to=... a writable folder, or unpack ml-100k.zip into the data home"
+    )
+
+
+def ml100k_official_folds(
+    which: str | Sequence[str] = "u",
+    data_home: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    *,
+    extract_to: str | os.PathLike[str] | None = None,
+) -> tuple[DatasetUserFolds, list[tuple[str, str]]]:
+    """ml-100k's official train/test splits as a Surprise dataset for ``PredefinedKFold``.
+
+    The files ``u1.base``/``u1.test`` ... ``u5.*`` (and ``ua``/``ub``) shipped in the official
+    zip are used as they are, so results are comparable with the literature. From an unpacked
+    folder they are read in place; from the zip the needed members are unpacked (atomically) into
+    ``extract_to``, else ``<data home>/ml-100k-folds/``, else the per-user cache.
+
+    Args:
+        which: ``"u"`` for u1..u5, ``"ua"``, ``"ub"``, ``"uab"``, or a list such as
+            ``["u1", "u2"]``.
+        data_home: See :func:`load_movielens`.
+        download: Download ml-100k when no local copy is found.
+        extract_to: Folder to unpack fold files into when reading from the zip.
+
+    Returns:
+        ``(data, folds)``: ``data`` is ``surprise.Dataset.load_from_folds(folds, reader)`` — use
+        it with ``surprise.model_selection.PredefinedKFold().split(data)``; ``folds`` is the list
+        of ``(train_file, test_file)`` paths. As with Surprise's built-in ``ml-100k``, raw ids
+        read from files are strings (``"196"``), unlike :func:`to_surprise`'s integers.
+
+    Raises:
+        ValueError: Unknown split name.
+        DatasetNotFoundError, CorruptDatasetError, DataHomeError: See :func:`load_movielens`.
+    """
+    from surprise import Dataset, Reader
+
+    names = _fold_names(which)
+    entry = get_dataset("ml-100k")
+    home = resolve_home(data_home)
+    paths: dict[str, Path] = {}
+    for stem in names:
+        for part in ("base", "test"):
+            fname = f"{stem}.{part}"
+            src = _resolve(entry, home, fname, download, progress=True)
+            if src.member is None:
+                paths[fname] = src.path
+                continue
+            candidates = [Path(extract_to)] if extract_to is not None else []
+            if not candidates:
+                if not home.is_file():
+                    candidates.append(home / "ml-100k-folds")
+                candidates.append(default_data_home() / "ml-100k-folds")
+            out_dir = _writable_dir(candidates)
+            paths[fname] = _extract_member(src, out_dir / fname)
+    folds = [(str(paths[f"{s}.base"]), str(paths[f"{s}.test"])) for s in names]
+    reader = Reader(line_format="user item rating timestamp", sep="\t", rating_scale=entry.rating_scale)
+    return Dataset.load_from_folds(folds, reader), folds
+
+
+def _extract_member(src: _Source, target: Path) -> Path:
+    """Unpack one zip member to ``target`` atomically (skipped when already there)."""
+    assert src.member is not None
+    with src.guard(), _open_zip(src.path, src.entry) as zf:
+        info = zf.getinfo(src.member)
+        if target.is_file() and target.stat().st_size == info.file_size:
+            return target
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.part-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, zf.open(src.member) as inp:
+                while chunk := inp.read(1 << 20):
+                    out.write(chunk)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return target
