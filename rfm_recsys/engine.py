@@ -27,12 +27,14 @@ import copy
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from threadpoolctl import threadpool_info, threadpool_limits
 
 # Dense scratch per batched step; large enough for BLAS-3 efficiency, small enough to be noise.
 _CHUNK_BYTES = 64 * 2**20
@@ -186,42 +188,82 @@ class RowPlan:
         return cls(R.shape[0], R.shape[1], R.indptr, R.indices, groups)
 
 
-def solve_rows(K: np.ndarray, plan: RowPlan, y: np.ndarray, lam: float) -> np.ndarray:
+def solve_rows(K: np.ndarray, plan: RowPlan, y: np.ndarray, lam: float, n_threads: int | None = None) -> np.ndarray:
     """All row fits ``a_i = (K[S_i,S_i] + lam I)^-1 y_i``, batched by row size.
+
+    Rows with fewer than ``_CHOLESKY_MIN_SIZE`` observations go in stacks of equal size to one
+    batched ``numpy.linalg.solve`` call each; larger systems go one by one to a Cholesky
+    factorisation. The work is shared by ``n_threads`` Python threads (LAPACK releases the GIL)
+    with single-threaded BLAS inside: on small and mid-sized systems, OpenBLAS's own threads
+    cost more in synchronisation than they gain, and under CPU contention far more.
 
     Args:
         K: ``d x d`` kernel.
         plan: the :class:`RowPlan` of the observation pattern.
         y: targets in CSR data order.
         lam: ridge penalty (may be 0 for exact interpolation if ``K[S,S]`` is definite).
+        n_threads: worker threads; default: the BLAS thread count in force (so 1 inside
+            joblib/loky workers, which limit it), at most the number of usable cores.
 
     Returns:
         ``a`` in CSR data order (``A = csr_matrix((a, indices, indptr))``).
     """
     dtype = K.dtype
     a = np.zeros(y.shape[0], dtype=dtype)
-    itemsize = dtype.itemsize
+    tasks = []  # (cost, kind, c, rows-slice positions)
     for c, rows, pos in plan.groups:
-        cols = plan.indices[pos]
         if c >= _CHOLESKY_MIN_SIZE:
-            for k in range(rows.shape[0]):
-                idx = cols[k]
-                Ks = K[np.ix_(idx, idx)]
+            tasks.extend((float(c) ** 3, "single", c, pos[k : k + 1]) for k in range(rows.shape[0]))
+        else:
+            per_chunk = max(1, _CHUNK_BYTES // (c * c * dtype.itemsize))
+            for start in range(0, rows.shape[0], per_chunk):
+                p = pos[start : start + per_chunk]
+                tasks.append((float(c) ** 3 * p.shape[0], "batch", c, p))
+
+    def run(batch):
+        for _, kind, c, p in batch:
+            cols = plan.indices[p]
+            if kind == "single":
+                idx = cols[0]
+                # two contiguous takes are ~3x faster than one 2-d fancy index (np.ix_)
+                Ks = K.take(idx, axis=0).take(idx, axis=1)
                 Ks.flat[:: c + 1] += lam
-                a[pos[k]] = _spd_solve(Ks, y[pos[k]])
-            continue
-        per_chunk = max(1, _CHUNK_BYTES // (c * c * itemsize))
-        for start in range(0, rows.shape[0], per_chunk):
-            cc = cols[start : start + per_chunk]
-            Ks = K[cc[:, :, None], cc[:, None, :]]
+                a[p[0]] = _spd_solve(Ks, y[p[0]])
+                continue
+            Ks = K[cols[:, :, None], cols[:, None, :]]
             Ks[:, np.arange(c), np.arange(c)] += lam
-            rhs = y[pos[start : start + per_chunk]][:, :, None]
+            rhs = y[p][:, :, None]
             try:
                 sol = np.linalg.solve(Ks, rhs)[:, :, 0]
             except np.linalg.LinAlgError:
                 sol = np.stack([_spd_solve(M, r[:, 0]) for M, r in zip(Ks, rhs)])
-            a[pos[start : start + per_chunk]] = sol
+            a[p] = sol
+
+    if n_threads is None:
+        n_threads = _default_threads()
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_threads <= 1 or len(tasks) < 2:
+            run(tasks)
+        else:
+            # largest first onto the least-loaded worker: positions are disjoint, so no locks
+            shares: list[list] = [[] for _ in range(n_threads)]
+            load = [0.0] * n_threads
+            for t in sorted(tasks, key=lambda t: -t[0]):
+                w = load.index(min(load))
+                shares[w].append(t)
+                load[w] += t[0]
+            with ThreadPoolExecutor(n_threads) as ex:
+                list(ex.map(run, shares))
     return a
+
+
+def _default_threads() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    blas = [i.get("num_threads", 1) for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(1, min(cores, min(blas) if blas else cores))
 
 
 def _spd_solve(M: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -419,12 +461,13 @@ def fit_engine(
     change = float("nan")
     it = 0
     identity_start = K0 is None
+    n_threads = _default_threads()
     while True:
         if it == 0 and identity_start:
             # K = I: every system is (1 + lam) I, no solve needed.
             a = y / dtype.type(1.0 + lam)
         else:
-            a = solve_rows(K, plan, y, lam)
+            a = solve_rows(K, plan, y, lam, n_threads)
         A = sp.csr_matrix((a, R.indices, R.indptr), shape=(n, d))
         # On observed entries w = K_SS a = y - lam a, so the training residual is lam * a.
         train_rmse = float(lam * np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0
