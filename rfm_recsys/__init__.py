@@ -6,6 +6,7 @@ algorithms :class:`LinRFMAlgo` and :class:`IRLSAlgo` and the explicit-feedback m
 """
 
 from .algos import IRLSAlgo, LinRFMAlgo
+from .als import ALSAlgo
 from .model import LinRFM, NotFittedError, UnknownIdError
 from .engine import AGOPPower, EngineMemoryError, IRLSUpdate, fit_engine, predict_pairs
 from .validation import RatingsError
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AGOPPower",
+    "ALSAlgo",
     "EngineMemoryError",
     "IRLSAlgo",
     "IRLSUpdate",

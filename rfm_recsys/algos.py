@@ -20,31 +20,12 @@ from .ratings import RatingsFit, fit_ratings
 from .validation import check_triples
 
 
-class _EngineAlgo(ParamsMixin, AlgoBase):
-    """Shared fitting and vectorised prediction for algorithms built on the engine."""
+class _VectorisedAlgo(ParamsMixin, AlgoBase):
+    """Surprise algorithms whose ``fit_`` predicts a batch of inner ids at once.
 
-    def _update(self) -> FeatureUpdate:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def fit(self, trainset):
-        """Fit the baseline and the kernel on a Surprise ``Trainset``; returns ``self``."""
-        AlgoBase.fit(self, trainset)
-        u, i, r = _trainset_arrays(trainset)
-        u, i, r = check_triples(u, i, r, duplicates=self.duplicates)
-        self.fit_: RatingsFit = fit_ratings(
-            u, i, r, trainset.n_users, trainset.n_items,
-            update=self._update(), lam=self.lam, n_iter=self.n_iter, orient=self.orient,
-            reg_user=self.reg_user, reg_item=self.reg_item, baseline_epochs=self.baseline_epochs,
-            dtype=np.dtype(self.dtype), tol=self.tol, validation_share=self.validation_share,
-            patience=self.patience, random_state=self.random_state, max_memory=self.max_memory,
-            progress=self.verbose,
-        )
-        return self
-
-    @property
-    def history_(self) -> list[dict]:
-        """Per-iteration records of the last fit (train/validation RMSE, kernel change, time)."""
-        return self.fit_.history
+    ``fit_.predict(users, items)`` takes inner ids (-1 for unknown) and returns the estimates
+    and the mask of impossible pairs; ``estimate`` and a vectorised ``test`` follow from it.
+    """
 
     def estimate(self, u, i):
         known_u = self.trainset.knows_user(u)
@@ -78,6 +59,32 @@ class _EngineAlgo(ParamsMixin, AlgoBase):
                 print(p)
         return preds
 
+
+class _EngineAlgo(_VectorisedAlgo):
+    """Shared fitting and vectorised prediction for algorithms built on the engine."""
+
+    def _update(self) -> FeatureUpdate:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, trainset):
+        """Fit the baseline and the kernel on a Surprise ``Trainset``; returns ``self``."""
+        AlgoBase.fit(self, trainset)
+        u, i, r = _trainset_arrays(trainset)
+        u, i, r = check_triples(u, i, r, duplicates=self.duplicates)
+        self.fit_: RatingsFit = fit_ratings(
+            u, i, r, trainset.n_users, trainset.n_items,
+            update=self._update(), lam=self.lam, n_iter=self.n_iter, orient=self.orient,
+            reg_user=self.reg_user, reg_item=self.reg_item, baseline_epochs=self.baseline_epochs,
+            dtype=np.dtype(self.dtype), tol=self.tol, validation_share=self.validation_share,
+            patience=self.patience, random_state=self.random_state, max_memory=self.max_memory,
+            progress=self.verbose,
+        )
+        return self
+
+    @property
+    def history_(self) -> list[dict]:
+        """Per-iteration records of the last fit (train/validation RMSE, kernel change, time)."""
+        return self.fit_.history
 
 def _trainset_arrays(trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user, item, rating) arrays of a Trainset without a Python loop per rating."""

@@ -249,24 +249,11 @@ class SurpriseAdapter:
         preds = model.test([(u, i, 0.0) for u, i in zip(np.asarray(users).tolist(), np.asarray(items).tolist())])
         return np.array([p.est for p in preds], dtype=float)
 
-    def _names(self, model) -> list[str]:
-        sig = inspect.signature(type(model).__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD]
-
     def get_params(self, model) -> dict:
-        if hasattr(model, "get_params"):
-            return model.get_params()
-        return {k: getattr(model, k) for k in self._names(model)}
+        return model.get_params()
 
     def set_params(self, model, **params):
-        if hasattr(model, "set_params"):
-            return model.set_params(**params)
-        bad = sorted(set(params) - set(self._names(model)))
-        if bad:
-            raise ValueError(f"invalid parameter(s) {bad}")
-        for k, v in params.items():
-            setattr(model, k, v)
-        return model
+        return model.set_params(**params)
 
     def seed_params(self, seed: int) -> dict:
         return {"random_state": seed} if "random_state" in inspect.signature(self.algo_class).parameters else {}

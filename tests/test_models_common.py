@@ -6,14 +6,13 @@ that module exists) through the Surprise adapter.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 
 import numpy as np
 import pytest
 from model_mixin import RATING_SCALE, EngineBaselines, ModelTestMixin, SurpriseAdapter
 
 from rfm_recsys.algos import IRLSAlgo, LinRFMAlgo
+from rfm_recsys.als import ALSAlgo
 from rfm_recsys.model import LinRFM
 
 
@@ -41,9 +40,6 @@ class TestLinRFM(EngineBaselines, ModelTestMixin):
 class _SurpriseWithBaselines(EngineBaselines, SurpriseAdapter, ModelTestMixin):
     """Surprise algorithms whose ``fit_`` holds ``mu``, ``b_user``, ``b_item``."""
 
-    # The Surprise classes have no set_params of their own: the adapter's is not under test.
-    strict_set_params = False
-
     def _inner_items(self, model, items):
         return np.array([model.trainset.to_inner_iid(i) for i in items])
 
@@ -65,12 +61,6 @@ class TestIRLSAlgo(_SurpriseWithBaselines):
         return {"random_state": seed, "validation_share": 0.2}
 
 
-# Skip ALSAlgo only while rfm_recsys/als.py is absent; any other import error must surface.
-_HAS_ALS = importlib.util.find_spec("rfm_recsys.als") is not None
-ALSAlgo = importlib.import_module("rfm_recsys.als").ALSAlgo if _HAS_ALS else None
-
-
-@pytest.mark.skipif(not _HAS_ALS, reason="rfm_recsys.als (ALSAlgo) does not exist yet")
 class TestALSAlgo(_SurpriseWithBaselines):
     algo_class = ALSAlgo
     param_change = ("reg", 0.5)

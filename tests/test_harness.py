@@ -1,0 +1,196 @@
+"""The evaluation harness end to end on a small synthetic data set, and its pieces."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from evaluation import movielens as harness
+from evaluation.report import CSV_COLUMNS, summarise
+
+ALL = list(harness.ALGORITHMS)
+LABELS = [harness.ALGORITHMS[k].label for k in ALL]
+
+
+def _strict_json(path):
+    def no_nan(x):
+        raise ValueError(f"non-standard JSON constant {x}")
+
+    return json.loads(path.read_text(), parse_constant=no_nan)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """All algorithms, 2 folds, top-N and curves, every fit in a fresh worker process."""
+    out = tmp_path_factory.mktemp("results")
+    argv = [
+        "--dataset", "synthetic", "--synthetic-shape", "120,80,3000", "--folds", "2",
+        "--algorithms", ",".join(ALL), "--ranking", "--quick", "--curve-iters", "2",
+        "--results-dir", str(out), "--run-id", "e2e", "--no-progress", "--seed", "3",
+    ]  # fmt: skip
+    code = harness.main(argv)
+    return code, out / "synthetic" / "e2e"
+
+
+def test_end_to_end_files_exist_and_parse(run):
+    code, d = run
+    assert code == 0
+    for name in ("results.csv", "results.json", "report.md", "rmse_vs_fit_time.png", "rmse_per_iteration.png"):
+        assert (d / name).is_file(), name
+    for png in d.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(d / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert sorted((r["algorithm"], r["fold"]) for r in rows) == sorted((k, str(f)) for k in ALL for f in (1, 2))
+    assert not any(r["error"] for r in rows)
+    for r in rows:
+        assert float(r["fit_seconds"]) >= 0 and float(r["peak_rss_mb"]) >= 0
+        assert 0 <= float(r["ndcg@10"]) <= 1 and 0 <= float(r["precision@10"]) <= 1
+        if r["algorithm"] == "implicit-als":
+            assert r["rmse"] == ""  # implicit feedback: top-N table only
+        else:
+            assert 0.3 < float(r["rmse"]) < 1.5 and float(r["mae"]) < float(r["rmse"])
+            assert float(r["test_seconds"]) >= 0
+    # identical folds for every algorithm
+    for f in ("1", "2"):
+        sizes = {(r["n_train"], r["n_test"]) for r in rows if r["fold"] == f}
+        assert len(sizes) == 1
+    assert sum(int(r["n_test"]) for r in rows if r["algorithm"] == "svd") == 3000
+
+    res = _strict_json(d / "results.json")
+    assert res["command"].startswith("python -m evaluation.movielens --dataset synthetic")
+    assert {s["label"] for s in res["summary"]} == set(LABELS)
+    for key in ("cpu", "logical_cores", "ram_gib", "python"):
+        assert res["machine"][key]
+    assert res["versions"]["scikit-surprise"] and res["versions"]["implicit"]
+    assert set(res["speed"]["algorithms"]) == {"lin-RFM", "IRLS-p"}
+    assert {r["blas_threads"] for r in res["rows"]} == {1}  # --blas-threads defaults to 1 in every worker
+    curves = [r["curve"] for r in res["rows"] if r["algorithm"] in ("linrfm", "irls")]
+    assert len(curves) == 4 and all(len(c["rmse"]) == max(3, c["final_iteration"] + 1) for c in curves)
+    # the curve's point at the model's own iteration count is the model in the table
+    for r in res["rows"]:
+        if r.get("curve"):
+            c = r["curve"]
+            assert c["rmse"][c["iteration"].index(c["final_iteration"])] == pytest.approx(r["rmse"], abs=1e-9)
+    assert all(np.all(np.diff(c["seconds"]) > 0) for c in curves)
+
+    report = (d / "report.md").read_text()
+    rating_part = report.split("## Top-N")[0]
+    for label in LABELS:
+        assert f"| {label} |" in report
+        if label != "implicit-ALS":
+            assert f"| {label} |" in rating_part
+    assert "| implicit-ALS |" not in rating_part
+    for needle in ("## Machine", "## Package versions", "scikit-surprise", "## Command", "## Time to reach"):
+        assert needle in report
+
+
+def test_summary_mean_and_std():
+    rows = [
+        {"algorithm": "a", "label": "A", "rmse": 1.0, "fit_seconds": 2.0},
+        {"algorithm": "a", "label": "A", "rmse": 3.0, "fit_seconds": 4.0},
+        {"algorithm": "b", "label": "B", "rmse": float("nan"), "ndcg@10": 0.5},
+    ]
+    s = summarise(rows, ["b", "a"])
+    assert [x["algorithm"] for x in s] == ["b", "a"]
+    assert s[1]["rmse_mean"] == 2.0 and s[1]["rmse_std"] == pytest.approx(math.sqrt(2))
+    assert math.isnan(s[0]["rmse_mean"]) and s[0]["ndcg@10_mean"] == 0.5 and s[0]["ndcg@10_std"] == 0.0
+
+
+def test_in_process_tune_holdout(tmp_path, capsys):
+    argv = [
+        "--dataset", "synthetic", "--synthetic-shape", "100,70,2500", "--folds", "holdout",
+        "--algorithms", "linrfm,svd", "--tune", "--quick", "--curve-iters", "0", "--in-process",
+        "--results-dir", str(tmp_path), "--run-id", "t", "--no-plots",
+    ]  # fmt: skip
+    assert harness.main(argv) == 0
+    res = _strict_json(tmp_path / "synthetic" / "t" / "results.json")
+    assert "90/10" in res["protocol"]["folds"]
+    for r in res["rows"]:
+        grid = r["tune"]["grid"]
+        assert len(grid) == 2
+        best = min(grid, key=lambda g: g["valid_rmse"])
+        assert all(r["params"][k] == v for k, v in best["params"].items())
+    out = capsys.readouterr().out
+    assert "lin-RFM" in out and "SVD" in out and "RMSE" in out
+
+
+def test_validation_split_is_cut_from_the_training_fold():
+    from surprise.model_selection import train_test_split
+
+    from rfm_recsys.datasets import make_ratings, to_surprise
+
+    tr, te = train_test_split(to_surprise(make_ratings(60, 40, 1200, random_state=0)), test_size=0.2, random_state=0)
+    vtr, vte = harness._validation_split(tr, seed=1)
+    train_pairs = {(tr.to_raw_uid(u), tr.to_raw_iid(i), r) for u, i, r in tr.all_ratings()}
+    vtrain_pairs = {(vtr.to_raw_uid(u), vtr.to_raw_iid(i), r) for u, i, r in vtr.all_ratings()}
+    vtest_pairs = set(vte)
+    assert vtrain_pairs | vtest_pairs == train_pairs and not vtrain_pairs & vtest_pairs
+    assert len(vtest_pairs) == pytest.approx(0.1 * len(train_pairs), abs=1)
+    assert not {(u, i) for u, i, _ in vtest_pairs} & {(u, i) for u, i, _ in te}
+
+
+def test_peak_rss_sees_c_allocations():
+    with harness.PeakRSS() as m:
+        a = np.ones(80 * 2**20 // 8)  # 80 MiB allocated and touched by numpy's C code
+        del a
+    assert m.delta > 60 * 2**20
+
+
+def test_time_to_final():
+    curve = {"iteration": [0, 1, 2, 3], "rmse": [1.0, 0.95, 0.905, 0.9], "seconds": [0.1, 0.2, 0.3, 0.4]}
+    assert harness.time_to_final(curve) == (0.3, 2, 0.9)
+    assert harness.time_to_final(curve, final_iteration=1) == (0.2, 1, 0.95)
+
+
+def test_help_explains_every_option():
+    text = harness.build_parser().format_help()
+    for opt in ("--dataset", "--algorithms", "--folds", "--n-jobs", "--data-home", "--seed", "--quick",
+                "--tune", "--ranking", "--ratings-csv", "--curve-iters", "--param"):
+        assert opt in text
+
+
+def test_algorithm_selection_and_overrides():
+    keys, notes = harness.resolve_algorithms(None, 1_000_000, ranking=False, svdpp=False)
+    assert "svdpp" not in keys and "implicit-als" not in keys and notes
+    keys, _ = harness.resolve_algorithms(None, 100_000, ranking=True, svdpp=False)
+    assert keys == ["linrfm", "irls", "als", "svd", "svdpp", "baseline", "implicit-als"]
+    keys, _ = harness.resolve_algorithms("SVD++, lin-rfm", 10**7, ranking=False, svdpp=False)
+    assert keys == ["linrfm", "svdpp"]
+    with pytest.raises(SystemExit, match="unknown algorithm"):
+        harness.resolve_algorithms("nope", 10, False, False)
+    assert harness.parse_param_overrides(["linrfm.lam=5", "svd++.n_factors=7"]) == {
+        "linrfm": {"lam": 5}, "svdpp": {"n_factors": 7}
+    }
+
+
+def test_data_home_from_argument_and_environment(movielens_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("RFM_RECSYS_DATA", str(movielens_home))
+    label, data, n, scale, info = harness.load_data(harness.parse_args(["--no-download"]))
+    assert (label, n, scale) == ("ml-100k", 100_000, (1.0, 5.0))
+    assert info["data_home"] == str(movielens_home)
+    monkeypatch.setenv("RFM_RECSYS_DATA", str(tmp_path))  # the argument wins over the variable
+    args = harness.parse_args(["--dataset", "ml-latest-small", "--data-home", str(movielens_home), "--no-download"])
+    label, data, n, scale, info = harness.load_data(args)
+    assert (label, n, scale) == ("ml-latest-small", 100_836, (0.5, 5.0))
+    assert harness.resolve_data_home(None) == tmp_path
+    monkeypatch.delenv("RFM_RECSYS_DATA")
+    assert harness.resolve_data_home(None) == harness.REPO_ROOT / "datasets"
+
+
+def test_ratings_csv(tmp_path):
+    from rfm_recsys.datasets import make_ratings
+
+    df = make_ratings(50, 30, 800, random_state=2).rename(columns={"user_id": "userId", "item_id": "movieId"})
+    path = tmp_path / "my_ratings.csv"
+    df.to_csv(path, index=False)
+    argv = ["--ratings-csv", str(path), "--algorithms", "baseline,als", "--quick", "--in-process",
+            "--no-plots", "--no-progress", "--results-dir", str(tmp_path), "--run-id", "csv"]
+    assert harness.main(argv) == 0
+    res = _strict_json(tmp_path / "my_ratings" / "csv" / "results.json")
+    assert "800 ratings" in res["protocol"]["dataset"] and len(res["rows"]) == 4
