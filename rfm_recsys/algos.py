@@ -16,7 +16,7 @@ from surprise.prediction_algorithms.predictions import Prediction
 
 from .engine import AGOPPower, FeatureUpdate, IRLSUpdate
 from .params import ParamsMixin
-from .ratings import RatingsFit, fit_ratings
+from .ratings import RatingsFit, fit_with_params
 from .validation import check_triples
 
 
@@ -71,14 +71,7 @@ class _EngineAlgo(_VectorisedAlgo):
         AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)
         u, i, r = check_triples(u, i, r, duplicates=self.duplicates)
-        self.fit_: RatingsFit = fit_ratings(
-            u, i, r, trainset.n_users, trainset.n_items,
-            update=self._update(), lam=self.lam, n_iter=self.n_iter, orient=self.orient,
-            reg_user=self.reg_user, reg_item=self.reg_item, baseline_epochs=self.baseline_epochs,
-            dtype=np.dtype(self.dtype), tol=self.tol, validation_share=self.validation_share,
-            patience=self.patience, random_state=self.random_state, max_memory=self.max_memory,
-            progress=self.verbose,
-        )
+        self.fit_: RatingsFit = fit_with_params(self, self._update(), u, i, r, trainset.n_users, trainset.n_items)
         return self
 
     @property

@@ -31,7 +31,8 @@ from implicit.recommender_base import RecommenderBase
 
 from .engine import AGOPPower
 from .params import ParamsMixin
-from .ratings import RatingsFit, fit_ratings
+from .topn import top_n
+from .ratings import RatingsFit, fit_with_params
 from .validation import RatingsError, check_shape, check_triples
 
 __all__ = ["LinRFM", "NotFittedError", "UnknownIdError"]
@@ -185,18 +186,8 @@ class LinRFM(ParamsMixin, RecommenderBase):
         scale = self._checked_scale()
         users, items, values = check_triples(users, items, values, rating_scale=scale, duplicates=self.duplicates)
         check_shape(int(np.unique(users).size), int(np.unique(items).size))
-        dtype = np.dtype(self.dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        kwargs = dict(
-            update=AGOPPower(power=self.power, normalize="diag"), lam=self.lam, n_iter=self.n_iter,
-            orient=self.orient, reg_user=self.reg_user, reg_item=self.reg_item,
-            baseline_epochs=self.baseline_epochs, dtype=dtype, tol=self.tol,
-            validation_share=self.validation_share, patience=self.patience,
-            random_state=self.random_state, max_memory=self.max_memory,
-            progress=bool(show_progress or self.verbose), callback=callback,
-        )
-        fit = fit_ratings(users, items, values, len(user_ids), len(item_ids), **kwargs)
+        fit = fit_with_params(self, AGOPPower(power=self.power, normalize="diag"), users, items, values,
+                              len(user_ids), len(item_ids), progress=show_progress, callback=callback)
         # Everything above worked on locals: only now is the fitted state replaced, so a failed
         # fit leaves a previously fitted model untouched.
         self._set_fitted(fit, user_ids, item_ids, source)
@@ -451,7 +442,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
                 liked = sp.csr_matrix(liked)
                 r_idx = np.repeat(np.arange(stop - start), np.diff(liked.indptr))
                 S[r_idx, liked.indices] = -np.inf
-            pos, sc = _top_n(cand.apply(S), N)
+            pos, sc = top_n(cand.apply(S), N)
             out_pos.append(pos)
             out_scores.append(sc)
         pos = np.concatenate(out_pos) if out_pos else np.empty((0, N), dtype=np.int64)
@@ -474,7 +465,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
         if exclude_seen:
             S[0, codes] = -np.inf
         cand, n = self._candidates(filter_items, items, int(n))
-        pos, sc = _top_n(cand.apply(S), n)
+        pos, sc = top_n(cand.apply(S), n)
         return self._finish(cand.to_codes(pos), sc, self.item_ids_, batch=False)
 
     def _user_items_rows(self, user_items, n_rows: int, needed: bool):
@@ -647,7 +638,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
         np.clip(S, -1.0, 1.0, out=S)
         # Ties at cosine 1 (duplicate rows) must not push the query item out of first place.
         S[np.arange(len(qcodes)), qcodes] = np.inf
-        pos, sc = _top_n(cand.apply(S), int(N))
+        pos, sc = top_n(cand.apply(S), int(N))
         sc[np.isposinf(sc)] = 1.0
         id_array = self.item_ids_ if side == "item" else self.user_ids_
         return self._finish(cand.to_codes(pos), sc, id_array, batch)
@@ -779,28 +770,6 @@ class _Candidates:
         if self.subset is None:
             return pos
         return np.where(pos >= 0, self.subset[np.maximum(pos, 0)], -1)
-
-
-def _top_n(S: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top ``N`` of ``S`` (``-inf`` = not a candidate): positions (-1 pads) and scores."""
-    b, m = S.shape
-    pos = np.full((b, N), -1, dtype=np.int64)
-    scores = np.full((b, N), -np.inf)
-    k = min(N, m)
-    if k == 0 or b == 0:
-        return pos, scores
-    if k < m:
-        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(m), (b, m))
-    ps = np.take_along_axis(S, part, axis=1)
-    order = np.argsort(-ps, axis=1, kind="stable")
-    top = np.take_along_axis(part, order, axis=1)
-    top_s = np.take_along_axis(ps, order, axis=1)
-    valid = top_s > -np.inf
-    pos[:, :k] = np.where(valid, top, -1)
-    scores[:, :k] = np.where(valid, top_s, -np.inf)
-    return pos, scores
 
 
 def _pad_value(dtype: np.dtype):

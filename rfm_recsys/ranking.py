@@ -36,6 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.recommender_base import RecommenderBase
 
+from .topn import top_n
+
 __all__ = [
     "SurpriseTopN",
     "fit_implicit_als",
@@ -163,35 +165,6 @@ def score_all_items(algo, users: np.ndarray) -> np.ndarray:
     return out
 
 
-def top_n(scores: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top ``N`` of ``scores`` (``-inf`` marks non-candidates).
-
-    Returns:
-        ``(ids int32, scores float32)``, both ``rows x N``, best first; ties keep the lower
-        item id first; missing places (fewer than ``N`` candidates) are id -1, score -inf.
-    """
-    scores = np.atleast_2d(scores)
-    b, m = scores.shape
-    ids = np.full((b, N), -1, dtype=np.int32)
-    out = np.full((b, N), -np.inf, dtype=np.float32)
-    k = min(N, m)
-    if k == 0 or b == 0:
-        return ids, out
-    if k < m:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(m), (b, m))
-    ps = np.take_along_axis(scores, part, axis=1)
-    # sort by score descending, then by item id ascending (deterministic ties)
-    order = np.lexsort((part, -ps), axis=1)
-    top = np.take_along_axis(part, order, axis=1)
-    top_s = np.take_along_axis(ps, order, axis=1)
-    valid = top_s > -np.inf
-    ids[:, :k] = np.where(valid, top, -1)
-    out[:, :k] = np.where(valid, top_s, -np.inf)
-    return ids, out
-
-
 class SurpriseTopN(RecommenderBase):
     """implicit's ``RecommenderBase`` face of a fitted Surprise-style rating predictor.
 
@@ -284,10 +257,10 @@ class SurpriseTopN(RecommenderBase):
             if filter_items is not None and len(filter_items):
                 S[:, np.asarray(filter_items, dtype=np.int64)] = -np.inf
             if subset is not None:
-                ids, sc = top_n(S[:, subset], N)
+                ids, sc = top_n(S[:, subset], N, np.int32, np.float32)
                 ids = np.where(ids >= 0, subset[np.maximum(ids, 0)], -1).astype(np.int32)
             else:
-                ids, sc = top_n(S, N)
+                ids, sc = top_n(S, N, np.int32, np.float32)
             ids_all[s : s + per] = ids
             sc_all[s : s + per] = sc
         if scalar:

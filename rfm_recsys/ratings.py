@@ -180,6 +180,26 @@ def fit_ratings(
     return fit
 
 
+def fit_with_params(est, update: FeatureUpdate, users, items, ratings, n_users: int, n_items: int,
+                    progress: bool = False, callback=None) -> RatingsFit:
+    """:func:`fit_ratings` with the hyperparameters an estimator stores under their own names.
+
+    Shared by the Surprise algorithms and :class:`~rfm_recsys.model.LinRFM`, which expose the
+    same parameters (``lam``, ``n_iter``, ``orient``, ``reg_user``, ...).
+    """
+    dtype = np.dtype(est.dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {est.dtype!r}")
+    return fit_ratings(
+        users, items, ratings, n_users, n_items, update=update, lam=est.lam, n_iter=est.n_iter,
+        orient=est.orient, reg_user=est.reg_user, reg_item=est.reg_item,
+        baseline_epochs=est.baseline_epochs, dtype=dtype, tol=est.tol,
+        validation_share=est.validation_share, patience=est.patience,
+        random_state=est.random_state, max_memory=est.max_memory,
+        progress=bool(progress or est.verbose), callback=callback,
+    )
+
+
 def _fit_once(users, items, ratings, n_users, n_items, update, lam, n_iter, orient, reg_user,
               reg_item, baseline_epochs, dtype, tol, max_memory, progress, validation=None,
               patience=2, callback=None) -> RatingsFit:
