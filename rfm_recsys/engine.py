@@ -50,6 +50,10 @@ class EngineMemoryError(MemoryError):
 class FeatureUpdate(Protocol):
     """How the kernel ``K`` is updated from ``X^T X`` of the completed matrix."""
 
+    @property
+    def needs_eigh(self) -> bool:
+        """Whether an update takes a ``d x d`` eigendecomposition (for the memory estimate)."""
+
     def reset(self) -> None:
         """Forget state from a previous fit (IRLS's smoothing parameter)."""
 
@@ -101,6 +105,10 @@ class AGOPPower:
     power: float = 1.0
     normalize: str | None = "diag"
 
+    @property
+    def needs_eigh(self) -> bool:
+        return self.power != 1
+
     def reset(self) -> None:
         pass
 
@@ -138,6 +146,8 @@ class IRLSUpdate:
     normalize: str | None = "diag"
     gamma_: float | None = field(default=None, init=False, repr=False)
     gamma_floor_: float = field(default=0.0, init=False, repr=False)
+
+    needs_eigh = True
 
     def reset(self) -> None:
         self.gamma_ = None
@@ -344,7 +354,7 @@ def predict_pairs(
     return out
 
 
-def estimate_memory(n_rows: int, n_cols: int, nnz: int, dtype=np.float32, power: float = 1.0) -> int:
+def estimate_memory(n_rows: int, n_cols: int, nnz: int, dtype=np.float32, needs_eigh: bool = False) -> int:
     """Bytes a fit needs at its peak: kernel-sized matrices, per-entry arrays and chunk scratch.
 
     ``d x d``: the kernel, ``A^T A``, the product and the next kernel (plus ``eigh``'s
@@ -354,7 +364,7 @@ def estimate_memory(n_rows: int, n_cols: int, nnz: int, dtype=np.float32, power:
     """
     it = np.dtype(dtype).itemsize
     d = n_cols
-    n_square = 4 + (3 if power != 1 else 0)
+    n_square = 4 + (3 if needs_eigh else 0)
     per_entry = 4 + 8 + 3 * it + 8 + 8  # indices, plan pos, data/targets/a, baseline copies
     return int(n_square * d * d * it + nnz * per_entry + 4 * _CHUNK_BYTES + 16 * n_rows)
 
@@ -371,9 +381,9 @@ def available_memory() -> int:
     return 4 * 2**30
 
 
-def check_memory(n_rows: int, n_cols: int, nnz: int, dtype, power: float, max_memory: int | None) -> int:
+def check_memory(n_rows: int, n_cols: int, nnz: int, dtype, needs_eigh: bool, max_memory: int | None) -> int:
     """Refuse, with the figures, a fit that would not fit in memory. Returns the estimate."""
-    need = estimate_memory(n_rows, n_cols, nnz, dtype, power)
+    need = estimate_memory(n_rows, n_cols, nnz, dtype, needs_eigh)
     limit = available_memory() if max_memory is None else int(max_memory)
     if need > limit:
         gib = 2**30
@@ -440,8 +450,7 @@ def fit_engine(
     R = sp.csr_matrix(R)
     R.sort_indices()
     n, d = R.shape
-    power = getattr(update, "power", 0.5)
-    check_memory(n, d, R.nnz, dtype, power, max_memory)
+    check_memory(n, d, R.nnz, dtype, update.needs_eigh, max_memory)
     dtype = np.dtype(dtype)
     update = copy.deepcopy(update)
     update.reset()
