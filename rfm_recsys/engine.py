@@ -238,7 +238,7 @@ def solve_rows(K: np.ndarray, plan: RowPlan, y: np.ndarray, lam: float, n_thread
                 # two contiguous takes are ~3x faster than one 2-d fancy index (np.ix_)
                 Ks = K.take(idx, axis=0).take(idx, axis=1)
                 Ks.flat[:: c + 1] += lam
-                a[p[0]] = _spd_solve(Ks, y[p[0]])
+                a[p[0]] = spd_solve(Ks, y[p[0]])
                 continue
             Ks = K[cols[:, :, None], cols[:, None, :]]
             Ks[:, np.arange(c), np.arange(c)] += lam
@@ -246,7 +246,7 @@ def solve_rows(K: np.ndarray, plan: RowPlan, y: np.ndarray, lam: float, n_thread
             try:
                 sol = np.linalg.solve(Ks, rhs)[:, :, 0]
             except np.linalg.LinAlgError:
-                sol = np.stack([_spd_solve(M, r[:, 0]) for M, r in zip(Ks, rhs)])
+                sol = np.stack([spd_solve(M, r[:, 0]) for M, r in zip(Ks, rhs)])
             a[p] = sol
 
     if n_threads is None:
@@ -276,9 +276,11 @@ def _default_threads() -> int:
     return max(1, min(cores, min(blas) if blas else cores))
 
 
-def _spd_solve(M: np.ndarray, b: np.ndarray) -> np.ndarray:
+def spd_solve(M: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``M^-1 b`` for a symmetric positive (semi)definite ``M``: Cholesky, else least squares."""
     try:
-        cf = scipy.linalg.cho_factor(M, lower=True, overwrite_a=True, check_finite=False)
+        # not overwrite_a: a failed factorisation must leave M intact for the fallback
+        cf = scipy.linalg.cho_factor(M, lower=True, check_finite=False)
         return scipy.linalg.cho_solve(cf, b, check_finite=False)
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
         # Semidefinite (lam = 0 on a rank-deficient kernel): the minimum-norm solution.

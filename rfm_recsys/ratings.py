@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
 from .baseline import Baseline, fit_baseline
-from .engine import AGOPPower, FeatureUpdate, fit_engine, predict_pairs, _spd_solve
+from .engine import AGOPPower, FeatureUpdate, fit_engine, predict_pairs, spd_solve
 
 
 def resolve_orientation(orient: str, n_users: int, n_items: int) -> bool:
@@ -105,18 +104,17 @@ class RatingsFit:
         base = self.mu + b_u + self.b_item
         if y.size == 0:
             return base, b_u
-        dt = self.K.dtype
         if self.users_are_rows:
             Ks = self.K[np.ix_(items, items)].astype(np.float64)
             Ks.flat[:: items.size + 1] += self.lam
-            a = _spd_solve(Ks, y)
+            a = spd_solve(Ks, y)
             kernel = self.K[:, items].astype(np.float64) @ a
         else:
             W_S = np.asarray(self.A[items] @ self.K, dtype=np.float64)  # |S| x n_users
             G = W_S @ W_S.T
             scale = float(np.mean(np.diag(G))) or 1.0
             G.flat[:: items.size + 1] += self.lam * scale
-            alpha = _spd_solve(G, y)
+            alpha = spd_solve(G, y)
             kernel = np.asarray(self.A @ (self.K.astype(np.float64) @ (W_S.T @ alpha)))
         return base + kernel.astype(np.float64), b_u
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 
 import numpy as np
-import pytest
 from model_mixin import RATING_SCALE, EngineBaselines, ModelTestMixin, SurpriseAdapter
 
 from rfm_recsys.algos import IRLSAlgo, LinRFMAlgo
