@@ -34,7 +34,7 @@ from typing import Callable, Protocol
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 # Dense scratch per batched step; large enough for BLAS-3 efficiency, small enough to be noise.
 _CHUNK_BYTES = 64 * 2**20
@@ -251,7 +251,7 @@ def solve_rows(K: np.ndarray, plan: RowPlan, y: np.ndarray, lam: float, n_thread
 
     if n_threads is None:
         n_threads = _default_threads()
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _controller().limit(limits=1, user_api="blas"):
         if n_threads <= 1 or len(tasks) < 2:
             run(tasks)
         else:
@@ -267,12 +267,24 @@ def solve_rows(K: np.ndarray, plan: RowPlan, y: np.ndarray, lam: float, n_thread
     return a
 
 
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def _controller() -> ThreadpoolController:
+    # Built once: a new controller (or threadpool_limits) rescans the loaded libraries, which
+    # costs milliseconds per call and dominated small fits.
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
 def _default_threads() -> int:
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    blas = [i.get("num_threads", 1) for i in threadpool_info() if i.get("user_api") == "blas"]
+    blas = [lib.num_threads for lib in _controller().lib_controllers if lib.user_api == "blas"]
     return max(1, min(cores, min(blas) if blas else cores))
 
 
