@@ -86,26 +86,11 @@ class LinRFM(ParamsMixin, RecommenderBase):
     the fix; a failed ``fit`` leaves a previously fitted model exactly as it was.
 
     Args:
-        n_iter: kernel updates (the AGOP steps). The defaults (n_iter 2, lam 10, power 1,
-            bias penalties 2) were chosen on validation shares of ml-100k and ml-latest-small
-            training folds: `python -m evaluation.choose_defaults` (see the README).
-        lam: ridge penalty of the row fits, relative to the kernel's unit mean diagonal.
-        power: exponent of the AGOP; 1 is the SVD-free variant (no eigendecomposition), any
-            other value takes ``eigh`` of a ``d x d`` matrix. Reference code's alpha = power / 2.
-        orient: which side is the feature (kernel) side: ``"auto"`` (the smaller one),
-            ``"users"`` or ``"items"``.
-        reg_user, reg_item: ridge penalties of the user and item biases.
-        baseline_epochs: alternating sweeps of the bias fit.
-        dtype: ``"float32"`` or ``"float64"``.
-        tol: stop early once the kernel's relative change falls below it.
-        validation_share: share of the training ratings held out for early stopping on
-            validation RMSE (then refit on all with the best iteration count). 0 disables it.
-        patience: iterations without validation improvement before stopping.
-        duplicates: what to do with repeated (user, item) pairs: ``"raise"``, ``"mean"``,
-            ``"last"``.
-        random_state: seed of the validation split.
-        max_memory: refuse fits whose estimated peak memory exceeds this many bytes.
-        verbose: show a progress bar.
+        n_iter, lam, power, orient, reg_user, reg_item, baseline_epochs, dtype, tol,
+        validation_share, patience, duplicates, random_state, max_memory, verbose: as in
+            :class:`~rfm_recsys.algos.LinRFMAlgo`, with the same defaults (chosen on validation
+            shares of ml-100k and ml-latest-small training folds:
+            ``python -m evaluation.choose_defaults``).
         user_col, item_col, rating_col: column names of a DataFrame given to ``fit``.
         rating_scale: ``(low, high)``; when given, ratings outside it are an error and
             predictions are clipped to it.
