@@ -1065,4 +1065,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rfm_recsys.datasets import DatasetError
+
+    try:
+        sys.exit(main())
+    except DatasetError as exc:
+        # the message already says what is missing and what to do: no traceback on top of it
+        sys.exit(f"error: {exc}")
