@@ -41,19 +41,19 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
             return []
         ts = self.trainset
         uids, iids, r_uis = zip(*testset)
-        u = np.array([_inner(ts._raw2inner_id_users, x) for x in uids], dtype=np.int64)
-        i = np.array([_inner(ts._raw2inner_id_items, x) for x in iids], dtype=np.int64)
+        n = len(uids)
+        users, items = ts._raw2inner_id_users.get, ts._raw2inner_id_items.get
+        u = np.fromiter((users(x, -1) for x in uids), dtype=np.int64, count=n)
+        i = np.fromiter((items(x, -1) for x in iids), dtype=np.int64, count=n)
         est, impossible = self.fit_.predict(u, i)
         if impossible.any():
             est[impossible] = self.default_prediction()
         lo, hi = ts.rating_scale
-        est = np.clip(est, lo, hi)
-        ok = {"was_impossible": False}
-        bad = {"was_impossible": True, "reason": "User and item are unknown."}
-        preds = [
-            Prediction(uid, iid, r, float(e), dict(bad) if imp else dict(ok))
-            for uid, iid, r, e, imp in zip(uids, iids, r_uis, est.tolist(), impossible.tolist())
-        ]
+        est = np.clip(est, lo, hi).tolist()
+        # each Prediction gets its own details dict, as AlgoBase.predict gives it
+        preds = [Prediction(uid, iid, r, e, {"was_impossible": False}) for uid, iid, r, e in zip(uids, iids, r_uis, est)]
+        for k in np.flatnonzero(impossible).tolist():
+            preds[k].details.update(was_impossible=True, reason="User and item are unknown.")
         if verbose:
             for p in preds:
                 print(p)
@@ -87,9 +87,6 @@ def _trainset_arrays(trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     flat = np.fromiter(chain.from_iterable(chain.from_iterable(ur.values())), dtype=np.float64, count=2 * int(lens.sum()))
     return users, flat[0::2].astype(np.int64), flat[1::2]
 
-
-def _inner(mapping: dict, raw) -> int:
-    return mapping.get(raw, -1)
 
 
 class LinRFMAlgo(_EngineAlgo):
