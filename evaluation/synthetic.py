@@ -379,7 +379,8 @@ def run_mc_method(method: MCMethod, prob: LowRankProblem, Y: np.ndarray, mask: n
         X = model.completed()
         iters = model.n_iter_
         stop = "tol" if model.converged_ else "cap"
-        extra = {"final_lam": float("nan"), "train_residual": model.history_[-1]["rel_residual"]}
+        extra = {"final_lam": float("nan"), "train_residual": model.history_[-1]["rel_residual"],
+                 "_history": model.history_}
     seconds = time.perf_counter() - t0
     err = missing_error_dense(X, Y, mask)
     return {
@@ -487,7 +488,10 @@ def recovery_config(quick: bool) -> RecoveryConfig:
                           1000, 3000)
 
 
-def run_mc_sweep(cfg: RecoveryConfig, experiment: str) -> list[dict]:
+def run_mc_sweep(cfg: RecoveryConfig, experiment: str, curves: dict | None = None) -> list[dict]:
+    """Every method on every problem of the sweep. With ``curves``, the training histories of
+    the deep linear networks on the first shape's largest-ratio problem, seed 0, are kept there
+    (for the training-curve figure, without fitting them a second time)."""
     methods = mc_methods(cfg.n_iter, cfg.dln_iter)
     unknown = [m for m in cfg.methods if m not in methods]
     if unknown:
@@ -500,6 +504,10 @@ def run_mc_sweep(cfg: RecoveryConfig, experiment: str) -> list[dict]:
                 Y, mask = prob.dense(), prob.observed_mask()
                 for key in cfg.methods:
                     rec = run_mc_method(methods[key], prob, Y, mask)
+                    history = rec.pop("_history", None)
+                    if (curves is not None and history is not None and (n, d) == cfg.shapes[0]
+                            and ratio == max(cfg.ratios) and seed == 0):
+                        curves[key] = history
                     row = {
                         "experiment": experiment, "n": n, "d": d, "rank": cfg.rank,
                         "ratio": ratio, "observed": prob.m, "frac_observed": prob.m / (n * d),
@@ -675,20 +683,16 @@ def cmd_dln(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     t0 = time.perf_counter()
-    rows = run_mc_sweep(cfg, "dln")
+    methods = mc_methods(cfg.n_iter, cfg.dln_iter)
+    curves: dict = {}
+    rows = run_mc_sweep(cfg, "dln", curves)
     write_csv(out / "results.csv", rows)
     plot_sweep(rows, out / "dln_phase_transition.png", "deep linear networks")
 
     # a training curve for one problem (largest ratio, seed 0, first shape), each variant
     n, d = cfg.shapes[0]
-    prob = make_lowrank(n, d, cfg.rank, 0, ratio=max(cfg.ratios))
-    methods = mc_methods(cfg.n_iter, cfg.dln_iter)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key in cfg.methods:
-        p = dict(methods[key].params)
-        p["log_every"] = max(1, p["n_iter"] // 200)
-        model = DLNCompletion(random_state=0, **p).fit(prob.R)
-        h = model.history_
+    for key, h in curves.items():
         ax.semilogy([x["iteration"] for x in h], [x["rel_residual"] for x in h], label=key)
     ax.set_xlabel("gradient step")
     ax.set_ylabel("relative training residual")
