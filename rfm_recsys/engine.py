@@ -462,7 +462,9 @@ def fit_engine(
         "valid_rmse", "kernel_change", "seconds"}``.
     """
     R = sp.csr_matrix(R)
-    R.sort_indices()
+    if not R.has_sorted_indices:
+        R = R.copy()  # sorting works in place: never reorder the caller's arrays
+        R.sort_indices()
     n, d = R.shape
     check_memory(n, d, R.nnz, dtype, update.needs_eigh, max_memory)
     dtype = np.dtype(dtype)
