@@ -17,7 +17,7 @@ from surprise.prediction_algorithms.predictions import Prediction
 from .engine import AGOPPower, FeatureUpdate, IRLSUpdate
 from .params import ParamsMixin
 from .ratings import RatingsFit, fit_with_params
-from .validation import check_triples
+from .validation import check_shape, check_triples
 
 
 class _VectorisedAlgo(ParamsMixin, AlgoBase):
@@ -71,6 +71,7 @@ class _EngineAlgo(_VectorisedAlgo):
         AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)
         u, i, r = check_triples(u, i, r, duplicates=self.duplicates)
+        check_shape(trainset.n_users, trainset.n_items)
         self.fit_: RatingsFit = fit_with_params(self, self._update(), u, i, r, trainset.n_users, trainset.n_items)
         return self
 

@@ -113,6 +113,13 @@ def test_duplicates_in_trainset():
     assert algo.fit_.A.nnz == len(df) - 3
 
 
+def test_single_user_refused():
+    df = pd.DataFrame({"u": ["a"] * 3, "i": ["x", "y", "z"], "r": [1.0, 2.0, 3.0]})
+    trainset = Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
+    with pytest.raises(RatingsError, match="1 user.*at least 2 users"):
+        LinRFMAlgo().fit(trainset)
+
+
 def test_memory_limit_refused(data):
     with pytest.raises(EngineMemoryError, match="GiB"):
         LinRFMAlgo(max_memory=1000).fit(data.build_full_trainset())
