@@ -145,6 +145,40 @@ def _csv_release(
     )
 
 
+def _dat_release(
+    name: str,
+    size: int,
+    md5: str,
+    sha256: str,
+    folder: str,
+    rating_scale: tuple[float, float],
+    rating_step: float,
+    counts: tuple[int, int, int, int],
+) -> MovieLensDataset:
+    # ml-1m and ml-10m share one layout: '::'-separated ratings.dat / movies.dat in latin-1.
+    return MovieLensDataset(
+        name=name,
+        url=f"{BASE_URL}{name}.zip",
+        size=size,
+        md5=md5,
+        sha256=sha256,
+        folder=folder,
+        ratings_file="ratings.dat",
+        ratings_sep="::",
+        ratings_header=False,
+        ratings_columns=_DAT_COLS,
+        items_file="movies.dat",
+        items_sep="::",
+        items_encoding="latin-1",
+        rating_scale=rating_scale,
+        rating_step=rating_step,
+        n_ratings=counts[0],
+        n_users=counts[1],
+        n_items=counts[2],
+        n_movies=counts[3],
+    )
+
+
 DATASETS: dict[str, MovieLensDataset] = {
     "ml-100k": MovieLensDataset(
         name="ml-100k",
@@ -168,47 +202,15 @@ DATASETS: dict[str, MovieLensDataset] = {
         n_movies=1_682,
         counts_source="dataset README and u.info",
     ),
-    "ml-1m": MovieLensDataset(
-        name="ml-1m",
-        url=f"{BASE_URL}ml-1m.zip",
-        size=5_917_549,
-        md5="c4d9eecfca2ab87c1945afe126590906",
-        sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
-        folder="ml-1m",
-        ratings_file="ratings.dat",
-        ratings_sep="::",
-        ratings_header=False,
-        ratings_columns=_DAT_COLS,
-        items_file="movies.dat",
-        items_sep="::",
-        items_encoding="latin-1",
-        rating_scale=(1.0, 5.0),
-        rating_step=1.0,
-        n_ratings=1_000_209,
-        n_users=6_040,
-        n_items=3_706,
-        n_movies=3_883,
+    "ml-1m": _dat_release(
+        "ml-1m", 5_917_549, "c4d9eecfca2ab87c1945afe126590906",
+        "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+        "ml-1m", (1.0, 5.0), 1.0, (1_000_209, 6_040, 3_706, 3_883),
     ),
-    "ml-10m": MovieLensDataset(
-        name="ml-10m",
-        url=f"{BASE_URL}ml-10m.zip",
-        size=65_566_137,
-        md5="ce571fd55effeba0271552578f2648bd",
-        sha256="813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862",
-        folder="ml-10M100K",
-        ratings_file="ratings.dat",
-        ratings_sep="::",
-        ratings_header=False,
-        ratings_columns=_DAT_COLS,
-        items_file="movies.dat",
-        items_sep="::",
-        items_encoding="latin-1",
-        rating_scale=(0.5, 5.0),
-        rating_step=0.5,
-        n_ratings=10_000_054,
-        n_users=69_878,
-        n_items=10_677,
-        n_movies=10_681,
+    "ml-10m": _dat_release(
+        "ml-10m", 65_566_137, "ce571fd55effeba0271552578f2648bd",
+        "813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862",
+        "ml-10M100K", (0.5, 5.0), 0.5, (10_000_054, 69_878, 10_677, 10_681),
     ),
     "ml-20m": _csv_release(
         "ml-20m",
