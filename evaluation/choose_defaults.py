@@ -8,7 +8,8 @@ and scored on the 10% after each kernel update. Test folds are never read. A set
 its validation RMSE divided by the best RMSE found on that dataset, averaged over both
 datasets, so the chosen defaults are good on both rather than best on one.
 Writes ``<out>/validation.csv`` and ``<out>/ranking.csv`` and prints the ranking. With
-``--irls`` the same is done for ``IRLSAlgo`` (p, lam and the number of iterations).
+``--irls`` the same is done for ``IRLSAlgo`` (p, lam and the number of iterations), with
+``--als`` for ``ALSAlgo`` (factors, penalty and the number of epochs).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from rfm_recsys.als import fit_biased_als, predict_als
 from rfm_recsys.datasets import load_movielens
 from rfm_recsys.engine import AGOPPower, IRLSUpdate
 from rfm_recsys.ratings import validation_curve
@@ -38,6 +40,29 @@ def training_splits(df: pd.DataFrame, n_folds_used: int, seed: int = 0):
         train = np.concatenate([f for j, f in enumerate(folds) if j != k])
         held = np.random.default_rng(seed + 1 + k).random(train.size) < 0.1
         yield k, train[~held], train[held]
+
+
+def als_grid(quick: bool):
+    """(n_factors, reg, reg_bias) settings of ALSAlgo; the epoch axis is the curve."""
+    factors, regs = ((20, 50), (0.12,)) if quick else ((20, 50, 100), (0.06, 0.12, 0.25))
+    for k, reg in itertools.product(factors, regs):
+        yield (k, reg, 1.0)
+
+
+def als_curve(train, valid, n_users: int, n_items: int, n_factors: int, reg: float,
+              reg_bias: float, n_epochs: int) -> list[dict]:
+    """Validation RMSE after every ALS epoch (one fit, read through the epoch callback)."""
+    vu, vi, vr = valid
+    curve = []
+
+    def record(epoch, mu, b_u, b_i, P, Q):
+        est, _ = predict_als(mu, b_u, b_i, P, Q, vu, vi)
+        curve.append({"iteration": epoch + 1, "valid_rmse": float(np.sqrt(np.mean((est - vr) ** 2))),
+                      "seconds": float("nan")})
+
+    fit_biased_als(*train, n_users, n_items, n_factors=n_factors, reg=reg, n_epochs=n_epochs,
+                   random_state=0, reg_bias=reg_bias, callback=record)
+    return curve
 
 
 def irls_grid(quick: bool):
@@ -66,6 +91,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--n-iter", type=int, default=6, help="kernel updates tracked per setting")
     ap.add_argument("--folds", type=int, default=2, help="training folds used per dataset")
     ap.add_argument("--quick", action="store_true", help="small grid, one fold (smoke run)")
+    ap.add_argument("--als", action="store_true",
+                    help="choose ALSAlgo's defaults instead (columns: orient=n_factors, "
+                         "power=reg, lam=reg_bias; n_iter = epochs)")
     ap.add_argument("--irls", action="store_true",
                     help="choose IRLSAlgo's defaults instead (the column 'power' then holds p)")
     ap.add_argument("--out", default="results/defaults", help="output folder")
@@ -77,6 +105,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         i_codes, _ = pd.factorize(df["item_id"])
         r = df["rating"].to_numpy(np.float64)
         nu, ni = u_codes.max() + 1, i_codes.max() + 1
+        if args.als:
+            for k, fit_idx, val_idx in training_splits(df, 1 if args.quick else args.folds):
+                for n_factors, reg, reg_bias in tqdm(list(als_grid(args.quick)), desc=f"{name} fold {k + 1}"):
+                    hist = als_curve((u_codes[fit_idx], i_codes[fit_idx], r[fit_idx]),
+                                     (u_codes[val_idx], i_codes[val_idx], r[val_idx]),
+                                     nu, ni, n_factors, reg, reg_bias, args.n_iter)
+                    rows.extend(dict(dataset=name, fold=k + 1, orient=n_factors, power=reg, lam=reg_bias,
+                                     reg_user=0.0, reg_item=0.0, n_iter=h["iteration"],
+                                     valid_rmse=h["valid_rmse"], fit_seconds=h["seconds"],
+                                     run_seconds=float("nan")) for h in hist)
+            continue
         settings = list(irls_grid(args.quick) if args.irls else grid(args.quick))
         for k, fit_idx, val_idx in training_splits(df, 1 if args.quick else args.folds):
             for orient, power, lam, reg_user, reg_item in tqdm(settings, desc=f"{name} fold {k + 1}"):
