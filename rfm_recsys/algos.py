@@ -27,7 +27,7 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
     and the mask of impossible pairs; ``estimate`` and a vectorised ``test`` follow from it.
     """
 
-    def estimate(self, u, i):
+    def estimate(self, u, i) -> float:
         known_u = self.trainset.knows_user(u)
         known_i = self.trainset.knows_item(i)
         if not (known_u or known_i):
@@ -35,7 +35,7 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
         est, _ = self.fit_.predict(np.array([u if known_u else -1]), np.array([i if known_i else -1]))
         return float(est[0])
 
-    def test(self, testset, verbose=False):
+    def test(self, testset, verbose: bool = False) -> list[Prediction]:
         """Predictions for every ``(uid, iid, r_ui)`` of ``testset``, computed in one batch."""
         if not testset:
             return []
@@ -66,7 +66,7 @@ class _EngineAlgo(_VectorisedAlgo):
     def _update(self) -> FeatureUpdate:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def fit(self, trainset):
+    def fit(self, trainset) -> "_EngineAlgo":
         """Fit the baseline and the kernel on a Surprise ``Trainset``; returns ``self``."""
         AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)

@@ -328,7 +328,7 @@ class ALSAlgo(_VectorisedAlgo):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, trainset, callback=None):
+    def fit(self, trainset, callback=None) -> "ALSAlgo":
         """Fit on a Surprise ``Trainset``; returns ``self``.
 
         Args:

@@ -298,7 +298,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
 
     # ------------------------------------------------------------------ prediction
 
-    def predict(self, users, items, *, return_impossible: bool = False):
+    def predict(self, users, items, *, return_impossible: bool = False) -> np.ndarray | float | tuple:
         """Predicted ratings of ``(user, item)`` pairs given by raw ids (broadcast together).
 
         Unknown user: ``mu + b_i``; unknown item: ``mu + b_u``; both unknown: ``mu`` (the
@@ -356,7 +356,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
         *,
         n: int | None = None,
         exclude_seen: bool | None = None,
-    ):
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``N`` items by predicted rating for one user or a batch of users.
 
         Ids are raw ids for a model fitted on a DataFrame and row/column indices for one fitted
@@ -434,7 +434,8 @@ class LinRFM(ParamsMixin, RecommenderBase):
         scores = np.concatenate(out_scores) if out_scores else np.empty((0, N))
         return self._finish(cand.to_codes(pos), scores, self.item_ids_, batch)
 
-    def recommend_new_user(self, ratings, n: int = 10, exclude_seen: bool = True, filter_items=None, items=None):
+    def recommend_new_user(self, ratings, n: int = 10, exclude_seen: bool = True, filter_items=None,
+                           items=None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for a user not in the training data, from her ratings (fold-in).
 
         Args:
@@ -567,7 +568,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
     # ------------------------------------------------------------------ similarity
 
     def similar_items(self, itemid, N: int = 10, recalculate_item: bool = False, item_users=None,
-                      filter_items=None, items=None):
+                      filter_items=None, items=None) -> tuple[np.ndarray, np.ndarray]:
         """Most similar items by cosine in the learned geometry; the item itself comes first.
 
         When items are the kernel (feature) side, the similarity of items ``a, b`` is
@@ -589,7 +590,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
             raise NotImplementedError("recalculate_item is not supported by LinRFM: refit to add items")
         return self._similar("item", itemid, N, filter_items, items)
 
-    def similar_users(self, userid, N: int = 10, filter_users=None, users=None):
+    def similar_users(self, userid, N: int = 10, filter_users=None, users=None) -> tuple[np.ndarray, np.ndarray]:
         """Most similar users by cosine in the learned geometry (see :meth:`similar_items`)."""
         return self._similar("user", userid, N, filter_users, users)
 
