@@ -29,8 +29,8 @@ from typing import Any, Self
 import numpy as np
 import scipy.sparse as sp
 
+from rfm_recsys.params import ParamsMixin
 from rfm_recsys.sparse_regression import (
-    ParamsMixin,
     _weighted_min_norm,
     check_matrix,
     check_positive,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import numpy as np
-
 
 class ParamsMixin:
     """``get_params``/``set_params``/``__repr__`` read from the ``__init__`` signature.
@@ -17,34 +15,29 @@ class ParamsMixin:
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD]
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyperparameters as given to ``__init__`` (scikit-learn convention; ``deep`` is moot)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params) -> "ParamsMixin":
+    def set_params(self, **params: Any) -> "ParamsMixin":
         """Set hyperparameters by name; unknown names raise ValueError. A fitted state is kept."""
         valid = self._param_names()
-        bad = sorted(set(params) - set(valid))
-        if bad:
-            raise ValueError(f"invalid parameter(s) {bad} for {type(self).__name__}; valid ones are {valid}")
-        for k, v in params.items():
-            setattr(self, k, v)
+        for key in params:
+            if key not in valid:
+                raise ValueError(
+                    f"invalid parameter {key!r} for {type(self).__name__}; valid parameters are "
+                    f"{', '.join(valid)}"
+                )
+        for key, value in params.items():
+            setattr(self, key, value)
         return self
 
     def __repr__(self) -> str:
-        defaults = {
-            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values() if p.name != "self"
-        }
-        changed = []
-        for k, v in self.get_params().items():
-            d = defaults.get(k, inspect.Parameter.empty)
-            try:
-                same = bool(v == d) if not isinstance(v, np.ndarray) else False
-            except Exception:  # comparisons of exotic objects: show them
-                same = False
-            if not same:
-                changed.append(f"{k}={v!r}")
-        return f"{type(self).__name__}({', '.join(changed)})"
-
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

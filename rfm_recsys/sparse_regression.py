@@ -25,13 +25,14 @@ Intercepts (``fit_intercept=True``) are handled for every estimator by centring 
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Self
 
 import numpy as np
 import scipy.linalg
 import scipy.optimize
+
+from .params import ParamsMixin
 
 __all__ = [
     "BasisPursuitRegressor",
@@ -148,42 +149,6 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False, integer: 
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}; got {value!r}")
     return value
-
-
-class ParamsMixin:
-    """``get_params``/``set_params``/``__repr__`` from the ``__init__`` signature (sklearn style).
-
-    Subclasses store every constructor argument unchanged as an attribute of the same name.
-    """
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Return the constructor parameters as a dict (``deep`` is accepted for sklearn parity)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> Self:
-        """Set constructor parameters by name; unknown names raise ``ValueError``."""
-        valid = self._param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(
-                    f"invalid parameter {key!r} for {type(self).__name__}; valid parameters are "
-                    f"{', '.join(valid)}"
-                )
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
 
 # --------------------------------------------------------------------------------------------

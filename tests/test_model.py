@@ -120,7 +120,7 @@ def test_unfitted_model_says_so():
 
 
 def test_set_params_rejects_unknown_names():
-    with pytest.raises(ValueError, match="valid ones are .*'lam'"):
+    with pytest.raises(ValueError, match=r"invalid parameter 'lambda_'.*valid parameters are .*\blam\b"):
         LinRFM().set_params(lambda_=1)
     assert "lam=3" in repr(LinRFM(lam=3))
 
