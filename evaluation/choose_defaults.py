@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from rfm_recsys.als import fit_biased_als, predict_als
+from rfm_recsys.baselines.als import fit_biased_als, predict_als
+from rfm_recsys.core.engine import AGOPPower, IRLSUpdate
+from rfm_recsys.core.fitting import validation_curve
 from rfm_recsys.datasets import load_movielens
-from rfm_recsys.engine import AGOPPower, IRLSUpdate
-from rfm_recsys.ratings import validation_curve
 
 DATASETS = ("ml-100k", "ml-latest-small")
 
@@ -49,19 +49,41 @@ def als_grid(quick: bool):
         yield (k, reg, 1.0)
 
 
-def als_curve(train, valid, n_users: int, n_items: int, n_factors: int, reg: float,
-              reg_bias: float, n_epochs: int) -> list[dict]:
+def als_curve(
+    train,
+    valid,
+    n_users: int,
+    n_items: int,
+    n_factors: int,
+    reg: float,
+    reg_bias: float,
+    n_epochs: int,
+) -> list[dict]:
     """Validation RMSE after every ALS epoch (one fit, read through the epoch callback)."""
     vu, vi, vr = valid
     curve = []
 
     def record(epoch, mu, b_u, b_i, P, Q):
         est, _ = predict_als(mu, b_u, b_i, P, Q, vu, vi)
-        curve.append({"iteration": epoch + 1, "valid_rmse": float(np.sqrt(np.mean((est - vr) ** 2))),
-                      "seconds": float("nan")})
+        curve.append(
+            {
+                "iteration": epoch + 1,
+                "valid_rmse": float(np.sqrt(np.mean((est - vr) ** 2))),
+                "seconds": float("nan"),
+            }
+        )
 
-    fit_biased_als(*train, n_users, n_items, n_factors=n_factors, reg=reg, n_epochs=n_epochs,
-                   random_state=0, reg_bias=reg_bias, callback=record)
+    fit_biased_als(
+        *train,
+        n_users,
+        n_items,
+        n_factors=n_factors,
+        reg=reg,
+        n_epochs=n_epochs,
+        random_state=0,
+        reg_bias=reg_bias,
+        callback=record,
+    )
     return curve
 
 
@@ -86,16 +108,24 @@ def grid(quick: bool):
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data-home", default=None, help="folder with the MovieLens zips or folders")
     ap.add_argument("--n-iter", type=int, default=6, help="kernel updates tracked per setting")
     ap.add_argument("--folds", type=int, default=2, help="training folds used per dataset")
     ap.add_argument("--quick", action="store_true", help="small grid, one fold (smoke run)")
-    ap.add_argument("--als", action="store_true",
-                    help="choose ALSAlgo's defaults instead (columns: orient=n_factors, "
-                         "power=reg, lam=reg_bias; n_iter = epochs)")
-    ap.add_argument("--irls", action="store_true",
-                    help="choose IRLSAlgo's defaults instead (the column 'power' then holds p)")
+    ap.add_argument(
+        "--als",
+        action="store_true",
+        help="choose ALSAlgo's defaults instead (columns: orient=n_factors, "
+        "power=reg, lam=reg_bias; n_iter = epochs)",
+    )
+    ap.add_argument(
+        "--irls",
+        action="store_true",
+        help="choose IRLSAlgo's defaults instead (the column 'power' then holds p)",
+    )
     ap.add_argument("--out", default="results/defaults", help="output folder")
     args = ap.parse_args(argv)
     rows = []
@@ -107,38 +137,80 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         nu, ni = u_codes.max() + 1, i_codes.max() + 1
         if args.als:
             for k, fit_idx, val_idx in training_splits(df, 1 if args.quick else args.folds):
-                for n_factors, reg, reg_bias in tqdm(list(als_grid(args.quick)), desc=f"{name} fold {k + 1}"):
-                    hist = als_curve((u_codes[fit_idx], i_codes[fit_idx], r[fit_idx]),
-                                     (u_codes[val_idx], i_codes[val_idx], r[val_idx]),
-                                     nu, ni, n_factors, reg, reg_bias, args.n_iter)
-                    rows.extend(dict(dataset=name, fold=k + 1, orient=n_factors, power=reg, lam=reg_bias,
-                                     reg_user=0.0, reg_item=0.0, n_iter=h["iteration"],
-                                     valid_rmse=h["valid_rmse"], fit_seconds=h["seconds"],
-                                     run_seconds=float("nan")) for h in hist)
+                for n_factors, reg, reg_bias in tqdm(
+                    list(als_grid(args.quick)), desc=f"{name} fold {k + 1}"
+                ):
+                    hist = als_curve(
+                        (u_codes[fit_idx], i_codes[fit_idx], r[fit_idx]),
+                        (u_codes[val_idx], i_codes[val_idx], r[val_idx]),
+                        nu,
+                        ni,
+                        n_factors,
+                        reg,
+                        reg_bias,
+                        args.n_iter,
+                    )
+                    rows.extend(
+                        dict(
+                            dataset=name,
+                            fold=k + 1,
+                            orient=n_factors,
+                            power=reg,
+                            lam=reg_bias,
+                            reg_user=0.0,
+                            reg_item=0.0,
+                            n_iter=h["iteration"],
+                            valid_rmse=h["valid_rmse"],
+                            fit_seconds=h["seconds"],
+                            run_seconds=float("nan"),
+                        )
+                        for h in hist
+                    )
             continue
         settings = list(irls_grid(args.quick) if args.irls else grid(args.quick))
         for k, fit_idx, val_idx in training_splits(df, 1 if args.quick else args.folds):
-            for orient, power, lam, reg_user, reg_item in tqdm(settings, desc=f"{name} fold {k + 1}"):
+            for orient, power, lam, reg_user, reg_item in tqdm(
+                settings, desc=f"{name} fold {k + 1}"
+            ):
                 t0 = time.perf_counter()
                 hist = validation_curve(
                     (u_codes[fit_idx], i_codes[fit_idx], r[fit_idx]),
                     (u_codes[val_idx], i_codes[val_idx], r[val_idx]),
-                    nu, ni, update=IRLSUpdate(p=power) if args.irls else AGOPPower(power), lam=lam, n_iter=args.n_iter, orient=orient,
-                    reg_user=reg_user, reg_item=reg_item,
+                    nu,
+                    ni,
+                    update=IRLSUpdate(p=power) if args.irls else AGOPPower(power),
+                    lam=lam,
+                    n_iter=args.n_iter,
+                    orient=orient,
+                    reg_user=reg_user,
+                    reg_item=reg_item,
                 )
                 secs = time.perf_counter() - t0
                 for h in hist:
-                    rows.append(dict(dataset=name, fold=k + 1, orient=orient, power=power, lam=lam,
-                                     reg_user=reg_user, reg_item=reg_item,
-                                     n_iter=h["iteration"], valid_rmse=h["valid_rmse"],
-                                     fit_seconds=h["seconds"], run_seconds=secs))
+                    rows.append(
+                        dict(
+                            dataset=name,
+                            fold=k + 1,
+                            orient=orient,
+                            power=power,
+                            lam=lam,
+                            reg_user=reg_user,
+                            reg_item=reg_item,
+                            n_iter=h["iteration"],
+                            valid_rmse=h["valid_rmse"],
+                            fit_seconds=h["seconds"],
+                            run_seconds=secs,
+                        )
+                    )
     res = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res.to_csv(out / "validation.csv", index=False)
     keys = ["orient", "power", "lam", "reg_user", "reg_item", "n_iter"]
     per_ds = res.groupby(["dataset"] + keys, as_index=False)["valid_rmse"].mean()
-    per_ds["ratio"] = per_ds["valid_rmse"] / per_ds.groupby("dataset")["valid_rmse"].transform("min")
+    per_ds["ratio"] = per_ds["valid_rmse"] / per_ds.groupby("dataset")["valid_rmse"].transform(
+        "min"
+    )
     wide = per_ds.pivot_table(index=keys, columns="dataset", values="valid_rmse")
     wide["mean_ratio"] = per_ds.groupby(keys)["ratio"].mean()
     wide = wide.dropna().sort_values("mean_ratio")

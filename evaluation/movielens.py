@@ -67,7 +67,7 @@ FINAL_MARGIN = 0.01
 # Modules the forkserver imports once, so each fresh worker starts in milliseconds.
 _PRELOAD = [
     "numpy", "scipy.sparse", "scipy.linalg", "pandas", "surprise", "surprise.model_selection",
-    "implicit.cpu.als", "implicit.evaluation", "rfm_recsys.algos", "rfm_recsys.als",
+    "implicit.cpu.als", "implicit.evaluation", "rfm_recsys.surprise_algos", "rfm_recsys.baselines.als",
     "rfm_recsys.ranking", "rfm_recsys.model", "evaluation.report",
 ]  # fmt: skip
 
@@ -106,37 +106,59 @@ ALGORITHMS: dict[str, AlgoSpec] = {
     s.key: s
     for s in [
         AlgoSpec(
-            "linrfm", "lin-RFM", "rating",
+            "linrfm",
+            "lin-RFM",
+            "rating",
             grid={"lam": [10.0, 20.0, 40.0], "n_iter": [2, 3, 5]},
-            quick_grid={"lam": [10.0, 20.0]}, curve_param="n_iter",
+            quick_grid={"lam": [10.0, 20.0]},
+            curve_param="n_iter",
         ),
         AlgoSpec(
-            "irls", "IRLS-p", "rating",
+            "irls",
+            "IRLS-p",
+            "rating",
             grid={"lam": [10.0, 20.0, 40.0], "n_iter": [2, 3, 5]},
-            quick_grid={"lam": [10.0, 20.0]}, curve_param="n_iter",
+            quick_grid={"lam": [10.0, 20.0]},
+            curve_param="n_iter",
         ),
         AlgoSpec(
-            "als", "ALS", "rating", quick={"n_epochs": 5},
+            "als",
+            "ALS",
+            "rating",
+            quick={"n_epochs": 5},
             grid={"n_factors": [20, 50], "reg": [0.08, 0.12, 0.16]},
             quick_grid={"reg": [0.08, 0.12]},
         ),
         AlgoSpec(
-            "svd", "SVD", "rating", quick={"n_epochs": 5},
+            "svd",
+            "SVD",
+            "rating",
+            quick={"n_epochs": 5},
             grid={"reg_all": [0.02, 0.05], "lr_all": [0.005, 0.01]},
             quick_grid={"reg_all": [0.02, 0.05]},
         ),
         AlgoSpec(
-            "svdpp", "SVD++", "rating", defaults={"cache_ratings": True},
-            quick={"n_epochs": 2}, grid={"reg_all": [0.02, 0.05]}, quick_grid={"reg_all": [0.02, 0.05]},
+            "svdpp",
+            "SVD++",
+            "rating",
+            defaults={"cache_ratings": True},
+            quick={"n_epochs": 2},
+            grid={"reg_all": [0.02, 0.05]},
+            quick_grid={"reg_all": [0.02, 0.05]},
         ),
         AlgoSpec(
-            "baseline", "BaselineOnly", "rating",
+            "baseline",
+            "BaselineOnly",
+            "rating",
             defaults={"method": "als", "reg_i": 10, "reg_u": 15, "n_epochs": 10},
-            grid={"reg_u": [5, 15, 25], "reg_i": [5, 10, 20]}, quick_grid={"reg_u": [5, 15]},
+            grid={"reg_u": [5, 15, 25], "reg_i": [5, 10, 20]},
+            quick_grid={"reg_u": [5, 15]},
             seeded=False,
         ),
         AlgoSpec(
-            "implicit-als", "implicit-ALS", "topn",
+            "implicit-als",
+            "implicit-ALS",
+            "topn",
             defaults={"factors": 100, "regularization": 0.01, "alpha": 1.0, "iterations": 15},
             quick={"iterations": 5},
         ),
@@ -150,7 +172,9 @@ ALIASES = {
 }  # fmt: skip
 
 
-def resolve_algorithms(text: str | None, n_ratings: int, ranking: bool, svdpp: bool) -> tuple[list[str], list[str]]:
+def resolve_algorithms(
+    text: str | None, n_ratings: int, ranking: bool, svdpp: bool
+) -> tuple[list[str], list[str]]:
     """The algorithm keys to run (in table order) and notes about what was left out."""
     notes = []
     if text:
@@ -168,7 +192,9 @@ def resolve_algorithms(text: str | None, n_ratings: int, ranking: bool, svdpp: b
             if k not in keys:
                 keys.append(k)
         if "implicit-als" in keys and not ranking:
-            notes.append("implicit-ALS models implicit feedback and appears only in the top-N table: add --ranking")
+            notes.append(
+                "implicit-ALS models implicit feedback and appears only in the top-N table: add --ranking"
+            )
             keys.remove("implicit-als")
     else:
         keys = list(RATING_ORDER)
@@ -188,15 +214,15 @@ def make_algo(key: str, params: dict, seed: int | None):
     """A fresh, unfitted algorithm (Surprise ``AlgoBase``) with these hyperparameters."""
     params = dict(params)
     if key == "linrfm":
-        from rfm_recsys.algos import LinRFMAlgo
+        from rfm_recsys.surprise_algos import LinRFMAlgo
 
         return LinRFMAlgo(**params, random_state=seed)
     if key == "irls":
-        from rfm_recsys.algos import IRLSAlgo
+        from rfm_recsys.surprise_algos import IRLSAlgo
 
         return IRLSAlgo(**params, random_state=seed)
     if key == "als":
-        from rfm_recsys.als import ALSAlgo
+        from rfm_recsys.baselines.als import ALSAlgo
 
         return ALSAlgo(**params, random_state=seed)
     if key == "svd":
@@ -226,7 +252,8 @@ def effective_params(key: str, params: dict) -> dict:
         cls = type(make_algo(key, {}, None))
     skip = {"self", "random_state", "verbose", "num_threads"}
     out = {
-        n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()
+        n: p.default
+        for n, p in inspect.signature(cls.__init__).parameters.items()
         if n not in skip and p.default is not inspect.Parameter.empty and not callable(p.default)
     }
     out.update(params)
@@ -251,7 +278,9 @@ def parse_param_overrides(items: list[str] | None) -> dict[str, dict]:
             lhs, value = item.split("=", 1)
             algo, name = lhs.split(".", 1)
         except ValueError:
-            raise SystemExit(f"--param expects ALGO.NAME=VALUE (e.g. linrfm.lam=10), got {item!r}") from None
+            raise SystemExit(
+                f"--param expects ALGO.NAME=VALUE (e.g. linrfm.lam=10), got {item!r}"
+            ) from None
         algo = ALIASES.get(algo.strip().lower(), algo.strip().lower())
         if algo not in ALGORITHMS:
             raise SystemExit(f"--param {item!r}: unknown algorithm {algo!r}")
@@ -294,7 +323,7 @@ def _emit(key: str, fold: int, text: str, units: int = 0) -> None:
     if _QUEUE is not None:
         try:
             _QUEUE.put((key, fold, text, units))
-        except Exception:  # noqa: BLE001 - progress must never break a run
+        except Exception:
             pass
 
 
@@ -371,7 +400,9 @@ def _validation_split(trainset, seed: int | None):
     from surprise import Dataset, Reader
     from surprise.model_selection import train_test_split
 
-    raw = [(trainset.to_raw_uid(u), trainset.to_raw_iid(i), r) for u, i, r in trainset.all_ratings()]
+    raw = [
+        (trainset.to_raw_uid(u), trainset.to_raw_iid(i), r) for u, i, r in trainset.all_ratings()
+    ]
     df = pd.DataFrame(raw, columns=["user_id", "item_id", "rating"])
     data = Dataset.load_from_df(df, Reader(rating_scale=trainset.rating_scale))
     return train_test_split(data, test_size=0.1, random_state=seed)
@@ -392,7 +423,12 @@ def _tune(key: str, params: dict, grid: dict, trainset, seed, fold: int) -> tupl
         results.append({"params": combo, "valid_rmse": rmse})
         _emit(key, fold, f"tuning {len(results)}: {combo} -> {rmse:.4f}", 1)
     best = min(results, key=lambda r: r["valid_rmse"])
-    info = {"grid": results, "best": best, "seconds": time.perf_counter() - t0, "validation_share": 0.1}
+    info = {
+        "grid": results,
+        "best": best,
+        "seconds": time.perf_counter() - t0,
+        "validation_share": 0.1,
+    }
     return {**params, **best["params"]}, info
 
 
@@ -413,7 +449,9 @@ def _ranking_model(key: str, algo, params: dict, train, seed):
     return SurpriseTopN(algo), f"SurpriseTopN({type(algo).__name__})"
 
 
-def _curve(key: str, spec: AlgoSpec, params: dict, trainset, testset, seed, n_max: int, fold: int) -> dict:
+def _curve(
+    key: str, spec: AlgoSpec, params: dict, trainset, testset, seed, n_max: int, fold: int
+) -> dict:
     """Test RMSE after 0..n_max iterations (one refit each) and the time to reach each.
 
     The time of iteration ``n`` is read off the longest fit: its total wall time minus the
@@ -443,11 +481,15 @@ def _curve(key: str, spec: AlgoSpec, params: dict, trainset, testset, seed, n_ma
         "rmse": rmse,
         "seconds": secs,
         "refit_seconds": fit_times,
-        "train_rmse": [float(r.get("train_rmse", float("nan"))) for r in algos_hist] if algos_hist else [],
+        "train_rmse": [float(r.get("train_rmse", float("nan"))) for r in algos_hist]
+        if algos_hist
+        else [],
     }
 
 
-def time_to_final(curve: dict, final_iteration: int | None = None, margin: float = FINAL_MARGIN) -> tuple[float, int, float]:
+def time_to_final(
+    curve: dict, final_iteration: int | None = None, margin: float = FINAL_MARGIN
+) -> tuple[float, int, float]:
     """(seconds, iteration, final RMSE): the first point within ``margin`` of the final RMSE.
 
     The final RMSE is the curve's value at ``final_iteration`` (the iteration count of the model
@@ -465,12 +507,16 @@ def run_task(spec: dict) -> dict:
     key, fold = spec["key"], spec["fold"]
     aspec = ALGORITHMS[key]
     row: dict[str, Any] = {
-        "algorithm": key, "label": aspec.label, "fold": fold + 1, "dataset": spec["dataset"],
-        "run_id": spec["run_id"], "memory_method": spec["memory_method"],
+        "algorithm": key,
+        "label": aspec.label,
+        "fold": fold + 1,
+        "dataset": spec["dataset"],
+        "run_id": spec["run_id"],
+        "memory_method": spec["memory_method"],
     }
     try:
         return _run_task(spec, aspec, row)
-    except Exception as exc:  # noqa: BLE001 - a failed fit is a row with an error, not a lost run
+    except Exception as exc:
         row["error"] = f"{type(exc).__name__}: {exc}"
         row["traceback"] = traceback.format_exc()
         _emit(key, fold, "FAILED", 0)
@@ -491,7 +537,10 @@ def _run_task(spec: dict, aspec: AlgoSpec, row: dict) -> dict:
     try:
         from threadpoolctl import threadpool_info
 
-        row["blas_threads"] = max((d["num_threads"] for d in threadpool_info() if d.get("user_api") == "blas"), default=None)
+        row["blas_threads"] = max(
+            (d["num_threads"] for d in threadpool_info() if d.get("user_api") == "blas"),
+            default=None,
+        )
     except ImportError:  # pragma: no cover
         pass
     params = dict(spec["params"])
@@ -507,7 +556,9 @@ def _run_task(spec: dict, aspec: AlgoSpec, row: dict) -> dict:
         train, test, info = ranking_matrices(trainset, testset, spec["threshold"])
         with PeakRSS() as mem:
             t = time.perf_counter()
-            model = fit_implicit_als(train, **params, random_state=seed, num_threads=spec["threads"])
+            model = fit_implicit_als(
+                train, **params, random_state=seed, num_threads=spec["threads"]
+            )
             row["fit_seconds"] = time.perf_counter() - t
         row["peak_rss_mb"] = mem.delta / 2**20
         _emit(key, fold, "ranking", 1)
@@ -567,7 +618,10 @@ def _run_task(spec: dict, aspec: AlgoSpec, row: dict) -> dict:
 def _dedupe(df, what: str):
     dup = df.duplicated(["user_id", "item_id"], keep="last")
     if dup.any():
-        print(f"warning: {int(dup.sum()):,} repeated (user, item) pairs in {what}: keeping the last of each", file=sys.stderr)
+        print(
+            f"warning: {int(dup.sum()):,} repeated (user, item) pairs in {what}: keeping the last of each",
+            file=sys.stderr,
+        )
         df = df[~dup]
     return df
 
@@ -589,15 +643,34 @@ def load_data(args) -> tuple[str, Any, int, tuple[float, float], dict]:
     info: dict[str, Any] = {"data_home": str(home)}
     if args.ratings_csv:
         path = Path(args.ratings_csv)
-        df = pd.read_csv(path, sep=None, engine="python") if path.suffix not in (".csv",) else pd.read_csv(path)
-        rename = {c: {"userid": "user_id", "user": "user_id", "movieid": "item_id", "itemid": "item_id",
-                      "item": "item_id", "movie_id": "item_id"}.get(c.lower().replace(" ", ""), c) for c in df.columns}
+        df = (
+            pd.read_csv(path, sep=None, engine="python")
+            if path.suffix not in (".csv",)
+            else pd.read_csv(path)
+        )
+        rename = {
+            c: {
+                "userid": "user_id",
+                "user": "user_id",
+                "movieid": "item_id",
+                "itemid": "item_id",
+                "item": "item_id",
+                "movie_id": "item_id",
+            }.get(c.lower().replace(" ", ""), c)
+            for c in df.columns
+        }
         df = df.rename(columns=rename)
         missing = {"user_id", "item_id", "rating"} - set(df.columns)
         if missing:
-            raise SystemExit(f"{path}: columns {sorted(missing)} not found (have {list(df.columns)})")
+            raise SystemExit(
+                f"{path}: columns {sorted(missing)} not found (have {list(df.columns)})"
+            )
         df = _dedupe(df, str(path))
-        scale = tuple(args.rating_scale) if args.rating_scale else (float(df.rating.min()), float(df.rating.max()))
+        scale = (
+            tuple(args.rating_scale)
+            if args.rating_scale
+            else (float(df.rating.min()), float(df.rating.max()))
+        )
         label = args.dataset if args.dataset_given else path.stem
         info.update(source=str(path))
         return label, to_surprise(df, scale), len(df), scale, info
@@ -606,7 +679,9 @@ def load_data(args) -> tuple[str, Any, int, tuple[float, float], dict]:
         nu, ni, nr = args.synthetic_shape or SYNTHETIC_SHAPE
         df = make_ratings(nu, ni, nr, random_state=args.seed)
         scale = tuple(df.attrs["rating_scale"])
-        info.update(source=f"rfm_recsys.datasets.make_ratings({nu}, {ni}, {nr}, random_state={args.seed})")
+        info.update(
+            source=f"rfm_recsys.datasets.make_ratings({nu}, {ni}, {nr}, random_state={args.seed})"
+        )
         return "synthetic", to_surprise(df, scale), len(df), scale, info
     if args.folds == "official":
         return name, None, 0, (1.0, 5.0), info
@@ -625,15 +700,24 @@ def make_folds(args, dataset: str, data, home_info: dict) -> tuple[list, dict]:
             raise SystemExit("--folds official exists only for ml-100k (its u1..u5 files)")
         from rfm_recsys.datasets import ml100k_official_folds
 
-        data, files = ml100k_official_folds("u", data_home=home_info["data_home"], download=not args.no_download)
+        data, files = ml100k_official_folds(
+            "u", data_home=home_info["data_home"], download=not args.no_download
+        )
         folds = list(PredefinedKFold().split(data))
-        return folds, {"folds": "ml-100k official u1..u5 (PredefinedKFold)", "fold_files": [list(f) for f in files]}
+        return folds, {
+            "folds": "ml-100k official u1..u5 (PredefinedKFold)",
+            "fold_files": [list(f) for f in files],
+        }
     if args.folds == "holdout":
         tr, te = train_test_split(data, test_size=0.1, random_state=args.seed)
-        return [(tr, te)], {"folds": f"one 90/10 split (surprise train_test_split, random_state={args.seed})"}
+        return [(tr, te)], {
+            "folds": f"one 90/10 split (surprise train_test_split, random_state={args.seed})"
+        }
     k = int(args.folds)
     folds = list(KFold(n_splits=k, random_state=args.seed, shuffle=True).split(data))
-    return folds, {"folds": f"{k}-fold surprise KFold(n_splits={k}, random_state={args.seed}, shuffle=True)"}
+    return folds, {
+        "folds": f"{k}-fold surprise KFold(n_splits={k}, random_state={args.seed}, shuffle=True)"
+    }
 
 
 def _run_dir(base: Path, dataset: str, run_id: str | None) -> tuple[Path, str]:
@@ -660,8 +744,12 @@ class _Progress:
             width = max(len(ALGORITHMS[k].label) for k in keys)
             for pos, k in enumerate(keys):
                 self.bars[k] = tqdm(
-                    total=totals[k], desc=ALGORITHMS[k].label.ljust(width), position=pos, leave=True,
-                    dynamic_ncols=True, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} [{elapsed}] {postfix}",
+                    total=totals[k],
+                    desc=ALGORITHMS[k].label.ljust(width),
+                    position=pos,
+                    leave=True,
+                    dynamic_ncols=True,
+                    bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} [{elapsed}] {postfix}",
                 )
 
     def update(self, key: str, fold: int, text: str, units: int) -> None:
@@ -737,8 +825,10 @@ def speed_summary(rows: list[dict]) -> dict:
             "final_model_seconds_mean": float(full.mean()),
             "final_model_seconds_std": float(full.std(ddof=1)) if full.size > 1 else 0.0,
             "iterations": rs[0]["curve"].get("final_iteration", len(rs[0]["curve"]["rmse"]) - 1),
-            "seconds_mean": float(secs.mean()), "seconds_std": float(secs.std(ddof=1)) if secs.size > 1 else 0.0,
-            "iteration_mean": float(its.mean()), "final_rmse_mean": float(fin.mean()),
+            "seconds_mean": float(secs.mean()),
+            "seconds_std": float(secs.std(ddof=1)) if secs.size > 1 else 0.0,
+            "iteration_mean": float(its.mean()),
+            "final_rmse_mean": float(fin.mean()),
             "per_fold_seconds": secs.tolist(),
         }
     a = out["algorithms"]
@@ -775,64 +865,128 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
-        "--dataset", default="ml-100k",
+        "--dataset",
+        default="ml-100k",
         help="MovieLens name (ml-100k, ml-latest-small, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m), or "
         "'synthetic' for a small MovieLens-like set from rfm_recsys.datasets.make_ratings (default: ml-100k)",
     )
     p.add_argument(
-        "--ratings-csv", metavar="PATH",
+        "--ratings-csv",
+        metavar="PATH",
         help="evaluate on your own ratings file instead (columns user_id, item_id, rating; "
         "MovieLens' userId/movieId accepted); --dataset then only names the results folder",
     )
-    p.add_argument("--rating-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                   help="rating scale of --ratings-csv (default: its min and max)")
-    p.add_argument("--synthetic-shape", type=lambda s: tuple(int(x) for x in s.split(",")), metavar="USERS,ITEMS,RATINGS",
-                   help=f"size of --dataset synthetic (default {','.join(map(str, SYNTHETIC_SHAPE))})")
     p.add_argument(
-        "--algorithms", metavar="LIST",
-        help="comma-separated subset of " + ", ".join(ALGORITHMS) + " (default: all rating algorithms; "
+        "--rating-scale",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="rating scale of --ratings-csv (default: its min and max)",
+    )
+    p.add_argument(
+        "--synthetic-shape",
+        type=lambda s: tuple(int(x) for x in s.split(",")),
+        metavar="USERS,ITEMS,RATINGS",
+        help=f"size of --dataset synthetic (default {','.join(map(str, SYNTHETIC_SHAPE))})",
+    )
+    p.add_argument(
+        "--algorithms",
+        metavar="LIST",
+        help="comma-separated subset of "
+        + ", ".join(ALGORITHMS)
+        + " (default: all rating algorithms; "
         "SVD++ only up to 200k ratings unless --svdpp; implicit-als only with --ranking)",
     )
     p.add_argument("--svdpp", action="store_true", help="run SVD++ even on large data sets (slow)")
     p.add_argument(
-        "--folds", default=None,
+        "--folds",
+        default=None,
         help="number of KFold folds (default 5; 2 with --quick), 'official' for ml-100k's u1..u5 "
         "files, or 'holdout' for one 90/10 split",
     )
-    p.add_argument("--n-jobs", type=int, default=1,
-                   help="fits running at once, each in its own worker process (more than 1 shortens the "
-                   "run but the fits then compete for cores: keep the default 1 for timings)")
-    p.add_argument("--blas-threads", type=int, default=1,
-                   help="BLAS/LAPACK threads of each fit (and implicit's num_threads); 0 keeps the libraries' "
-                   "default. 1, like Surprise's single-threaded algorithms, gives comparable fit times, and "
-                   "OpenBLAS with more threads slows down badly when other processes share the cores (default: 1)")
-    p.add_argument("--data-home", metavar="DIR",
-                   help="folder holding the MovieLens zips or unpacked folders (default: $RFM_RECSYS_DATA, "
-                   f"else the repository's datasets/ folder {DEFAULT_DATA_HOME})")
-    p.add_argument("--no-download", action="store_true", help="never download; fail if the data is not in the data home")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the folds, the validation splits and every randomised algorithm (default: 0)")
-    p.add_argument("--quick", action="store_true",
-                   help="a fast smoke run: 2 folds, fewer epochs (ALS 5, SVD 5, SVD++ 2 when named, implicit-ALS 5), "
-                   "curves of 3 iterations, SVD++ left out unless named")
-    p.add_argument("--tune", action="store_true",
-                   help="choose hyperparameters per fold on a 10%% validation split of that fold's training "
-                   "ratings (small grids; the test fold is never used), then refit on the whole training fold")
-    p.add_argument("--ranking", action="store_true",
-                   help="add the top-N table: precision@10, MAP@10, NDCG@10 by implicit.evaluation.ranking_metrics_at_k "
-                   "(relevant = test rating >= 4; candidates = items the user has not rated in training), with implicit's ALS")
-    p.add_argument("--curve-iters", type=int, default=None,
-                   help=f"iterations of the test-RMSE-per-iteration curves of lin-RFM and IRLS (default {CURVE_ITERS}, "
-                   "3 with --quick; 0 turns them off); each point is one refit")
-    p.add_argument("--param", action="append", metavar="ALGO.NAME=VALUE",
-                   help="override a hyperparameter, e.g. --param linrfm.lam=10 --param als.n_factors=100 (repeatable)")
-    p.add_argument("--results-dir", default="results", help="results go to RESULTS_DIR/<dataset>/<run-id>/ (default: ./results)")
-    p.add_argument("--run-id", help="name of the run folder (default: the start time, YYYYmmdd-HHMMSS)")
-    p.add_argument("--in-process", action="store_true",
-                   help="run every fit in this process instead of a fresh worker (faster start; peak memory "
-                   "is then only an RSS-sampler estimate)")
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="fits running at once, each in its own worker process (more than 1 shortens the "
+        "run but the fits then compete for cores: keep the default 1 for timings)",
+    )
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS/LAPACK threads of each fit (and implicit's num_threads); 0 keeps the libraries' "
+        "default. 1, like Surprise's single-threaded algorithms, gives comparable fit times, and "
+        "OpenBLAS with more threads slows down badly when other processes share the cores (default: 1)",
+    )
+    p.add_argument(
+        "--data-home",
+        metavar="DIR",
+        help="folder holding the MovieLens zips or unpacked folders (default: $RFM_RECSYS_DATA, "
+        f"else the repository's datasets/ folder {DEFAULT_DATA_HOME})",
+    )
+    p.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download; fail if the data is not in the data home",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the folds, the validation splits and every randomised algorithm (default: 0)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a fast smoke run: 2 folds, fewer epochs (ALS 5, SVD 5, SVD++ 2 when named, implicit-ALS 5), "
+        "curves of 3 iterations, SVD++ left out unless named",
+    )
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="choose hyperparameters per fold on a 10%% validation split of that fold's training "
+        "ratings (small grids; the test fold is never used), then refit on the whole training fold",
+    )
+    p.add_argument(
+        "--ranking",
+        action="store_true",
+        help="add the top-N table: precision@10, MAP@10, NDCG@10 by implicit.evaluation.ranking_metrics_at_k "
+        "(relevant = test rating >= 4; candidates = items the user has not rated in training), with implicit's ALS",
+    )
+    p.add_argument(
+        "--curve-iters",
+        type=int,
+        default=None,
+        help=f"iterations of the test-RMSE-per-iteration curves of lin-RFM and IRLS (default {CURVE_ITERS}, "
+        "3 with --quick; 0 turns them off); each point is one refit",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="ALGO.NAME=VALUE",
+        help="override a hyperparameter, e.g. --param linrfm.lam=10 --param als.n_factors=100 (repeatable)",
+    )
+    p.add_argument(
+        "--results-dir",
+        default="results",
+        help="results go to RESULTS_DIR/<dataset>/<run-id>/ (default: ./results)",
+    )
+    p.add_argument(
+        "--run-id", help="name of the run folder (default: the start time, YYYYmmdd-HHMMSS)"
+    )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every fit in this process instead of a fresh worker (faster start; peak memory "
+        "is then only an RSS-sampler estimate)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per finished fit instead)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (one line per finished fit instead)",
+    )
     return p
 
 
@@ -847,7 +1001,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         try:
             k = int(args.folds)
         except ValueError:
-            parser.error(f"--folds must be an integer >= 2, 'official' or 'holdout', got {args.folds!r}")
+            parser.error(
+                f"--folds must be an integer >= 2, 'official' or 'holdout', got {args.folds!r}"
+            )
         if k < 2:
             parser.error("--folds must be at least 2 (or 'holdout' for one split)")
     if args.curve_iters is None:
@@ -865,10 +1021,21 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_param_overrides(args.param)
     started = datetime.now()
     t_start = time.perf_counter()
-    from evaluation import movielens as this  # the importable module: workers unpickle its functions
+    from evaluation import (
+        movielens as this,
+    )  # the importable module: workers unpickle its functions
     from evaluation.report import (
-        git_revision, machine_info, package_versions, rating_table, ranking_table, summarise, text_table,
-        time_to_final_table, write_csv, write_json, write_report,
+        git_revision,
+        machine_info,
+        package_versions,
+        ranking_table,
+        rating_table,
+        summarise,
+        text_table,
+        time_to_final_table,
+        write_csv,
+        write_json,
+        write_report,
     )
 
     machine = machine_info()
@@ -894,7 +1061,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{dataset}: {n_ratings:,} ratings, {n_folds} fold(s), algorithms: "
         f"{', '.join(ALGORITHMS[k].label for k in keys)} -> {run_dir}",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
@@ -907,12 +1075,24 @@ def main(argv: list[str] | None = None) -> int:
             with open(path, "wb") as fh:
                 pickle.dump((trainset, testset), fh, protocol=pickle.HIGHEST_PROTOCOL)
             for k in keys:
-                specs.append({
-                    "key": k, "fold": f, "fold_path": str(path), "params": params[k], "seed": args.seed,
-                    "tune": args.tune, "ranking": args.ranking, "curve_iters": args.curve_iters,
-                    "quick": args.quick, "threshold": RELEVANCE_THRESHOLD, "threads": threads,
-                    "dataset": dataset, "run_id": run_id, "memory_method": memory_method,
-                })
+                specs.append(
+                    {
+                        "key": k,
+                        "fold": f,
+                        "fold_path": str(path),
+                        "params": params[k],
+                        "seed": args.seed,
+                        "tune": args.tune,
+                        "ranking": args.ranking,
+                        "curve_iters": args.curve_iters,
+                        "quick": args.quick,
+                        "threshold": RELEVANCE_THRESHOLD,
+                        "threads": threads,
+                        "dataset": dataset,
+                        "run_id": run_id,
+                        "memory_method": memory_method,
+                    }
+                )
         specs.sort(key=lambda s: (keys.index(s["key"]), s["fold"]))
         del folds
         totals = {k: n_folds * _units(ALGORITHMS[k], args, params[k]) for k in keys}
@@ -939,7 +1119,9 @@ def main(argv: list[str] | None = None) -> int:
                 listener = threading.Thread(target=_listen, args=(q, progress, stop), daemon=True)
                 listener.start()
                 with ProcessPoolExecutor(
-                    max_workers=args.n_jobs, mp_context=ctx, max_tasks_per_child=1,
+                    max_workers=args.n_jobs,
+                    mp_context=ctx,
+                    max_tasks_per_child=1,
                     initializer=this._init_worker,
                     initargs=(q, blas_threads or (threads if args.n_jobs > 1 else None)),
                 ) as ex:
@@ -949,10 +1131,14 @@ def main(argv: list[str] | None = None) -> int:
                             s = futs[fut]
                             try:
                                 row = fut.result()
-                            except Exception as exc:  # noqa: BLE001 - a worker that died
+                            except Exception as exc:
                                 row = {
-                                    "algorithm": s["key"], "label": ALGORITHMS[s["key"]].label, "fold": s["fold"] + 1,
-                                    "dataset": dataset, "run_id": run_id, "error": f"worker died: {type(exc).__name__}: {exc}",
+                                    "algorithm": s["key"],
+                                    "label": ALGORITHMS[s["key"]].label,
+                                    "fold": s["fold"] + 1,
+                                    "dataset": dataset,
+                                    "run_id": run_id,
+                                    "error": f"worker died: {type(exc).__name__}: {exc}",
                                 }
                             progress.finish(s["key"], row)
                             rows.append(row)
@@ -968,7 +1154,10 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: (keys.index(r["algorithm"]), r["fold"]))
     failed = [r for r in rows if r.get("error")]
     for r in failed:
-        print(f"\n{r['label']} fold {r['fold']} failed: {r['error']}\n{r.get('traceback', '')}", file=sys.stderr)
+        print(
+            f"\n{r['label']} fold {r['fold']} failed: {r['error']}\n{r.get('traceback', '')}",
+            file=sys.stderr,
+        )
     summary = summarise(rows, keys)
     speed = speed_summary(rows)
     curves: dict[str, list[dict]] = {}
@@ -983,25 +1172,32 @@ def main(argv: list[str] | None = None) -> int:
         title = f"{dataset}, {protocol['folds']}"
         if plot_rmse_vs_fit_time(run_dir / "rmse_vs_fit_time.png", rows, summary, title):
             plots.append("rmse_vs_fit_time.png")
-        if plot_rmse_per_iteration(run_dir / "rmse_per_iteration.png", curves, f"{dataset}: test RMSE per iteration"):
+        if plot_rmse_per_iteration(
+            run_dir / "rmse_per_iteration.png", curves, f"{dataset}: test RMSE per iteration"
+        ):
             plots.append("rmse_per_iteration.png")
 
-    protocol.update({
-        "dataset": f"{dataset} ({n_ratings:,} ratings, rating scale {scale[0]:g}-{scale[1]:g})",
-        "data_source": data_info.get("source", ""),
-        "seed": args.seed,
-        "hyperparameters": (
-            "--tune: per fold, the grid point with the lowest RMSE on a 10% validation split of the fold's "
-            "training ratings (seeded), refitted on the whole training fold"
-            if args.tune else "documented defaults" + (" (--quick epochs)" if args.quick else "")
-        ),
-        "timing": "time.perf_counter around fit(trainset) and test(testset); the first BLAS/LAPACK "
-        "calls are warmed up before; " + (f"{args.n_jobs} fits at once" if args.n_jobs > 1 else "one fit at a time")
-        + "; BLAS threads per fit: " + (str(blas_threads) if blas_threads else "library default")
-        + f"; implicit num_threads: {threads}",
-        "peak_memory": memory_method,
-        "relevance_threshold": RELEVANCE_THRESHOLD,
-    })
+    protocol.update(
+        {
+            "dataset": f"{dataset} ({n_ratings:,} ratings, rating scale {scale[0]:g}-{scale[1]:g})",
+            "data_source": data_info.get("source", ""),
+            "seed": args.seed,
+            "hyperparameters": (
+                "--tune: per fold, the grid point with the lowest RMSE on a 10% validation split of the fold's "
+                "training ratings (seeded), refitted on the whole training fold"
+                if args.tune
+                else "documented defaults" + (" (--quick epochs)" if args.quick else "")
+            ),
+            "timing": "time.perf_counter around fit(trainset) and test(testset); the first BLAS/LAPACK "
+            "calls are warmed up before; "
+            + (f"{args.n_jobs} fits at once" if args.n_jobs > 1 else "one fit at a time")
+            + "; BLAS threads per fit: "
+            + (str(blas_threads) if blas_threads else "library default")
+            + f"; implicit num_threads: {threads}",
+            "peak_memory": memory_method,
+            "relevance_threshold": RELEVANCE_THRESHOLD,
+        }
+    )
     if args.ranking:
         protocol["top_n"] = (
             "implicit.evaluation.ranking_metrics_at_k(model, train, test, K=10); train = the fold's "
@@ -1036,16 +1232,27 @@ def main(argv: list[str] | None = None) -> int:
         "data": data_info,
     }
     if meta["environment"]:
-        meta["command"] = " ".join(f"{k}={shlex.quote(v)}" for k, v in meta["environment"].items()) + " " + meta["command"]
+        meta["command"] = (
+            " ".join(f"{k}={shlex.quote(v)}" for k, v in meta["environment"].items())
+            + " "
+            + meta["command"]
+        )
     write_csv(run_dir / "results.csv", rows)
     slim = [{k: v for k, v in r.items() if k != "traceback"} for r in rows]
     write_json(run_dir / "results.json", {**meta, "summary": summary, "speed": speed, "rows": slim})
     report_notes = list(notes)
     if any(r.get("n_impossible") for r in rows):
-        report_notes.append("pairs with both user and item unknown in training are predicted as the global mean")
+        report_notes.append(
+            "pairs with both user and item unknown in training are predicted as the global mean"
+        )
     write_report(
-        run_dir / "report.md", title=f"{dataset}: lin-RFM and baselines", summary=summary, meta=meta,
-        speed=speed, plots=plots, notes=report_notes,
+        run_dir / "report.md",
+        title=f"{dataset}: lin-RFM and baselines",
+        summary=summary,
+        meta=meta,
+        speed=speed,
+        plots=plots,
+        notes=report_notes,
     )
 
     print()

@@ -44,7 +44,7 @@ def _write(df: pd.DataFrame, path: Path, sep: str) -> None:
     path.write_bytes(data)
 
 
-def _time(fn, repeat: int) -> tuple[float, object]:  # noqa: ANN001
+def _time(fn, repeat: int) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()
@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         The measured figures (seconds, and the ratio to the baseline).
     """
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lines", type=int, default=10_000_054, help="ratings lines (ML-10M: 10,000,054)")
-    ap.add_argument("--python-lines", type=int, default=500_000, help="lines for the Python-engine timing")
+    ap.add_argument(
+        "--lines", type=int, default=10_000_054, help="ratings lines (ML-10M: 10,000,054)"
+    )
+    ap.add_argument(
+        "--python-lines", type=int, default=500_000, help="lines for the Python-engine timing"
+    )
     ap.add_argument("--repeat", type=int, default=2, help="best of N for the fast readers")
     ap.add_argument("--no-zip", action="store_true", help="skip the zip timing")
     args = ap.parse_args(argv)
@@ -73,9 +77,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     n = args.lines
     scale = n / 10_000_054
     shape = dict(
-        n_users=max(1, int(69_878 * scale**0.5)), n_items=max(1, int(10_677 * scale**0.5)), n_ratings=n
+        n_users=max(1, int(69_878 * scale**0.5)),
+        n_items=max(1, int(10_677 * scale**0.5)),
+        n_ratings=n,
     )
-    print(f"generating {n:,} synthetic ratings ({shape['n_users']:,} x {shape['n_items']:,}) ...", flush=True)
+    print(
+        f"generating {n:,} synthetic ratings ({shape['n_users']:,} x {shape['n_items']:,}) ...",
+        flush=True,
+    )
     t = time.perf_counter()
     df = make_ratings(**shape, rating_scale=(0.5, 5), rating_step=0.5, random_state=0)
     print(f"  make_ratings: {time.perf_counter() - t:.1f} s", flush=True)
@@ -106,7 +115,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 sep="\t",
                 header=None,
                 names=["user_id", "item_id", "rating", "timestamp"],
-                dtype={"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"},
+                dtype={
+                    "user_id": "int64",
+                    "item_id": "int64",
+                    "rating": "float64",
+                    "timestamp": "int64",
+                },
                 engine="c",
             )
 

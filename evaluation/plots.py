@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -18,7 +18,9 @@ def _pyplot():
     return plt
 
 
-def plot_rmse_vs_fit_time(path: Path, rows: Sequence[dict], summary: Sequence[dict], title: str) -> Path | None:
+def plot_rmse_vs_fit_time(
+    path: Path, rows: Sequence[dict], summary: Sequence[dict], title: str
+) -> Path | None:
     """Test RMSE against fit time: one dot per fold; per algorithm the mean, the folds' range of
     fit times and the standard deviation of RMSE."""
     pts = [r for r in rows if _ok(r.get("rmse")) and _ok(r.get("fit_seconds"))]
@@ -30,13 +32,22 @@ def plot_rmse_vs_fit_time(path: Path, rows: Sequence[dict], summary: Sequence[di
     for j, rec in enumerate(s for s in summary if _ok(s.get("rmse_mean"))):
         c = colors[j % len(colors)]
         mine = [r for r in pts if r["algorithm"] == rec["algorithm"]]
-        ax.scatter([r["fit_seconds"] for r in mine], [r["rmse"] for r in mine], color=c, alpha=0.35, s=18)
+        ax.scatter(
+            [r["fit_seconds"] for r in mine], [r["rmse"] for r in mine], color=c, alpha=0.35, s=18
+        )
         # x: the range of the folds (a std bar would cross zero on the log axis); y: the std.
         xs = [r["fit_seconds"] for r in mine]
         mx = rec["fit_seconds_mean"]
         ax.errorbar(
-            mx, rec["rmse_mean"], xerr=[[max(0.0, mx - min(xs))], [max(0.0, max(xs) - mx)]],
-            yerr=rec["rmse_std"], fmt="o", color=c, ms=8, capsize=3, label=rec["label"],
+            mx,
+            rec["rmse_mean"],
+            xerr=[[max(0.0, mx - min(xs))], [max(0.0, max(xs) - mx)]],
+            yerr=rec["rmse_std"],
+            fmt="o",
+            color=c,
+            ms=8,
+            capsize=3,
+            label=rec["label"],
         )
     ax.set_xscale("log")
     ax.set_xlabel("fit time per fold (s, log scale)")

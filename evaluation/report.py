@@ -14,9 +14,10 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,9 @@ def summarise(rows: Sequence[dict], order: Sequence[str] | None = None) -> list[
         for m in SUMMARY_METRICS:
             vals = np.array([float(r[m]) for r in rs if _finite(r.get(m))], dtype=np.float64)
             rec[f"{m}_mean"] = float(vals.mean()) if vals.size else float("nan")
-            rec[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else (0.0 if vals.size else float("nan"))
+            rec[f"{m}_std"] = (
+                float(vals.std(ddof=1)) if vals.size > 1 else (0.0 if vals.size else float("nan"))
+            )
         out.append(rec)
     return out
 
@@ -85,13 +88,24 @@ def rating_table(summary: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["algorithm", "RMSE", "MAE", "fit (s)", "test (s)", "peak RSS (MB)"]
     rows = []
     for rec in summary:
-        if not math.isfinite(rec.get("rmse_mean", float("nan"))) and rec.get("failed_folds", 0) == 0:
+        if (
+            not math.isfinite(rec.get("rmse_mean", float("nan")))
+            and rec.get("failed_folds", 0) == 0
+        ):
             continue  # top-N-only models
-        label = rec["label"] + (f" ({rec['failed_folds']} failed)" if rec.get("failed_folds") else "")
-        rows.append([
-            label, _pm(rec, "rmse", 4), _pm(rec, "mae", 4), _pm(rec, "fit_seconds", 2),
-            _pm(rec, "test_seconds", 2), _pm(rec, "peak_rss_mb", 1),
-        ])
+        label = rec["label"] + (
+            f" ({rec['failed_folds']} failed)" if rec.get("failed_folds") else ""
+        )
+        rows.append(
+            [
+                label,
+                _pm(rec, "rmse", 4),
+                _pm(rec, "mae", 4),
+                _pm(rec, "fit_seconds", 2),
+                _pm(rec, "test_seconds", 2),
+                _pm(rec, "peak_rss_mb", 1),
+            ]
+        )
     return header, rows
 
 
@@ -102,22 +116,37 @@ def ranking_table(summary: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
     for rec in summary:
         if not math.isfinite(rec.get("ndcg@10_mean", float("nan"))):
             continue
-        rows.append([rec["label"], _pm(rec, "precision@10", 4), _pm(rec, "map@10", 4), _pm(rec, "ndcg@10", 4)])
+        rows.append(
+            [
+                rec["label"],
+                _pm(rec, "precision@10", 4),
+                _pm(rec, "map@10", 4),
+                _pm(rec, "ndcg@10", 4),
+            ]
+        )
     return header, rows
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table (first column left-aligned, the rest right-aligned)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A fixed-width table for the terminal."""
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    widths = (
+        [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+        if rows
+        else [len(h) for h in header]
+    )
     fmt = lambda cells: "  ".join(  # noqa: E731
-        (str(c).ljust(w) if j == 0 else str(c).rjust(w)) for j, (c, w) in enumerate(zip(cells, widths))
+        (str(c).ljust(w) if j == 0 else str(c).rjust(w))
+        for j, (c, w) in enumerate(zip(cells, widths))
     )
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([fmt(header), sep] + [fmt(r) for r in rows])
@@ -167,10 +196,19 @@ def machine_info() -> dict[str, Any]:
         from threadpoolctl import threadpool_info
 
         info["blas"] = [
-            {k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")}
+            {
+                k: d.get(k)
+                for k in (
+                    "internal_api",
+                    "version",
+                    "num_threads",
+                    "architecture",
+                    "threading_layer",
+                )
+            }
             for d in threadpool_info()
         ]
-    except Exception:  # noqa: BLE001 - informative only
+    except Exception:
         pass
     env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
     if env:
@@ -193,8 +231,11 @@ def git_revision(path: str | os.PathLike[str] | None = None) -> str | None:
     """``git describe --always --dirty`` of the checkout holding ``path`` (None outside git)."""
     try:
         res = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=path or Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=10,
+            ["git", "describe", "--always", "--dirty"],
+            cwd=path or Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -248,18 +289,31 @@ def write_json(path: Path, payload: dict) -> None:
 def time_to_final_table(speed: dict) -> tuple[list[str], list[list[str]]]:
     """Table of the time each curve algorithm needs to get within 1% of its final RMSE."""
     header = [
-        "algorithm", "n_iter (final model)", "final test RMSE", "time to within 1% (s)",
-        "iteration reaching it", "time to the final model (s)",
+        "algorithm",
+        "n_iter (final model)",
+        "final test RMSE",
+        "time to within 1% (s)",
+        "iteration reaching it",
+        "time to the final model (s)",
     ]
     rows = []
     for label, rec in speed.get("algorithms", {}).items():
-        rows.append([
-            label, str(rec.get("iterations", "")), _fmt(rec.get("final_rmse_mean"), 4),
-            _fmt(rec.get("seconds_mean"), 2) + (f" ± {rec['seconds_std']:.2f}" if _finite(rec.get("seconds_std")) else ""),
-            _fmt(rec.get("iteration_mean"), 1),
-            _fmt(rec.get("final_model_seconds_mean"), 2)
-            + (f" ± {rec['final_model_seconds_std']:.2f}" if _finite(rec.get("final_model_seconds_std")) else ""),
-        ])
+        rows.append(
+            [
+                label,
+                str(rec.get("iterations", "")),
+                _fmt(rec.get("final_rmse_mean"), 4),
+                _fmt(rec.get("seconds_mean"), 2)
+                + (f" ± {rec['seconds_std']:.2f}" if _finite(rec.get("seconds_std")) else ""),
+                _fmt(rec.get("iteration_mean"), 1),
+                _fmt(rec.get("final_model_seconds_mean"), 2)
+                + (
+                    f" ± {rec['final_model_seconds_std']:.2f}"
+                    if _finite(rec.get("final_model_seconds_std"))
+                    else ""
+                ),
+            ]
+        )
     return header, rows
 
 
@@ -279,12 +333,18 @@ def write_report(
 ) -> str:
     """report.md: the tables, the protocol, the machine, package versions and the exact command."""
     parts = [f"# {title}", ""]
-    parts += [f"Run `{meta['run_id']}`, {meta['started']} ({meta['elapsed_seconds']:.0f} s in all).", ""]
+    parts += [
+        f"Run `{meta['run_id']}`, {meta['started']} ({meta['elapsed_seconds']:.0f} s in all).",
+        "",
+    ]
     parts += ["## Rating prediction (mean ± std over folds)", ""]
     parts += [markdown_table(*rating_table(summary)), ""]
     h, r = ranking_table(summary)
     if r:
-        parts += [f"## Top-N (K = 10, relevant = test rating >= {meta['protocol'].get('relevance_threshold', 4):g})", ""]
+        parts += [
+            f"## Top-N (K = 10, relevant = test rating >= {meta['protocol'].get('relevance_threshold', 4):g})",
+            "",
+        ]
         parts += [markdown_table(h, r), ""]
     if speed and speed.get("algorithms"):
         parts += ["## Time to reach the final test RMSE", ""]
@@ -303,7 +363,9 @@ def write_report(
     parts += [""]
     parts += ["## Machine", ""]
     m = meta["machine"]
-    parts += [f"- CPU: {m.get('cpu')} ({m.get('logical_cores')} logical cores), RAM {m.get('ram_gib')} GiB"]
+    parts += [
+        f"- CPU: {m.get('cpu')} ({m.get('logical_cores')} logical cores), RAM {m.get('ram_gib')} GiB"
+    ]
     parts += [f"- OS: {m.get('os')}; Python {m.get('python')} ({m.get('python_implementation')})"]
     if m.get("load_average") is not None:
         parts += [f"- load average at the start: {m['load_average']}"]

@@ -39,22 +39,22 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
+import matplotlib
 import numpy as np
 import scipy
 import scipy.sparse as sp
 
-import matplotlib
-
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from rfm_recsys import engine as _engine  # noqa: E402
-from rfm_recsys.dln import DiagonalLinearNetwork, DLNCompletion  # noqa: E402
-from rfm_recsys.engine import (  # noqa: E402
+from rfm_recsys.baselines.dln import DiagonalLinearNetwork, DLNCompletion
+from rfm_recsys.core import engine as _engine
+from rfm_recsys.core.engine import (
     AGOPPower,
     IRLSUpdate,
     RowPlan,
@@ -64,7 +64,7 @@ from rfm_recsys.engine import (  # noqa: E402
     predict_pairs,
     solve_rows,
 )
-from rfm_recsys.sparse_regression import (  # noqa: E402
+from rfm_recsys.regression import (
     BasisPursuitRegressor,
     IRLSRegressor,
     LassoRegressor,
@@ -203,7 +203,7 @@ def run_engine_tracked(
     eval_every: int = 1,
     time_budget: float | None = None,
 ) -> TrackedRun:
-    """:func:`rfm_recsys.engine.fit_engine`'s iteration, step for step, with two additions.
+    """:func:`rfm_recsys.core.engine.fit_engine`'s iteration, step for step, with two additions.
 
     1. An optional ridge schedule ``lam_{k+1} = max(lam_k / lam_decay, lam_min)`` (lin-RFM with
        power 1 and a decaying ridge is IRLS-0 with a decaying smoothing ``gamma_k = n lam_k c_k``,
@@ -320,13 +320,21 @@ def mc_methods(n_iter: int, dln_iter: int, tol: float = 1e-7) -> dict[str, MCMet
                 "irls-p0",
                 "IRLS-0 (eigh), eta 1.03",
                 "engine",
-                dict(update=IRLSUpdate(p=0.0, gamma0=1e-2, eta=1.03, gamma_min=1e-10), lam=0.0, **common),
+                dict(
+                    update=IRLSUpdate(p=0.0, gamma0=1e-2, eta=1.03, gamma_min=1e-10),
+                    lam=0.0,
+                    **common,
+                ),
             ),
             MCMethod(
                 "irls-p1",
                 "IRLS-1 (eigh), eta 1.03",
                 "engine",
-                dict(update=IRLSUpdate(p=1.0, gamma0=1e-2, eta=1.03, gamma_min=1e-10), lam=0.0, **common),
+                dict(
+                    update=IRLSUpdate(p=1.0, gamma0=1e-2, eta=1.03, gamma_min=1e-10),
+                    lam=0.0,
+                    **common,
+                ),
             ),
             MCMethod(
                 "dln-d2",
@@ -379,8 +387,11 @@ def run_mc_method(method: MCMethod, prob: LowRankProblem, Y: np.ndarray, mask: n
         X = model.completed()
         iters = model.n_iter_
         stop = "tol" if model.converged_ else "cap"
-        extra = {"final_lam": float("nan"), "train_residual": model.history_[-1]["rel_residual"],
-                 "_history": model.history_}
+        extra = {
+            "final_lam": float("nan"),
+            "train_residual": model.history_[-1]["rel_residual"],
+            "_history": model.history_,
+        }
     seconds = time.perf_counter() - t0
     err = missing_error_dense(X, Y, mask)
     return {
@@ -426,7 +437,9 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def environment() -> str:
-    threads = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    threads = {
+        k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     threads = {k: v for k, v in threads.items() if v}
     try:
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -442,7 +455,9 @@ def environment() -> str:
 def fmt(x: float, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"
-    return f"{x:.{digits}e}" if (abs(x) < 1e-2 or abs(x) >= 1e4) and x != 0 else f"{x:.{digits + 1}g}"
+    return (
+        f"{x:.{digits}e}" if (abs(x) < 1e-2 or abs(x) >= 1e4) and x != 0 else f"{x:.{digits + 1}g}"
+    )
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -480,12 +495,24 @@ class RecoveryConfig:
 
 def recovery_config(quick: bool) -> RecoveryConfig:
     if quick:
-        return RecoveryConfig([(40, 40), (60, 40)], 2, [1.5, 3.0], 2,
-                              ["linrfm-p1", "linrfm-p1-decay", "linrfm-p2", "irls-p0", "irls-p1", "dln-d2"],
-                              30, 300)
-    return RecoveryConfig([(500, 500), (1000, 500)], 5, [1.0, 1.5, 2.0, 2.5, 3.0, 4.0], 5,
-                          ["linrfm-p1", "linrfm-p1-decay", "linrfm-p2", "irls-p0", "irls-p1", "dln-d2"],
-                          1000, 3000)
+        return RecoveryConfig(
+            [(40, 40), (60, 40)],
+            2,
+            [1.5, 3.0],
+            2,
+            ["linrfm-p1", "linrfm-p1-decay", "linrfm-p2", "irls-p0", "irls-p1", "dln-d2"],
+            30,
+            300,
+        )
+    return RecoveryConfig(
+        [(500, 500), (1000, 500)],
+        5,
+        [1.0, 1.5, 2.0, 2.5, 3.0, 4.0],
+        5,
+        ["linrfm-p1", "linrfm-p1-decay", "linrfm-p2", "irls-p0", "irls-p1", "dln-d2"],
+        1000,
+        3000,
+    )
 
 
 def run_mc_sweep(cfg: RecoveryConfig, experiment: str, curves: dict | None = None) -> list[dict]:
@@ -505,13 +532,24 @@ def run_mc_sweep(cfg: RecoveryConfig, experiment: str, curves: dict | None = Non
                 for key in cfg.methods:
                     rec = run_mc_method(methods[key], prob, Y, mask)
                     history = rec.pop("_history", None)
-                    if (curves is not None and history is not None and (n, d) == cfg.shapes[0]
-                            and ratio == max(cfg.ratios) and seed == 0):
+                    if (
+                        curves is not None
+                        and history is not None
+                        and (n, d) == cfg.shapes[0]
+                        and ratio == max(cfg.ratios)
+                        and seed == 0
+                    ):
                         curves[key] = history
                     row = {
-                        "experiment": experiment, "n": n, "d": d, "rank": cfg.rank,
-                        "ratio": ratio, "observed": prob.m, "frac_observed": prob.m / (n * d),
-                        "seed": seed, **rec,
+                        "experiment": experiment,
+                        "n": n,
+                        "d": d,
+                        "rank": cfg.rank,
+                        "ratio": ratio,
+                        "observed": prob.m,
+                        "frac_observed": prob.m / (n * d),
+                        "seed": seed,
+                        **rec,
                     }
                     rows.append(row)
                     _log(
@@ -533,7 +571,9 @@ def summarise_sweep(rows: list[dict], methods: dict[str, MCMethod]) -> tuple[str
     parts = []
     summary: dict = {}
     for n, d in shapes:
-        parts.append(f"\n#### {n} x {d}: successes (error < {SUCCESS_TOL:g}) / runs, median error\n")
+        parts.append(
+            f"\n#### {n} x {d}: successes (error < {SUCCESS_TOL:g}) / runs, median error\n"
+        )
         table = []
         for k in keys:
             cells = []
@@ -561,8 +601,20 @@ def plot_sweep(rows: list[dict], path: Path, title: str) -> None:
         for k in keys:
             rs = [r for r in rows if int(r["n"]) == n and int(r["d"]) == d and r["method"] == k]
             ratios = sorted({float(r["ratio"]) for r in rs})
-            succ = [np.mean([float(r["rel_err_missing"]) < SUCCESS_TOL for r in rs if float(r["ratio"]) == x]) for x in ratios]
-            med = [np.median([float(r["rel_err_missing"]) for r in rs if float(r["ratio"]) == x]) for x in ratios]
+            succ = [
+                np.mean(
+                    [
+                        float(r["rel_err_missing"]) < SUCCESS_TOL
+                        for r in rs
+                        if float(r["ratio"]) == x
+                    ]
+                )
+                for x in ratios
+            ]
+            med = [
+                np.median([float(r["rel_err_missing"]) for r in rs if float(r["ratio"]) == x])
+                for x in ratios
+            ]
             axes[0, j].plot(ratios, succ, marker="o", label=k)
             axes[1, j].semilogy(ratios, med, marker="o", label=k)
         axes[0, j].set_title(f"{title}: {n} x {d}")
@@ -615,14 +667,17 @@ def cmd_recovery(args: argparse.Namespace) -> Path:
             best = min(summary[(n, d, k, r)][2] for r in cfg.ratios)
             lines.append(
                 f"- {n} x {d}, `{k}`: "
-                + (f"succeeds in >= 80% of runs from {thr:g}x the degrees of freedom on"
-                   if thr is not None else "never succeeds in >= 80% of runs at any ratio tried")
+                + (
+                    f"succeeds in >= 80% of runs from {thr:g}x the degrees of freedom on"
+                    if thr is not None
+                    else "never succeeds in >= 80% of runs at any ratio tried"
+                )
                 + f"; best median error {fmt(best)}."
             )
     report = f"""# Exact low-rank completion: phase transition
 
 Rank {cfg.rank}, Gaussian factors (entries of mean square 1), no noise, shapes
-{', '.join(f'{n} x {d}' for n, d in cfg.shapes)}; observed entries = ratio x r(n + d - r),
+{", ".join(f"{n} x {d}" for n, d in cfg.shapes)}; observed entries = ratio x r(n + d - r),
 uniformly at random; {cfg.seeds} seeds per point. Success: relative error on the missing entries
 < {SUCCESS_TOL:g}. Engine methods: float64, observed entries re-imposed before each feature update,
 stop when the relative kernel change < 1e-7 or after {cfg.n_iter} updates; deep linear network:
@@ -713,7 +768,11 @@ def cmd_dln(args: argparse.Namespace) -> Path:
     if rec_path.is_file():
         rec_rows = [r for r in read_csv(rec_path) if not r["method"].startswith("dln")]
         same = {(int(r["n"]), int(r["d"]), float(r["ratio"]), int(r["seed"])) for r in rows}
-        rec_rows = [r for r in rec_rows if (int(r["n"]), int(r["d"]), float(r["ratio"]), int(r["seed"])) in same]
+        rec_rows = [
+            r
+            for r in rec_rows
+            if (int(r["n"]), int(r["d"]), float(r["ratio"]), int(r["seed"])) in same
+        ]
         if rec_rows:
             t2, _ = summarise_sweep(rec_rows, methods)
             comparison = f"Same problems (same generator and seeds), from `{rec_path}`:\n{t2}"
@@ -721,11 +780,27 @@ def cmd_dln(args: argparse.Namespace) -> Path:
     for n, d in cfg.shapes:
         for k in cfg.methods:
             thr = threshold_ratio(summary, n, d, k)
-            med_it = np.median([float(r["iterations"]) for r in rows if r["method"] == k and int(r["n"]) == n and int(r["d"]) == d])
-            med_s = np.median([float(r["seconds"]) for r in rows if r["method"] == k and int(r["n"]) == n and int(r["d"]) == d])
+            med_it = np.median(
+                [
+                    float(r["iterations"])
+                    for r in rows
+                    if r["method"] == k and int(r["n"]) == n and int(r["d"]) == d
+                ]
+            )
+            med_s = np.median(
+                [
+                    float(r["seconds"])
+                    for r in rows
+                    if r["method"] == k and int(r["n"]) == n and int(r["d"]) == d
+                ]
+            )
             lines.append(
                 f"- {n} x {d}, `{k}`: "
-                + (f">= 80% success from {thr:g}x dof" if thr is not None else "no ratio with >= 80% success")
+                + (
+                    f">= 80% success from {thr:g}x dof"
+                    if thr is not None
+                    else "no ratio with >= 80% success"
+                )
                 + f"; median {med_it:.0f} steps, {med_s:.1f} s per fit."
             )
     report = f"""# Deep linear networks on the `recovery` problems
@@ -784,7 +859,9 @@ class SpeedConfig:
 def speed_config(quick: bool) -> SpeedConfig:
     if quick:
         return SpeedConfig([60, 120], 2, 3.0, 40, 20.0, 20000, (300, 300), 0.02, 5, [0.0])
-    return SpeedConfig([500, 1000, 2000, 5000], 5, 3.0, 1000, 1200.0, 50000, (5000, 5000), 0.02, 100, [0.0])
+    return SpeedConfig(
+        [500, 1000, 2000, 5000], 5, 3.0, 1000, 1200.0, 50000, (5000, 5000), 0.02, 100, [0.0]
+    )
 
 
 THRESHOLDS = (1e-1, 1e-2, 1e-3)
@@ -806,8 +883,13 @@ def _big_run_child(shape: tuple[int, int], frac: float, rank: int, n_iter: int) 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
     res = fit_engine(
-        prob.R, lam=REF_LAM, n_iter=n_iter, update=AGOPPower(1.0), tol=1e-7,
-        dtype=np.float64, reimpose_observed=True,
+        prob.R,
+        lam=REF_LAM,
+        n_iter=n_iter,
+        update=AGOPPower(1.0),
+        tol=1e-7,
+        dtype=np.float64,
+        reimpose_observed=True,
     )
     fit_s = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -819,12 +901,20 @@ def _big_run_child(shape: tuple[int, int], frac: float, rank: int, n_iter: int) 
     secs = [h["seconds"] for h in res.history]
     per_iter = float(np.median(np.diff(secs))) if len(secs) > 1 else float("nan")
     return {
-        "n": n, "d": d, "rank": rank, "observed": prob.m,
-        "missing": n * d - prob.m, "ratio": prob.ratio, "iterations": iters,
-        "fit_seconds": fit_s, "sec_per_iter_median": per_iter,
-        "generate_seconds": gen, "peak_rss_bytes": peak,
+        "n": n,
+        "d": d,
+        "rank": rank,
+        "observed": prob.m,
+        "missing": n * d - prob.m,
+        "ratio": prob.ratio,
+        "iterations": iters,
+        "fit_seconds": fit_s,
+        "sec_per_iter_median": per_iter,
+        "generate_seconds": gen,
+        "peak_rss_bytes": peak,
         "rss_before_fit_bytes": rss_before,
-        "rel_err_missing_sample": err, "missing_sample": int(rows.size),
+        "rel_err_missing_sample": err,
+        "missing_sample": int(rows.size),
     }
 
 
@@ -842,10 +932,8 @@ def big_run(cfg: SpeedConfig) -> dict:
     )
     for line in proc.stdout.splitlines():
         if line.startswith("BIGRUN "):
-            return json.loads(line[len("BIGRUN "):])
-    raise RuntimeError(
-        f"the big run failed (exit code {proc.returncode}):\n{proc.stderr[-3000:]}"
-    )
+            return json.loads(line[len("BIGRUN ") :])
+    raise RuntimeError(f"the big run failed (exit code {proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
 def cmd_speed(args: argparse.Namespace) -> Path:
@@ -862,11 +950,17 @@ def cmd_speed(args: argparse.Namespace) -> Path:
     t0 = time.perf_counter()
     variants = [
         ("linrfm-p1", "lin-RFM power 1, lam 5e-2", dict(update=AGOPPower(1.0), lam=REF_LAM)),
-        ("linrfm-p1-decay", "lin-RFM power 1, lam 5e-2 / 1.03^k",
-         dict(update=AGOPPower(1.0), lam=REF_LAM, lam_decay=1.03, lam_min=1e-10)),
+        (
+            "linrfm-p1-decay",
+            "lin-RFM power 1, lam 5e-2 / 1.03^k",
+            dict(update=AGOPPower(1.0), lam=REF_LAM, lam_decay=1.03, lam_min=1e-10),
+        ),
     ] + [
-        (f"irls-p{p:g}", f"IRLS-{p:g}, eta 1.03",
-         dict(update=IRLSUpdate(p=p, gamma0=1e-2, eta=1.03, gamma_min=1e-10), lam=0.0))
+        (
+            f"irls-p{p:g}",
+            f"IRLS-{p:g}, eta 1.03",
+            dict(update=IRLSUpdate(p=p, gamma0=1e-2, eta=1.03, gamma_min=1e-10), lam=0.0),
+        )
         for p in cfg.irls_ps
     ]
     rows = []
@@ -882,14 +976,27 @@ def cmd_speed(args: argparse.Namespace) -> Path:
 
         for key, label, params in variants:
             run = run_engine_tracked(
-                prob.R, n_iter=cfg.n_iter, tol=1e-7, evaluate=evaluate,
-                time_budget=cfg.time_budget, **params,
+                prob.R,
+                n_iter=cfg.n_iter,
+                tol=1e-7,
+                evaluate=evaluate,
+                time_budget=cfg.time_budget,
+                **params,
             )
             curves[(d, key)] = run
-            per_iter = np.diff(run.compute_seconds[1:]) if len(run.compute_seconds) > 2 else np.array([np.nan])
+            per_iter = (
+                np.diff(run.compute_seconds[1:])
+                if len(run.compute_seconds) > 2
+                else np.array([np.nan])
+            )
             row = {
-                "d": d, "rank": cfg.rank, "observed": prob.m, "frac_observed": prob.m / d**2,
-                "method": key, "iterations": run.iterations, "stop": run.stop,
+                "d": d,
+                "rank": cfg.rank,
+                "observed": prob.m,
+                "frac_observed": prob.m / d**2,
+                "method": key,
+                "iterations": run.iterations,
+                "stop": run.stop,
                 "sec_per_iter_median": float(np.median(per_iter)),
                 "total_seconds": run.compute_seconds[-1],
                 "final_rel_err": run.errors[-1][1],
@@ -906,7 +1013,9 @@ def cmd_speed(args: argparse.Namespace) -> Path:
     # ratios against lin-RFM power 1 (same d)
     for row in rows:
         base = next(r for r in rows if r["d"] == row["d"] and r["method"] == "linrfm-p1")
-        row["per_iter_ratio_vs_linrfm_p1"] = row["sec_per_iter_median"] / base["sec_per_iter_median"]
+        row["per_iter_ratio_vs_linrfm_p1"] = (
+            row["sec_per_iter_median"] / base["sec_per_iter_median"]
+        )
     write_csv(out / "results.csv", rows)
 
     _log(f"[speed] big run {cfg.big_shape} at {cfg.big_frac:.0%} observed (child process)")
@@ -928,7 +1037,8 @@ def cmd_speed(args: argparse.Namespace) -> Path:
     for key in keys:
         run = curves[(dmax, key)]
         axes[1].loglog(
-            [max(run.compute_seconds[i], 1e-4) for i, _ in run.errors], [e for _, e in run.errors],
+            [max(run.compute_seconds[i], 1e-4) for i, _ in run.errors],
+            [e for _, e in run.errors],
             label=key,
         )
     axes[1].axhline(SUCCESS_TOL, color="gray", ls="--", lw=0.8)
@@ -943,18 +1053,26 @@ def cmd_speed(args: argparse.Namespace) -> Path:
 
     table = []
     for r in rows:
-        table.append([
-            r["d"], f"`{r['method']}`", f"{r['sec_per_iter_median']:.3g}",
-            f"{r['per_iter_ratio_vs_linrfm_p1']:.2f}", f"{r['iterations']} ({r['stop']})",
-            *[fmt(r[f"seconds_to_{t:g}"]) for t in THRESHOLDS], fmt(r["final_rel_err"]),
-        ])
+        table.append(
+            [
+                r["d"],
+                f"`{r['method']}`",
+                f"{r['sec_per_iter_median']:.3g}",
+                f"{r['per_iter_ratio_vs_linrfm_p1']:.2f}",
+                f"{r['iterations']} ({r['stop']})",
+                *[fmt(r[f"seconds_to_{t:g}"]) for t in THRESHOLDS],
+                fmt(r["final_rel_err"]),
+            ]
+        )
     ratio_lines = []
     for d in cfg.ds:
         for p in cfg.irls_ps:
             irls = next(r for r in rows if r["d"] == d and r["method"] == f"irls-p{p:g}")
             for fast in ("linrfm-p1", "linrfm-p1-decay"):
                 lr = next(r for r in rows if r["d"] == d and r["method"] == fast)
-                parts = [f"time per iteration x{irls['sec_per_iter_median'] / lr['sec_per_iter_median']:.1f}"]
+                parts = [
+                    f"time per iteration x{irls['sec_per_iter_median'] / lr['sec_per_iter_median']:.1f}"
+                ]
                 for thr in THRESHOLDS:
                     a, b = irls[f"seconds_to_{thr:g}"], lr[f"seconds_to_{thr:g}"]
                     if math.isfinite(a) and math.isfinite(b) and b > 0:
@@ -986,15 +1104,15 @@ the largest d).
 ## A run with millions of missing entries
 
 `fit_engine` (lin-RFM power 1, lam 5e-2, float64, observed entries re-imposed, stop at kernel
-change < 1e-7 or {cfg.big_iter} updates) on a {big['n']:,} x {big['d']:,} rank-{big['rank']} matrix with
-{big['observed']:,} observed and {big['missing']:,} missing entries ({big['ratio']:.1f}x dof), in a
+change < 1e-7 or {cfg.big_iter} updates) on a {big["n"]:,} x {big["d"]:,} rank-{big["rank"]} matrix with
+{big["observed"]:,} observed and {big["missing"]:,} missing entries ({big["ratio"]:.1f}x dof), in a
 child process:
 
-- {big['iterations']} iterations in {big['fit_seconds']:.1f} s ({big['sec_per_iter_median']:.2f} s per iteration,
-  median); generating the problem took {big['generate_seconds']:.1f} s;
-- peak resident memory {big['peak_rss_bytes'] / gib:.2f} GiB ({big['rss_before_fit_bytes'] / gib:.2f} GiB
+- {big["iterations"]} iterations in {big["fit_seconds"]:.1f} s ({big["sec_per_iter_median"]:.2f} s per iteration,
+  median); generating the problem took {big["generate_seconds"]:.1f} s;
+- peak resident memory {big["peak_rss_bytes"] / gib:.2f} GiB ({big["rss_before_fit_bytes"] / gib:.2f} GiB
   before the fit: interpreter, libraries and the problem);
-- relative error on a sample of {big['missing_sample']:,} missing entries: {fmt(big['rel_err_missing_sample'])}.
+- relative error on a sample of {big["missing_sample"]:,} missing entries: {fmt(big["rel_err_missing_sample"])}.
 
 Timings depend on the BLAS threads and on other load: {env}.
 Run time {time.perf_counter() - t0:.0f} s.
@@ -1037,7 +1155,9 @@ def sparse_methods(cfg: SparseConfig) -> dict[str, Callable[[np.ndarray, np.ndar
         "irls-p1": lambda X, y: IRLSRegressor(p=1.0).fit(X, y),
         "basis-pursuit": lambda X, y: BasisPursuitRegressor().fit(X, y),
         "lasso": lasso,
-        "diag-dln-d2": lambda X, y: DiagonalLinearNetwork(depth=2, init_scale=1e-3, n_iter=cfg.dln_iter).fit(X, y),
+        "diag-dln-d2": lambda X, y: DiagonalLinearNetwork(
+            depth=2, init_scale=1e-3, n_iter=cfg.dln_iter
+        ).fit(X, y),
     }
 
 
@@ -1075,13 +1195,24 @@ def cmd_sparse(args: argparse.Namespace) -> Path:
                 secs = time.perf_counter() - t1
                 err = float(np.linalg.norm(est.coef_ - beta) / np.linalg.norm(beta))
                 resid = float(np.linalg.norm(X @ est.coef_ - y) / np.linalg.norm(y))
-                rows.append({
-                    "d": cfg.d, "k": cfg.k, "n": n, "seed": seed, "method": key,
-                    "rel_err": err, "success": int(err < SUCCESS_TOL), "seconds": secs,
-                    "iterations": getattr(est, "n_iter_", ""), "train_residual": resid,
-                })
-            _log(f"[sparse] n {n} seed {seed}: " + ", ".join(
-                f"{r['method']} {r['rel_err']:.1e}" for r in rows[-len(methods):]))
+                rows.append(
+                    {
+                        "d": cfg.d,
+                        "k": cfg.k,
+                        "n": n,
+                        "seed": seed,
+                        "method": key,
+                        "rel_err": err,
+                        "success": int(err < SUCCESS_TOL),
+                        "seconds": secs,
+                        "iterations": getattr(est, "n_iter_", ""),
+                        "train_residual": resid,
+                    }
+                )
+            _log(
+                f"[sparse] n {n} seed {seed}: "
+                + ", ".join(f"{r['method']} {r['rel_err']:.1e}" for r in rows[-len(methods) :])
+            )
     write_csv(out / "results.csv", rows)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -1109,20 +1240,32 @@ def cmd_sparse(args: argparse.Namespace) -> Path:
         cells = []
         for n in cfg.ns:
             errs = [r["rel_err"] for r in rows if r["method"] == key and r["n"] == n]
-            cells.append(f"{sum(e < SUCCESS_TOL for e in errs)}/{len(errs)}, {fmt(float(np.median(errs)))}")
-        rates = [np.mean([r["success"] for r in rows if r["method"] == key and r["n"] == n]) for n in cfg.ns]
-        first_n[key] = next((n for i, n in enumerate(cfg.ns) if all(x >= 0.8 for x in rates[i:])), None)
+            cells.append(
+                f"{sum(e < SUCCESS_TOL for e in errs)}/{len(errs)}, {fmt(float(np.median(errs)))}"
+            )
+        rates = [
+            np.mean([r["success"] for r in rows if r["method"] == key and r["n"] == n])
+            for n in cfg.ns
+        ]
+        first_n[key] = next(
+            (n for i, n in enumerate(cfg.ns) if all(x >= 0.8 for x in rates[i:])), None
+        )
         secs = np.median([r["seconds"] for r in rows if r["method"] == key])
         table.append([f"`{key}` {SPARSE_LABELS[key]}", *cells, f"{secs:.3g}"])
     lines = [
-        f"- `{k}`: " + (f">= 80% success from n = {v} on" if v is not None else "no n with >= 80% success from there on")
+        f"- `{k}`: "
+        + (
+            f">= 80% success from n = {v} on"
+            if v is not None
+            else "no n with >= 80% success from there on"
+        )
         for k, v in first_n.items()
     ]
     report = f"""# Sparse linear regression: lin-RFM with a diagonal feature matrix
 
 Noise-free ``y = X beta``: Gaussian ``X`` (n x {cfg.d}), ``beta`` {cfg.k}-sparse with Gaussian non-zeros
 on a random support, {cfg.seeds} seeds per n. Success: ``||beta_hat - beta|| / ||beta|| < {SUCCESS_TOL:g}``.
-All settings fixed in advance (defaults of `rfm_recsys.sparse_regression` / `rfm_recsys.dln`):
+All settings fixed in advance (defaults of `rfm_recsys.regression` / `rfm_recsys.baselines.dln`):
 lin-RFM reg 1e-8, floor 1e-12, stop at relative change 1e-8; IRLS gamma_0 = 1e-2 max beta_0^2,
 gamma / 1.1 per iteration down to 1e-14 (relative), stop at relative change 1e-10; the diagonal
 network runs {cfg.dln_iter:,} gradient steps at most.
@@ -1175,27 +1318,59 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name, help_ in specs.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--quick", action="store_true", help="tiny problems, finishes in seconds (tests)")
-        p.add_argument("--blas-threads", type=int, default=None,
-                       help="limit BLAS threads (threadpoolctl; also exported to the big run's "
-                            "child process). Default: the library's own setting")
-        p.add_argument("--out", type=Path, default=None,
-                       help="output folder (default results/synthetic/<command>[/quick])")
+        p.add_argument(
+            "--quick", action="store_true", help="tiny problems, finishes in seconds (tests)"
+        )
+        p.add_argument(
+            "--blas-threads",
+            type=int,
+            default=None,
+            help="limit BLAS threads (threadpoolctl; also exported to the big run's "
+            "child process). Default: the library's own setting",
+        )
+        p.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help="output folder (default results/synthetic/<command>[/quick])",
+        )
         if name in ("recovery", "dln", "sparse"):
             p.add_argument("--seeds", type=int, default=None, help="number of seeds per point")
         if name in ("recovery", "dln"):
-            p.add_argument("--ratios", type=float, nargs="+", default=None,
-                           help="observed entries as multiples of the degrees of freedom")
-            p.add_argument("--methods", nargs="+", default=None,
-                           help="method keys (see mc_methods in evaluation/synthetic.py)")
-            p.add_argument("--shapes", nargs="+", default=None, type=_shape,
-                           help="matrix shapes as NxD, e.g. 500x500 1000x500")
+            p.add_argument(
+                "--ratios",
+                type=float,
+                nargs="+",
+                default=None,
+                help="observed entries as multiples of the degrees of freedom",
+            )
+            p.add_argument(
+                "--methods",
+                nargs="+",
+                default=None,
+                help="method keys (see mc_methods in evaluation/synthetic.py)",
+            )
+            p.add_argument(
+                "--shapes",
+                nargs="+",
+                default=None,
+                type=_shape,
+                help="matrix shapes as NxD, e.g. 500x500 1000x500",
+            )
         if name == "speed":
             p.add_argument("--ds", type=int, nargs="+", default=None, help="matrix sizes d")
-            p.add_argument("--time-budget", type=float, default=None,
-                           help="compute seconds allowed per method and d (default 1200)")
-            p.add_argument("--big-iter", type=int, default=None,
-                           help="iteration cap of the big run (default 100)")
+            p.add_argument(
+                "--time-budget",
+                type=float,
+                default=None,
+                help="compute seconds allowed per method and d (default 1200)",
+            )
+            p.add_argument(
+                "--big-iter",
+                type=int,
+                default=None,
+                help="iteration cap of the big run (default 100)",
+            )
     return ap
 
 

@@ -1,15 +1,15 @@
 """rfm_recsys: linear Recursive Feature Machines (lin-RFM) for rating prediction.
 
-The numerical core is :mod:`rfm_recsys.engine`; the user-facing classes are the Surprise
+The numerical core is :mod:`rfm_recsys.core.engine`; the user-facing classes are the Surprise
 algorithms :class:`LinRFMAlgo` and :class:`IRLSAlgo` and the explicit-feedback model
 :class:`LinRFM`.
 """
 
-from .algos import IRLSAlgo, LinRFMAlgo
-from .als import ALSAlgo
+from .baselines.als import ALSAlgo
+from .checks import RatingsError
+from .core.engine import AGOPPower, EngineMemoryError, IRLSUpdate, fit_engine, predict_pairs
 from .model import LinRFM, NotFittedError, UnknownIdError
-from .engine import AGOPPower, EngineMemoryError, IRLSUpdate, fit_engine, predict_pairs
-from .validation import RatingsError
+from .surprise_algos import IRLSAlgo, LinRFMAlgo
 
 __version__ = "0.1.0"
 
@@ -22,8 +22,8 @@ __all__ = [
     "LinRFM",
     "LinRFMAlgo",
     "NotFittedError",
-    "UnknownIdError",
     "RatingsError",
+    "UnknownIdError",
     "fit_engine",
     "predict_pairs",
 ]

@@ -25,7 +25,7 @@ class ParamsMixin:
         """Hyperparameters as given to ``__init__`` (scikit-learn convention; ``deep`` is moot)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params: Any) -> "ParamsMixin":
+    def set_params(self, **params: Any) -> ParamsMixin:
         """Set hyperparameters by name; unknown names raise ValueError. A fitted state is kept."""
         valid = self._param_names()
         for key in params:

@@ -51,7 +51,9 @@ __all__ = [
 _SCORE_CHUNK_BYTES = 32 * 2**20
 
 
-def ranking_matrices(trainset, testset, threshold: float = 4.0) -> tuple[sp.csr_matrix, sp.csr_matrix, dict]:
+def ranking_matrices(
+    trainset, testset, threshold: float = 4.0
+) -> tuple[sp.csr_matrix, sp.csr_matrix, dict]:
     """The ``train`` and ``test`` matrices of implicit's ranking metrics for one fold.
 
     Args:
@@ -65,7 +67,7 @@ def ranking_matrices(trainset, testset, threshold: float = 4.0) -> tuple[sp.csr_
         counts the test pairs, the relevant ones, those dropped because the user or the item
         is unknown in training (no model can rank them), and the users evaluated.
     """
-    from .algos import _trainset_arrays
+    from .surprise_algos import _trainset_arrays
 
     n_u, n_i = trainset.n_users, trainset.n_items
     u, i, r = _trainset_arrays(trainset)
@@ -87,8 +89,12 @@ def ranking_matrices(trainset, testset, threshold: float = 4.0) -> tuple[sp.csr_
         ti.append(ii)
         tr.append(1.0)
     test = sp.csr_matrix(
-        (np.asarray(tr, dtype=np.float32), (np.asarray(tu, dtype=np.int64), np.asarray(ti, dtype=np.int64))),
-        shape=(n_u, n_i), dtype=np.float32,
+        (
+            np.asarray(tr, dtype=np.float32),
+            (np.asarray(tu, dtype=np.int64), np.asarray(ti, dtype=np.int64)),
+        ),
+        shape=(n_u, n_i),
+        dtype=np.float32,
     )
     test.sum_duplicates()
     test.data[:] = 1.0
@@ -109,9 +115,9 @@ def score_all_items(algo, users: np.ndarray) -> np.ndarray:
 
     Uses the algorithm's own prediction rule, vectorised where the algorithm is known:
 
-    * lin-RFM / IRLS (anything with a ``fit_`` :class:`~rfm_recsys.ratings.RatingsFit`):
+    * lin-RFM / IRLS (anything with a ``fit_`` :class:`~rfm_recsys.core.fitting.RatingsFit`):
       ``mu + b_u + b_i + (A K)`` restricted to the users' rows (or columns);
-    * :class:`~rfm_recsys.als.ALSAlgo`: ``mu + b_u + b_i + P_u Q^T``;
+    * :class:`~rfm_recsys.baselines.als.ALSAlgo`: ``mu + b_u + b_i + P_u Q^T``;
     * Surprise ``SVD``: ``mu + b_u + b_i + p_u Q^T`` (no biases when ``biased=False``);
     * Surprise ``SVDpp``: as SVD with ``p_u + |I_u|^-1/2 sum_{j in I_u} y_j``;
     * Surprise ``BaselineOnly``: ``mu + b_u + b_i``;
@@ -229,7 +235,9 @@ class SurpriseTopN(RecommenderBase):
         scalar = np.isscalar(userid)
         users = np.atleast_1d(np.asarray(userid, dtype=np.int64))
         if users.size and (users.min() < 0 or users.max() >= self.n_users):
-            raise IndexError(f"user ids must lie in [0, {self.n_users}), got {users.min()}..{users.max()}")
+            raise IndexError(
+                f"user ids must lie in [0, {self.n_users}), got {users.min()}..{users.max()}"
+            )
         if filter_already_liked_items:
             if not sp.issparse(user_items):
                 raise ValueError("user_items needs to be a CSR sparse matrix")
@@ -268,13 +276,21 @@ class SurpriseTopN(RecommenderBase):
         return ids_all, sc_all
 
     def similar_users(self, userid, N=10, filter_users=None, users=None):
-        raise NotImplementedError("SurpriseTopN only recommends; similar_users is not defined for a rating predictor")
+        raise NotImplementedError(
+            "SurpriseTopN only recommends; similar_users is not defined for a rating predictor"
+        )
 
-    def similar_items(self, itemid, N=10, recalculate_item=False, item_users=None, filter_items=None, items=None):
-        raise NotImplementedError("SurpriseTopN only recommends; similar_items is not defined for a rating predictor")
+    def similar_items(
+        self, itemid, N=10, recalculate_item=False, item_users=None, filter_items=None, items=None
+    ):
+        raise NotImplementedError(
+            "SurpriseTopN only recommends; similar_items is not defined for a rating predictor"
+        )
 
     def save(self, file):
-        raise NotImplementedError("SurpriseTopN is an evaluation adapter; save the wrapped algorithm instead")
+        raise NotImplementedError(
+            "SurpriseTopN is an evaluation adapter; save the wrapped algorithm instead"
+        )
 
 
 def fit_implicit_als(
@@ -295,9 +311,9 @@ def fit_implicit_als(
     Returns:
         The fitted ``implicit.cpu.als.AlternatingLeastSquares``.
     """
-    from implicit.cpu.als import AlternatingLeastSquares
-
     import contextlib
+
+    from implicit.cpu.als import AlternatingLeastSquares
 
     X = sp.csr_matrix(train, dtype=np.float32, copy=True)
     X.data[:] = 1.0
@@ -310,14 +326,20 @@ def fit_implicit_als(
     with limit:
         # constructed inside the limit too: its constructor warns about a multithreaded BLAS
         model = AlternatingLeastSquares(
-            factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
-            random_state=random_state, num_threads=num_threads,
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            random_state=random_state,
+            num_threads=num_threads,
         )
         model.fit(X, show_progress=False)
     return model
 
 
-def ranking_metrics(model, train: sp.csr_matrix, test: sp.csr_matrix, K: int = 10) -> dict[str, float]:
+def ranking_metrics(
+    model, train: sp.csr_matrix, test: sp.csr_matrix, K: int = 10
+) -> dict[str, float]:
     """implicit's ``ranking_metrics_at_k`` (single thread, no progress bar).
 
     Returns:
@@ -327,6 +349,13 @@ def ranking_metrics(model, train: sp.csr_matrix, test: sp.csr_matrix, K: int = 1
     from implicit.evaluation import ranking_metrics_at_k
 
     if test.nnz == 0:
-        return {"precision": float("nan"), "map": float("nan"), "ndcg": float("nan"), "auc": float("nan")}
-    out = ranking_metrics_at_k(model, sp.csr_matrix(train), sp.csr_matrix(test), K=K, show_progress=False, num_threads=1)
+        return {
+            "precision": float("nan"),
+            "map": float("nan"),
+            "ndcg": float("nan"),
+            "auc": float("nan"),
+        }
+    out = ranking_metrics_at_k(
+        model, sp.csr_matrix(train), sp.csr_matrix(test), K=K, show_progress=False, num_threads=1
+    )
     return {k: float(v) for k, v in out.items()}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def top_n(scores: np.ndarray, N: int, id_dtype=np.int64, score_dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+def top_n(
+    scores: np.ndarray, N: int, id_dtype=np.int64, score_dtype=np.float64
+) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top ``N`` of ``scores`` (``-inf`` marks non-candidates).
 
     ``argpartition`` then a sort of the ``N`` survivors only: ``O(m + N log N)`` per row.

@@ -61,19 +61,30 @@ def _synthetic(n_users, n_items, rank, density, noise, seed, test_share) -> Synt
     train = df[~held].reset_index(drop=True)
     test = df[held].reset_index(drop=True)
     # every test pair has a known user and item, so the RMSE is about the model, not cold start
-    test = test[test.user_id.isin(train.user_id) & test.item_id.isin(train.item_id)].reset_index(drop=True)
+    test = test[test.user_id.isin(train.user_id) & test.item_id.isin(train.item_id)].reset_index(
+        drop=True
+    )
     return Synthetic(train, test, truth, 1000, 5000)
 
 
-def synthetic_ratings(n_users: int = 60, n_items: int = 80, rank: int = 3, density: float = 0.5,
-                      noise: float = 0.3, seed: int = 0, test_share: float = 0.2) -> Synthetic:
+def synthetic_ratings(
+    n_users: int = 60,
+    n_items: int = 80,
+    rank: int = 3,
+    density: float = 0.5,
+    noise: float = 0.3,
+    seed: int = 0,
+    test_share: float = 0.2,
+) -> Synthetic:
     """Low rank + biases + noise ratings; copies, so a test may modify them."""
     s = _synthetic(n_users, n_items, rank, density, noise, seed, test_share)
     return Synthetic(s.train.copy(), s.test.copy(), s.truth.copy(), s.user_offset, s.item_offset)
 
 
 def rmse(pred, truth) -> float:
-    return float(np.sqrt(np.mean((np.asarray(pred, dtype=float) - np.asarray(truth, dtype=float)) ** 2)))
+    return float(
+        np.sqrt(np.mean((np.asarray(pred, dtype=float) - np.asarray(truth, dtype=float)) ** 2))
+    )
 
 
 class ModelTestMixin:
@@ -182,7 +193,11 @@ class ModelTestMixin:
             np.testing.assert_allclose(p1, expected, rtol=0, atol=1e-6)
 
     def test_both_unknown_gets_global_mean(self, fitted, data):
-        p = self.predict(fitted, np.array([UNKNOWN_USER, UNKNOWN_USER + 1]), np.array([UNKNOWN_ITEM, UNKNOWN_ITEM]))
+        p = self.predict(
+            fitted,
+            np.array([UNKNOWN_USER, UNKNOWN_USER + 1]),
+            np.array([UNKNOWN_ITEM, UNKNOWN_ITEM]),
+        )
         assert np.all(np.isfinite(p))
         assert p[0] == p[1]
         expected = self.global_mean(fitted, data.train)
@@ -242,11 +257,15 @@ class SurpriseAdapter:
     def fit(self, model, df):
         from surprise import Dataset, Reader
 
-        ds = Dataset.load_from_df(df[["user_id", "item_id", "rating"]], Reader(rating_scale=RATING_SCALE))
+        ds = Dataset.load_from_df(
+            df[["user_id", "item_id", "rating"]], Reader(rating_scale=RATING_SCALE)
+        )
         return model.fit(ds.build_full_trainset())
 
     def predict(self, model, users, items):
-        preds = model.test([(u, i, 0.0) for u, i in zip(np.asarray(users).tolist(), np.asarray(items).tolist())])
+        preds = model.test(
+            [(u, i, 0.0) for u, i in zip(np.asarray(users).tolist(), np.asarray(items).tolist())]
+        )
         return np.array([p.est for p in preds], dtype=float)
 
     def get_params(self, model) -> dict:
@@ -256,7 +275,11 @@ class SurpriseAdapter:
         return model.set_params(**params)
 
     def seed_params(self, seed: int) -> dict:
-        return {"random_state": seed} if "random_state" in inspect.signature(self.algo_class).parameters else {}
+        return (
+            {"random_state": seed}
+            if "random_state" in inspect.signature(self.algo_class).parameters
+            else {}
+        )
 
     def global_mean(self, model, train):
         # Surprise predicts default_prediction() (the trainset's mean) when estimate is impossible

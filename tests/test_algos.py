@@ -9,7 +9,7 @@ from surprise import SVD, Dataset, Reader, accuracy, dump
 from surprise.model_selection import GridSearchCV, PredefinedKFold, cross_validate
 
 from rfm_recsys import IRLSAlgo, LinRFMAlgo, RatingsError
-from rfm_recsys.engine import EngineMemoryError
+from rfm_recsys.core.engine import EngineMemoryError
 
 
 def synthetic_df(n_users=120, n_items=90, density=0.3, rank=3, noise=0.3, seed=0):
@@ -62,7 +62,11 @@ def test_init_stores_verbatim_and_fit_returns_self(data):
 def test_vectorised_test_equals_predict(cls, data):
     trainset = data.build_full_trainset()
     algo = cls(n_iter=2).fit(trainset)
-    testset = trainset.build_testset()[:300] + [("u?", "0", 3.0), ("0", "i?", 4.0), ("u?", "i?", 2.0)]
+    testset = trainset.build_testset()[:300] + [
+        ("u?", "0", 3.0),
+        ("0", "i?", 4.0),
+        ("u?", "i?", 2.0),
+    ]
     fast = algo.test(testset)
     slow = [algo.predict(u, i, r) for u, i, r in testset]
     for f, s in zip(fast, slow):
@@ -124,7 +128,9 @@ def test_memory_limit_refused(data):
 
 
 def test_validation_share_early_stopping(data):
-    algo = LinRFMAlgo(n_iter=10, validation_share=0.2, random_state=0).fit(data.build_full_trainset())
+    algo = LinRFMAlgo(n_iter=10, validation_share=0.2, random_state=0).fit(
+        data.build_full_trainset()
+    )
     vals = [h["valid_rmse"] for h in algo.history_]
     assert "valid_rmse" in algo.history_[0]
     assert algo.fit_.best_iteration <= 10
@@ -135,7 +141,10 @@ def test_test_is_vectorised_on_20k(data, monkeypatch):
     trainset = data.build_full_trainset()
     algo = LinRFMAlgo().fit(trainset)
     rng = np.random.default_rng(0)
-    testset = [(str(u), str(i), 3.0) for u, i in zip(rng.integers(0, 120, 20_000), rng.integers(0, 90, 20_000))]
+    testset = [
+        (str(u), str(i), 3.0)
+        for u, i in zip(rng.integers(0, 120, 20_000), rng.integers(0, 90, 20_000))
+    ]
     expected = [algo.predict(u, i, r).est for u, i, r in testset[:500]]
 
     def per_rating(*args, **kwargs):
@@ -150,7 +159,9 @@ def test_test_is_vectorised_on_20k(data, monkeypatch):
 
 def test_ml100k_u1_with_defaults(ml100k_dir):
     reader = Reader("ml-100k")
-    data = Dataset.load_from_folds([(str(ml100k_dir / "u1.base"), str(ml100k_dir / "u1.test"))], reader)
+    data = Dataset.load_from_folds(
+        [(str(ml100k_dir / "u1.base"), str(ml100k_dir / "u1.test"))], reader
+    )
     trainset, testset = next(PredefinedKFold().split(data))
     algo = LinRFMAlgo().fit(trainset)
     rmse = accuracy.rmse(algo.test(testset), verbose=False)

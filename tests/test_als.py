@@ -8,9 +8,9 @@ import pytest
 import scipy.linalg
 from surprise import AlgoBase, Dataset, Reader
 
-from rfm_recsys.algos import IRLSAlgo, LinRFMAlgo
-from rfm_recsys.als import ALSAlgo, _side_plan, _solve_side, fit_biased_als, predict_als
-from rfm_recsys.baseline import fit_baseline
+from rfm_recsys.baselines.als import ALSAlgo, _side_plan, _solve_side, fit_biased_als, predict_als
+from rfm_recsys.core.baseline import fit_baseline
+from rfm_recsys.surprise_algos import IRLSAlgo, LinRFMAlgo
 
 
 def low_rank_ratings(n_users=80, n_items=60, rank=2, frac=0.5, seed=0):
@@ -86,11 +86,19 @@ def test_irls_schedule_is_its_own():
     M, mask = low_rank_ratings(n_users=50, n_items=30, seed=3)
     trainset, _ = surprise_data(M, mask)
     lam, gamma0, p = 0.5, 0.3, 0.5
-    kw = dict(lam=lam, n_iter=1, dtype="float64", orient="items", reg_user=15.0, reg_item=10.0, baseline_epochs=10)
+    kw = dict(
+        lam=lam,
+        n_iter=1,
+        dtype="float64",
+        orient="items",
+        reg_user=15.0,
+        reg_item=10.0,
+        baseline_epochs=10,
+    )
     irls = IRLSAlgo(p=p, gamma0=gamma0, **kw).fit(trainset)
     rfm = LinRFMAlgo(**kw).fit(trainset)
 
-    from rfm_recsys.algos import _trainset_arrays
+    from rfm_recsys.surprise_algos import _trainset_arrays
 
     u, i, r = _trainset_arrays(trainset)
     bl = fit_baseline(u, i, r, trainset.n_users, trainset.n_items, 15.0, 10.0, 10)
@@ -148,7 +156,13 @@ def test_surprise_contract_and_vectorised_test():
     trainset = Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
     algo = ALSAlgo(n_factors=3, reg=0.1, reg_bias=2.0, n_epochs=4, random_state=7)
     assert isinstance(algo, AlgoBase)
-    assert (algo.n_factors, algo.reg, algo.reg_bias, algo.n_epochs, algo.random_state) == (3, 0.1, 2.0, 4, 7)
+    assert (algo.n_factors, algo.reg, algo.reg_bias, algo.n_epochs, algo.random_state) == (
+        3,
+        0.1,
+        2.0,
+        4,
+        7,
+    )
     assert not hasattr(algo, "fit_")  # no work in __init__
     assert algo.fit(trainset) is algo
     assert len(algo.history_) == 4
@@ -176,7 +190,9 @@ def test_same_seed_same_model_and_float32_close():
     u, i = np.nonzero(mask)
     a = fit_biased_als(u, i, M[u, i], 80, 60, n_factors=4, reg=0.05, n_epochs=5, random_state=3)
     b = fit_biased_als(u, i, M[u, i], 80, 60, n_factors=4, reg=0.05, n_epochs=5, random_state=3)
-    c = fit_biased_als(u, i, M[u, i], 80, 60, n_factors=4, reg=0.05, n_epochs=5, random_state=3, dtype=np.float32)
+    c = fit_biased_als(
+        u, i, M[u, i], 80, 60, n_factors=4, reg=0.05, n_epochs=5, random_state=3, dtype=np.float32
+    )
     for x, y, z in zip(a[1:], b[1:], c[1:]):
         np.testing.assert_array_equal(x, y)
         np.testing.assert_allclose(x, z, atol=2e-3)

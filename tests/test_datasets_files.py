@@ -50,7 +50,9 @@ from rfm_recsys.datasets import (
 
 
 def _ratings(scale: tuple[float, float] = (1, 5), step: float = 1.0, seed: int = 0) -> pd.DataFrame:
-    return make_ratings(30, 12, 200, rank=3, rating_scale=scale, rating_step=step, random_state=seed)
+    return make_ratings(
+        30, 12, 200, rank=3, rating_scale=scale, rating_step=step, random_state=seed
+    )
 
 
 def _fmt_rating(r: float) -> str:
@@ -67,7 +69,9 @@ def ratings_bytes(df: pd.DataFrame, kind: str) -> bytes:
         return "".join("\t".join(r) + "\n" for r in rows).encode()
     if kind == "dat":
         return "".join("::".join(r) + "\n" for r in rows).encode()
-    return ("userId,movieId,rating,timestamp\n" + "".join(",".join(r) + "\n" for r in rows)).encode()
+    return (
+        "userId,movieId,rating,timestamp\n" + "".join(",".join(r) + "\n" for r in rows)
+    ).encode()
 
 
 TITLES = {1: "Café Society (1995)", 2: "Star Wars: Episode IV (1977)", 3: "Untitled"}
@@ -240,7 +244,9 @@ def test_items_titles_years_genres_and_encodings(
         assert by_id.loc[1, "genres"] == "Comedy|Drama"
 
 
-def test_ml10m_folder_is_found_under_its_zip_folder_name(tmp_path: Path, no_dataset_warnings: None) -> None:
+def test_ml10m_folder_is_found_under_its_zip_folder_name(
+    tmp_path: Path, no_dataset_warnings: None
+) -> None:
     # The official ml-10m.zip unpacks to ml-10M100K/, not ml-10m/.
     df = _ratings((0.5, 5), 0.5)
     files = release_files("ml-10m", df)
@@ -251,7 +257,9 @@ def test_ml10m_folder_is_found_under_its_zip_folder_name(tmp_path: Path, no_data
     assert set(np.unique(got.rating)) <= set(np.arange(0.5, 5.01, 0.5))
 
 
-def test_data_home_may_be_the_folder_or_the_zip_itself(tmp_path: Path, no_dataset_warnings: None) -> None:
+def test_data_home_may_be_the_folder_or_the_zip_itself(
+    tmp_path: Path, no_dataset_warnings: None
+) -> None:
     df = _ratings()
     files = release_files("ml-1m", df)
     unpack(tmp_path / "a", files)
@@ -272,7 +280,9 @@ def test_env_var_is_the_data_home(
 
 def test_copy_without_timestamps_loads(tmp_path: Path) -> None:
     df = _ratings()
-    rows = "".join(f"{u}::{i}::{r:g}\n" for u, i, r in zip(df.user_id, df.item_id, df.rating, strict=True))
+    rows = "".join(
+        f"{u}::{i}::{r:g}\n" for u, i, r in zip(df.user_id, df.item_id, df.rating, strict=True)
+    )
     unpack(tmp_path, {"ml-1m/ratings.dat": rows.encode()})
     got = load_movielens(entry_for("ml-1m", df), tmp_path, download=False)
     assert list(got.columns) == ["user_id", "item_id", "rating"]
@@ -464,9 +474,11 @@ class _Server:
         routes, hits = self.routes, self.hits
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 hits[self.path] = hits.get(self.path, 0) + 1
-                status, body, headers, cut = routes.get(self.path, (404, b"<html>404</html>", {}, None))
+                status, body, headers, cut = routes.get(
+                    self.path, (404, b"<html>404</html>", {}, None)
+                )
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 for k, v in headers.items():
@@ -549,7 +561,9 @@ def test_download_size_mismatch(server: _Server, tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
-def test_interrupted_download_keeps_nothing_and_can_be_retried(server: _Server, tmp_path: Path) -> None:
+def test_interrupted_download_keeps_nothing_and_can_be_retried(
+    server: _Server, tmp_path: Path
+) -> None:
     e, df, zb = _served(server, cut=100)
     with pytest.raises(DownloadError, match=r"interrupted: 100 of [\d,]+ bytes.*run it again"):
         download_movielens(e, tmp_path, progress=False)
@@ -627,7 +641,9 @@ def test_data_home_that_is_not_writable(server: _Server, tmp_path: Path) -> None
     assert server.hits.get("/ml-latest-small.zip", 0) == 0
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores permission bits")
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores permission bits"
+)
 def test_read_only_data_home(server: _Server, tmp_path: Path) -> None:
     e, _, _ = _served(server)
     ro = tmp_path / "ro"
@@ -641,7 +657,15 @@ def test_read_only_data_home(server: _Server, tmp_path: Path) -> None:
 
 
 def test_registry_entries_point_at_grouplens() -> None:
-    assert set(DATASETS) == {"ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small"}
+    assert set(DATASETS) == {
+        "ml-100k",
+        "ml-1m",
+        "ml-10m",
+        "ml-20m",
+        "ml-25m",
+        "ml-32m",
+        "ml-latest-small",
+    }
     for name, e in DATASETS.items():
         assert e.name == name
         assert e.url == f"https://files.grouplens.org/datasets/movielens/{name}.zip"
@@ -676,7 +700,9 @@ def test_register_dataset_and_copy_into_home(tmp_path: Path, no_dataset_warnings
     df = _ratings()
     files = {k.replace("ml-1m/", "my-ml/"): v for k, v in release_files("ml-1m", df).items()}
     zb = build_zip(tmp_path / "download.zip", files)
-    mine = entry_for("ml-1m", df, zb, name="my-ml", folder="my-ml", url="https://example.invalid/my-ml.zip")
+    mine = entry_for(
+        "ml-1m", df, zb, name="my-ml", folder="my-ml", url="https://example.invalid/my-ml.zip"
+    )
     register_dataset(mine)
     try:
         with pytest.raises(ValueError, match="already registered"):
@@ -701,6 +727,8 @@ def test_movies_line_with_a_missing_field(tmp_path: Path) -> None:
     lines[6] = "7::Only a title (1999)"
     files[member] = ("\n".join(lines) + "\n").encode("latin-1")
     build_zip(tmp_path / "ml-10m.zip", files)
-    with pytest.raises(MalformedLineError, match=r"movies\.dat in .*, line 7: expected 3 fields") as exc:
+    with pytest.raises(
+        MalformedLineError, match=r"movies\.dat in .*, line 7: expected 3 fields"
+    ) as exc:
         load_movielens_items("ml-10m", tmp_path, download=False)
     assert exc.value.line == "7::Only a title (1999)"

@@ -88,7 +88,9 @@ def test_ml100k_official_u_folds(movielens_home: Path) -> None:
         test_pairs = {(u, i) for u, i, _ in testset}
         assert not test_pairs & seen  # the five test sets are disjoint ...
         seen |= test_pairs
-        train_pairs = {(trainset.to_raw_uid(u), trainset.to_raw_iid(i)) for u, i, _ in trainset.all_ratings()}
+        train_pairs = {
+            (trainset.to_raw_uid(u), trainset.to_raw_iid(i)) for u, i, _ in trainset.all_ratings()
+        }
         assert not train_pairs & test_pairs
     assert seen == all_pairs  # ... and cover u.data
 
@@ -119,7 +121,9 @@ def test_latest_small_from_the_unopened_zip(movielens_home: Path, latest_small_z
     mat, users, items = to_csr(df)
     assert mat.shape == (610, 9_724) and mat.nnz == 100_836
     row = df.iloc[123]
-    assert mat[np.searchsorted(users, row.user_id), np.searchsorted(items, row.item_id)] == row.rating
+    assert (
+        mat[np.searchsorted(users, row.user_id), np.searchsorted(items, row.item_id)] == row.rating
+    )
 
 
 def test_latest_small_items(movielens_home: Path, latest_small_zip: Path) -> None:

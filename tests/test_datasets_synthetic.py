@@ -26,7 +26,9 @@ def test_shape_dtypes_and_distinct_pairs() -> None:
     assert df.user_id.min() == 1 and df.user_id.max() == 300
     assert df.item_id.min() == 1 and df.item_id.max() == 120
     # sorted like MovieLens' files: by user, then item
-    assert (np.diff(df.user_id.to_numpy().astype(np.int64) * 1000 + df.item_id.to_numpy()) > 0).all()
+    assert (
+        np.diff(df.user_id.to_numpy().astype(np.int64) * 1000 + df.item_id.to_numpy()) > 0
+    ).all()
     # a minimum of ratings per user, as MovieLens keeps users with >= 20
     assert df.user_id.value_counts().min() >= 5
     assert df.attrs["rating_scale"] == (1.0, 5.0)
@@ -43,9 +45,13 @@ def test_determinism_with_a_seed() -> None:
     assert len(d) == 300
 
 
-@pytest.mark.parametrize(("scale", "step"), [((1, 5), 1.0), ((0.5, 5), 0.5), ((1, 10), 1.0), ((-1, 1), 0.25)])
+@pytest.mark.parametrize(
+    ("scale", "step"), [((1, 5), 1.0), ((0.5, 5), 0.5), ((1, 10), 1.0), ((-1, 1), 0.25)]
+)
 def test_ratings_on_the_scale_grid(scale: tuple[float, float], step: float) -> None:
-    df = make_ratings(200, 100, 4_000, rating_scale=scale, rating_step=step, noise=1.0, random_state=1)
+    df = make_ratings(
+        200, 100, 4_000, rating_scale=scale, rating_step=step, noise=1.0, random_state=1
+    )
     r = df.rating.to_numpy(np.float64)
     assert r.min() >= scale[0] and r.max() <= scale[1]
     assert np.allclose((r - scale[0]) / step, np.round((r - scale[0]) / step))
@@ -74,7 +80,10 @@ def test_zipf_popularity_is_long_tailed_and_uniform_is_not() -> None:
     assert zu.max() > 5 * zu.median()
     assert _gini(zu.to_numpy()) > _gini(u.user_id.value_counts().to_numpy()) + 0.15
     # popularity is not tied to the id order
-    assert abs(np.corrcoef(z.item_id.value_counts().sort_index().to_numpy(), np.arange(1, 1001))[0, 1]) < 0.2
+    assert (
+        abs(np.corrcoef(z.item_id.value_counts().sort_index().to_numpy(), np.arange(1, 1001))[0, 1])
+        < 0.2
+    )
 
 
 def test_dense_problems_and_the_full_grid() -> None:
@@ -85,7 +94,9 @@ def test_dense_problems_and_the_full_grid() -> None:
 
 
 def test_the_planted_model_explains_the_ratings() -> None:
-    df, truth = make_ratings(400, 200, 20_000, rank=5, noise=0.1, random_state=9, return_factors=True)
+    df, truth = make_ratings(
+        400, 200, 20_000, rank=5, noise=0.1, random_state=9, return_factors=True
+    )
     assert truth["user_factors"].shape == (400, 5) and truth["item_factors"].shape == (200, 5)
     u = df.user_id.to_numpy() - 1
     i = df.item_id.to_numpy() - 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rfm_recsys.dln import DiagonalLinearNetwork, DLNCompletion
+from rfm_recsys.baselines.dln import DiagonalLinearNetwork, DLNCompletion
 
 
 def lowrank_problem(seed: int = 0, n: int = 30, d: int = 30, r: int = 2, frac: float = 0.6):

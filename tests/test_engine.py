@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rfm_recsys.engine import (
+from rfm_recsys.core.engine import (
     AGOPPower,
     EngineMemoryError,
     IRLSUpdate,
@@ -38,8 +38,9 @@ def test_exact_recovery_rank3():
     # the paper, observed entries are put back before each AGOP: without that, the fitted rows
     # only hold the part of y the current kernel explains and new directions cannot enter.
     Y, mask, R = low_rank_problem()
-    res = fit_engine(R, lam=1e-3, n_iter=300, update=AGOPPower(1.0), dtype=np.float64,
-                     reimpose_observed=True)
+    res = fit_engine(
+        R, lam=1e-3, n_iter=300, update=AGOPPower(1.0), dtype=np.float64, reimpose_observed=True
+    )
     err = rel_err_missing(complete_dense(res.K, res.A), Y, mask)
     assert err < 1e-3, err
     # and the iteration is what does it: one ridge fit with K = I predicts 0 off the observations
@@ -49,8 +50,14 @@ def test_exact_recovery_rank3():
 
 def test_exact_recovery_power2_with_eigh():
     Y, mask, R = low_rank_problem(seed=1)
-    res = fit_engine(R, lam=1e-5, n_iter=300, update=AGOPPower(2.0, normalize=None),
-                     dtype=np.float64, reimpose_observed=True)
+    res = fit_engine(
+        R,
+        lam=1e-5,
+        n_iter=300,
+        update=AGOPPower(2.0, normalize=None),
+        dtype=np.float64,
+        reimpose_observed=True,
+    )
     assert rel_err_missing(complete_dense(res.K, res.A), Y, mask) < 1e-6
 
 
@@ -133,11 +140,22 @@ def test_irls0_fixed_gamma_equals_linrfm_power1():
     Y, mask, R = low_rank_problem(n=30, d=25, rank=2, frac=0.6, seed=8)
     n = R.shape[0]
     lam = 0.05
-    rfm = fit_engine(R, lam=lam, n_iter=15, update=AGOPPower(1.0, normalize=None),
-                     dtype=np.float64, reimpose_observed=True)
-    irls = fit_engine(R, lam=1e-300, n_iter=15,
-                      update=IRLSUpdate(p=0.0, fixed_gamma=n * lam, normalize=None),
-                      dtype=np.float64, reimpose_observed=True)
+    rfm = fit_engine(
+        R,
+        lam=lam,
+        n_iter=15,
+        update=AGOPPower(1.0, normalize=None),
+        dtype=np.float64,
+        reimpose_observed=True,
+    )
+    irls = fit_engine(
+        R,
+        lam=1e-300,
+        n_iter=15,
+        update=IRLSUpdate(p=0.0, fixed_gamma=n * lam, normalize=None),
+        dtype=np.float64,
+        reimpose_observed=True,
+    )
     W1 = complete_dense(rfm.K, rfm.A)
     W2 = complete_dense(irls.K, irls.A)
     assert np.max(np.abs((W1 - W2)[~mask])) < 1e-8
@@ -150,13 +168,22 @@ def test_validation_early_stopping_restores_best():
     rows, cols = np.nonzero(mask)
     held = rng.random(rows.size) < 0.2
     Rt = sp.csr_matrix((Yn[rows[~held], cols[~held]], (rows[~held], cols[~held])), shape=Y.shape)
-    res = fit_engine(Rt, lam=0.5, n_iter=30, update=AGOPPower(1.0), dtype=np.float64,
-                     validation=(rows[held], cols[held], Yn[rows[held], cols[held]]), patience=2)
+    res = fit_engine(
+        Rt,
+        lam=0.5,
+        n_iter=30,
+        update=AGOPPower(1.0),
+        dtype=np.float64,
+        validation=(rows[held], cols[held], Yn[rows[held], cols[held]]),
+        patience=2,
+    )
     vals = [h["valid_rmse"] for h in res.history]
     # the best iteration is the minimum up to the engine's improvement threshold (1e-9)
     assert vals[res.best_iteration] <= min(vals) + 1e-9
     pred = predict_pairs(res.K, res.A, rows[held], cols[held])
-    assert np.sqrt(np.mean((pred - Yn[rows[held], cols[held]]) ** 2)) == pytest.approx(vals[res.best_iteration])
+    assert np.sqrt(np.mean((pred - Yn[rows[held], cols[held]]) ** 2)) == pytest.approx(
+        vals[res.best_iteration]
+    )
     assert len(vals) < 31  # stopped early
 
 

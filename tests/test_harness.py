@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-
 import time
 
 import numpy as np
@@ -41,14 +40,22 @@ def run(tmp_path_factory):
 def test_end_to_end_files_exist_and_parse(run):
     code, d = run
     assert code == 0
-    for name in ("results.csv", "results.json", "report.md", "rmse_vs_fit_time.png", "rmse_per_iteration.png"):
+    for name in (
+        "results.csv",
+        "results.json",
+        "report.md",
+        "rmse_vs_fit_time.png",
+        "rmse_per_iteration.png",
+    ):
         assert (d / name).is_file(), name
     for png in d.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(d / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert sorted((r["algorithm"], r["fold"]) for r in rows) == sorted((k, str(f)) for k in ALL for f in (1, 2))
+    assert sorted((r["algorithm"], r["fold"]) for r in rows) == sorted(
+        (k, str(f)) for k in ALL for f in (1, 2)
+    )
     assert not any(r["error"] for r in rows)
     for r in rows:
         assert float(r["fit_seconds"]) >= 0 and float(r["peak_rss_mb"]) >= 0
@@ -72,14 +79,20 @@ def test_end_to_end_files_exist_and_parse(run):
         assert res["machine"][key]
     assert res["versions"]["scikit-surprise"] and res["versions"]["implicit"]
     assert set(res["speed"]["algorithms"]) == {"lin-RFM", "IRLS-p"}
-    assert {r["blas_threads"] for r in res["rows"]} == {1}  # --blas-threads defaults to 1 in every worker
+    assert {r["blas_threads"] for r in res["rows"]} == {
+        1
+    }  # --blas-threads defaults to 1 in every worker
     curves = [r["curve"] for r in res["rows"] if r["algorithm"] in ("linrfm", "irls")]
-    assert len(curves) == 4 and all(len(c["rmse"]) == max(3, c["final_iteration"] + 1) for c in curves)
+    assert len(curves) == 4 and all(
+        len(c["rmse"]) == max(3, c["final_iteration"] + 1) for c in curves
+    )
     # the curve's point at the model's own iteration count is the model in the table
     for r in res["rows"]:
         if r.get("curve"):
             c = r["curve"]
-            assert c["rmse"][c["iteration"].index(c["final_iteration"])] == pytest.approx(r["rmse"], abs=1e-9)
+            assert c["rmse"][c["iteration"].index(c["final_iteration"])] == pytest.approx(
+                r["rmse"], abs=1e-9
+            )
     assert all(np.all(np.diff(c["seconds"]) > 0) for c in curves)
 
     report = (d / "report.md").read_text()
@@ -89,7 +102,13 @@ def test_end_to_end_files_exist_and_parse(run):
         if label != "implicit-ALS":
             assert f"| {label} |" in rating_part
     assert "| implicit-ALS |" not in rating_part
-    for needle in ("## Machine", "## Package versions", "scikit-surprise", "## Command", "## Time to reach"):
+    for needle in (
+        "## Machine",
+        "## Package versions",
+        "scikit-surprise",
+        "## Command",
+        "## Time to reach",
+    ):
         assert needle in report
 
 
@@ -102,7 +121,9 @@ def test_summary_mean_and_std():
     s = summarise(rows, ["b", "a"])
     assert [x["algorithm"] for x in s] == ["b", "a"]
     assert s[1]["rmse_mean"] == 2.0 and s[1]["rmse_std"] == pytest.approx(math.sqrt(2))
-    assert math.isnan(s[0]["rmse_mean"]) and s[0]["ndcg@10_mean"] == 0.5 and s[0]["ndcg@10_std"] == 0.0
+    assert (
+        math.isnan(s[0]["rmse_mean"]) and s[0]["ndcg@10_mean"] == 0.5 and s[0]["ndcg@10_std"] == 0.0
+    )
 
 
 def test_in_process_tune_holdout(tmp_path, capsys):
@@ -128,7 +149,9 @@ def test_validation_split_is_cut_from_the_training_fold():
 
     from rfm_recsys.datasets import make_ratings, to_surprise
 
-    tr, te = train_test_split(to_surprise(make_ratings(60, 40, 1200, random_state=0)), test_size=0.2, random_state=0)
+    tr, te = train_test_split(
+        to_surprise(make_ratings(60, 40, 1200, random_state=0)), test_size=0.2, random_state=0
+    )
     vtr, vte = harness._validation_split(tr, seed=1)
     train_pairs = {(tr.to_raw_uid(u), tr.to_raw_iid(i), r) for u, i, r in tr.all_ratings()}
     vtrain_pairs = {(vtr.to_raw_uid(u), vtr.to_raw_iid(i), r) for u, i, r in vtr.all_ratings()}
@@ -149,15 +172,31 @@ def test_peak_rss_sees_c_allocations():
 
 
 def test_time_to_final():
-    curve = {"iteration": [0, 1, 2, 3], "rmse": [1.0, 0.95, 0.905, 0.9], "seconds": [0.1, 0.2, 0.3, 0.4]}
+    curve = {
+        "iteration": [0, 1, 2, 3],
+        "rmse": [1.0, 0.95, 0.905, 0.9],
+        "seconds": [0.1, 0.2, 0.3, 0.4],
+    }
     assert harness.time_to_final(curve) == (0.3, 2, 0.9)
     assert harness.time_to_final(curve, final_iteration=1) == (0.2, 1, 0.95)
 
 
 def test_help_explains_every_option():
     text = harness.build_parser().format_help()
-    for opt in ("--dataset", "--algorithms", "--folds", "--n-jobs", "--data-home", "--seed", "--quick",
-                "--tune", "--ranking", "--ratings-csv", "--curve-iters", "--param"):
+    for opt in (
+        "--dataset",
+        "--algorithms",
+        "--folds",
+        "--n-jobs",
+        "--data-home",
+        "--seed",
+        "--quick",
+        "--tune",
+        "--ranking",
+        "--ratings-csv",
+        "--curve-iters",
+        "--param",
+    ):
         assert opt in text
 
 
@@ -171,7 +210,8 @@ def test_algorithm_selection_and_overrides():
     with pytest.raises(SystemExit, match="unknown algorithm"):
         harness.resolve_algorithms("nope", 10, False, False)
     assert harness.parse_param_overrides(["linrfm.lam=5", "svd++.n_factors=7"]) == {
-        "linrfm": {"lam": 5}, "svdpp": {"n_factors": 7}
+        "linrfm": {"lam": 5},
+        "svdpp": {"n_factors": 7},
     }
 
 
@@ -181,7 +221,9 @@ def test_data_home_from_argument_and_environment(movielens_home, monkeypatch, tm
     assert (label, n, scale) == ("ml-100k", 100_000, (1.0, 5.0))
     assert info["data_home"] == str(movielens_home)
     monkeypatch.setenv("RFM_RECSYS_DATA", str(tmp_path))  # the argument wins over the variable
-    args = harness.parse_args(["--dataset", "ml-latest-small", "--data-home", str(movielens_home), "--no-download"])
+    args = harness.parse_args(
+        ["--dataset", "ml-latest-small", "--data-home", str(movielens_home), "--no-download"]
+    )
     label, data, n, scale, info = harness.load_data(args)
     assert (label, n, scale) == ("ml-latest-small", 100_836, (0.5, 5.0))
     assert harness.resolve_data_home(None) == tmp_path
@@ -192,11 +234,25 @@ def test_data_home_from_argument_and_environment(movielens_home, monkeypatch, tm
 def test_ratings_csv(tmp_path):
     from rfm_recsys.datasets import make_ratings
 
-    df = make_ratings(50, 30, 800, random_state=2).rename(columns={"user_id": "userId", "item_id": "movieId"})
+    df = make_ratings(50, 30, 800, random_state=2).rename(
+        columns={"user_id": "userId", "item_id": "movieId"}
+    )
     path = tmp_path / "my_ratings.csv"
     df.to_csv(path, index=False)
-    argv = ["--ratings-csv", str(path), "--algorithms", "baseline,als", "--quick", "--in-process",
-            "--no-plots", "--no-progress", "--results-dir", str(tmp_path), "--run-id", "csv"]
+    argv = [
+        "--ratings-csv",
+        str(path),
+        "--algorithms",
+        "baseline,als",
+        "--quick",
+        "--in-process",
+        "--no-plots",
+        "--no-progress",
+        "--results-dir",
+        str(tmp_path),
+        "--run-id",
+        "csv",
+    ]
     assert harness.main(argv) == 0
     res = _strict_json(tmp_path / "my_ratings" / "csv" / "results.json")
     assert "800 ratings" in res["protocol"]["dataset"] and len(res["rows"]) == 4

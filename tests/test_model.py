@@ -19,8 +19,8 @@ import scipy.sparse as sp
 from implicit.evaluation import ranking_metrics_at_k
 from model_mixin import RATING_SCALE, rmse, synthetic_ratings
 
+from rfm_recsys.checks import RatingsError
 from rfm_recsys.model import LinRFM, NotFittedError, UnknownIdError
-from rfm_recsys.validation import RatingsError
 
 N_USERS, N_ITEMS = 60, 80
 
@@ -32,7 +32,10 @@ def data():
 
 def to_csr(df: pd.DataFrame, d) -> sp.csr_matrix:
     return sp.csr_matrix(
-        (df.rating.to_numpy(), (df.user_id.to_numpy() - d.user_offset, df.item_id.to_numpy() - d.item_offset)),
+        (
+            df.rating.to_numpy(),
+            (df.user_id.to_numpy() - d.user_offset, df.item_id.to_numpy() - d.item_offset),
+        ),
         shape=(N_USERS, N_ITEMS),
     )
 
@@ -59,12 +62,18 @@ def test_dataframe_and_sparse_fit_agree(data):
     assert m_df.fitted_on_ == "dataframe" and m_sp.fitted_on_ == "sparse"
     t = data.test
     p_df = m_df.predict(t.user_id.to_numpy(), t.item_id.to_numpy())
-    p_sp = m_sp.predict(t.user_id.to_numpy() - data.user_offset, t.item_id.to_numpy() - data.item_offset)
+    p_sp = m_sp.predict(
+        t.user_id.to_numpy() - data.user_offset, t.item_id.to_numpy() - data.item_offset
+    )
     np.testing.assert_allclose(p_df, p_sp, rtol=0, atol=1e-9)
     # other sparse formats store the same entries
     coo = to_csr(data.train, data).tocoo()
     for X in (coo, sp.csr_array(coo), coo.tocsc()):
-        p = LinRFM(dtype="float64").fit(X).predict(t.user_id - data.user_offset, t.item_id - data.item_offset)
+        p = (
+            LinRFM(dtype="float64")
+            .fit(X)
+            .predict(t.user_id - data.user_offset, t.item_id - data.item_offset)
+        )
         np.testing.assert_allclose(p, p_sp, rtol=0, atol=1e-9)
 
 
@@ -77,7 +86,9 @@ def test_sparse_explicit_zero_is_an_observation(data):
 
 def test_history_and_callback(data):
     seen = []
-    m = LinRFM(n_iter=4).fit(data.train, callback=lambda it, rec: seen.append((it, rec["train_rmse"])))
+    m = LinRFM(n_iter=4).fit(
+        data.train, callback=lambda it, rec: seen.append((it, rec["train_rmse"]))
+    )
     assert [h["iteration"] for h in m.history_] == [0, 1, 2, 3, 4]
     assert [s[0] for s in seen] == [0, 1, 2, 3, 4]
     for h in m.history_:
@@ -108,7 +119,9 @@ def test_predict_forms_and_clipping(data):
     assert m.predict(u, items).shape == (5,)
     # the scale clips and does nothing else
     t = data.test
-    np.testing.assert_array_equal(ms.predict(t.user_id, t.item_id), np.clip(m.predict(t.user_id, t.item_id), *RATING_SCALE))
+    np.testing.assert_array_equal(
+        ms.predict(t.user_id, t.item_id), np.clip(m.predict(t.user_id, t.item_id), *RATING_SCALE)
+    )
     est, impossible = m.predict([u, -1], [-1, -1], return_impossible=True)
     assert impossible.tolist() == [False, True]
     assert est[1] == pytest.approx(data.train.rating.mean())
@@ -120,7 +133,9 @@ def test_unfitted_model_says_so():
 
 
 def test_set_params_rejects_unknown_names():
-    with pytest.raises(ValueError, match=r"invalid parameter 'lambda_'.*valid parameters are .*\blam\b"):
+    with pytest.raises(
+        ValueError, match=r"invalid parameter 'lambda_'.*valid parameters are .*\blam\b"
+    ):
         LinRFM().set_params(lambda_=1)
     assert "lam=3" in repr(LinRFM(lam=3))
 
@@ -164,11 +179,13 @@ def test_recommend_batch_shape_and_padding(data, sp_model):
     ids, scores = sp_model.recommend(users, X[users], N=N_ITEMS)
     for k in range(len(users)):
         assert (ids[k] >= 0).sum() == n_unseen[k]
-        assert np.all(ids[k, n_unseen[k]:] == -1) and np.all(np.isneginf(scores[k, n_unseen[k]:]))
+        assert np.all(ids[k, n_unseen[k] :] == -1) and np.all(np.isneginf(scores[k, n_unseen[k] :]))
     one_ids, _ = sp_model.recommend(0, X[0], N=N_ITEMS)
     assert one_ids.shape == (n_unseen[0],)
     # without user_items the training ratings are filtered
-    np.testing.assert_array_equal(sp_model.recommend(users, N=5)[0], sp_model.recommend(users, X[users], N=5)[0])
+    np.testing.assert_array_equal(
+        sp_model.recommend(users, N=5)[0], sp_model.recommend(users, X[users], N=5)[0]
+    )
     # a batch of raw string ids pads with ""
     m = LinRFM().fit(data.train.assign(item_id=lambda d: "i" + d.item_id.astype(str)))
     ids, _ = m.recommend(np.array([1000, 1001]), n=N_ITEMS)
@@ -203,7 +220,9 @@ def test_recalculate_user_reproduces_a_training_user(data):
     m = LinRFM(orient="items", dtype="float64").fit(X)
     users = np.arange(5)
     a_ids, a_sc = m.recommend(users, X[users], N=N_ITEMS, filter_already_liked_items=False)
-    b_ids, b_sc = m.recommend(users, X[users], N=N_ITEMS, filter_already_liked_items=False, recalculate_user=True)
+    b_ids, b_sc = m.recommend(
+        users, X[users], N=N_ITEMS, filter_already_liked_items=False, recalculate_user=True
+    )
     a = np.take_along_axis(a_sc, np.argsort(a_ids, axis=1), axis=1)
     b = np.take_along_axis(b_sc, np.argsort(b_ids, axis=1), axis=1)
     # the only difference is the user bias: the fold-in's one-step ridge estimate against the
@@ -259,7 +278,9 @@ def test_fold_in_scores_held_out_items_better_than_baselines(data, orient):
         base = f.mu + f.b_item[m._item_codes(held.item_id)]
         dev = given.rating.to_numpy() - f.mu - f.b_item[m._item_codes(given.item_id)]
         item_base.append(base)  # what predict gives an unknown user
-        bias_only.append(base + dev.sum() / (f.reg_user + dev.size))  # the fold-in without the kernel
+        bias_only.append(
+            base + dev.sum() / (f.reg_user + dev.size)
+        )  # the fold-in without the kernel
         truth.append(held.rating.to_numpy())
     y = np.concatenate(truth)
     e_fold = rmse(np.concatenate(fold), y)
@@ -304,7 +325,10 @@ def test_similar_items_and_users(data, orient):
     feature_cos = f.K / d[:, None] / d[None, :]
     row_cos = Wn @ Wn.T
     item_cos, user_cos = (feature_cos, row_cos) if f.users_are_rows else (row_cos, feature_cos)
-    for method, cos, n in ((m.similar_items, item_cos, N_ITEMS), (m.similar_users, user_cos, N_USERS)):
+    for method, cos, n in (
+        (m.similar_items, item_cos, N_ITEMS),
+        (m.similar_users, user_cos, N_USERS),
+    ):
         ids, scores = method(3, N=6)
         assert ids.shape == scores.shape == (6,)
         assert ids[0] == 3 and scores[0] == 1.0
@@ -340,8 +364,12 @@ def test_save_load_round_trip_without_pickle(data, tmp_path):
     loaded = LinRFM.load(str(tmp_path / "model"))
     assert loaded.get_params() == m.get_params()
     users = "u" + data.test.user_id.astype(str)
-    np.testing.assert_array_equal(loaded.predict(users, data.test.item_id), m.predict(users, data.test.item_id))
-    for a, b in zip(loaded.recommend(users[:3].to_numpy(), n=5), m.recommend(users[:3].to_numpy(), n=5)):
+    np.testing.assert_array_equal(
+        loaded.predict(users, data.test.item_id), m.predict(users, data.test.item_id)
+    )
+    for a, b in zip(
+        loaded.recommend(users[:3].to_numpy(), n=5), m.recommend(users[:3].to_numpy(), n=5)
+    ):
         np.testing.assert_array_equal(a, b)
     assert len(loaded.history_) == len(m.history_)
     for ha, hb in zip(loaded.history_, m.history_):
@@ -354,7 +382,9 @@ def test_save_load_round_trip_without_pickle(data, tmp_path):
     sp_m.save(tmp_path / "sparse.npz")
     sp_loaded = LinRFM.load(tmp_path / "sparse.npz")
     X = to_csr(data.train, data)
-    np.testing.assert_array_equal(sp_loaded.recommend(np.arange(4), X[:4])[0], sp_m.recommend(np.arange(4), X[:4])[0])
+    np.testing.assert_array_equal(
+        sp_loaded.recommend(np.arange(4), X[:4])[0], sp_m.recommend(np.arange(4), X[:4])[0]
+    )
     with open(tmp_path / "bare.npz", "wb") as fh:
         LinRFM(n_iter=7).save(fh)
     with open(tmp_path / "bare.npz", "rb") as fh:
@@ -377,20 +407,52 @@ def _frame(data, n=200):
 
 
 BAD_FRAMES = {
-    "nan": (lambda d: d.assign(rating=d.rating.where(d.index != 3)), RatingsError, r"NaN or infinite.*dropna"),
-    "inf": (lambda d: d.assign(rating=d.rating.where(d.index != 3, np.inf)), RatingsError, r"NaN or infinite"),
-    "out_of_scale": (lambda d: d.assign(rating=d.rating.where(d.index != 3, 7.0)), RatingsError,
-                     r"outside rating_scale.*declare the scale"),
-    "duplicates": (lambda d: pd.concat([d, d.head(2)]), RatingsError, r"rated more than once.*duplicates='mean'"),
+    "nan": (
+        lambda d: d.assign(rating=d.rating.where(d.index != 3)),
+        RatingsError,
+        r"NaN or infinite.*dropna",
+    ),
+    "inf": (
+        lambda d: d.assign(rating=d.rating.where(d.index != 3, np.inf)),
+        RatingsError,
+        r"NaN or infinite",
+    ),
+    "out_of_scale": (
+        lambda d: d.assign(rating=d.rating.where(d.index != 3, 7.0)),
+        RatingsError,
+        r"outside rating_scale.*declare the scale",
+    ),
+    "duplicates": (
+        lambda d: pd.concat([d, d.head(2)]),
+        RatingsError,
+        r"rated more than once.*duplicates='mean'",
+    ),
     "empty": (lambda d: d.head(0), RatingsError, r"empty"),
-    "single_user": (lambda d: d[d.user_id == d.user_id.iloc[0]], RatingsError, r"1 user\(s\).*at least 2 users"),
-    "single_item": (lambda d: d[d.item_id == d.item_id.iloc[0]], RatingsError, r"1 item\(s\).*at least"),
-    "missing_column": (lambda d: d.rename(columns={"rating": "stars"}), RatingsError,
-                       r"\['rating'\] not found.*'stars'.*rating_col="),
-    "non_numeric": (lambda d: d.assign(rating=d.rating.astype(str).where(d.index != 3, "five")), RatingsError,
-                    r"must hold numbers.*'five'.*pd.to_numeric"),
-    "missing_id": (lambda d: d.assign(user_id=d.user_id.astype(float).where(d.index != 3)), RatingsError,
-                   r"missing user id.*dropna"),
+    "single_user": (
+        lambda d: d[d.user_id == d.user_id.iloc[0]],
+        RatingsError,
+        r"1 user\(s\).*at least 2 users",
+    ),
+    "single_item": (
+        lambda d: d[d.item_id == d.item_id.iloc[0]],
+        RatingsError,
+        r"1 item\(s\).*at least",
+    ),
+    "missing_column": (
+        lambda d: d.rename(columns={"rating": "stars"}),
+        RatingsError,
+        r"\['rating'\] not found.*'stars'.*rating_col=",
+    ),
+    "non_numeric": (
+        lambda d: d.assign(rating=d.rating.astype(str).where(d.index != 3, "five")),
+        RatingsError,
+        r"must hold numbers.*'five'.*pd.to_numeric",
+    ),
+    "missing_id": (
+        lambda d: d.assign(user_id=d.user_id.astype(float).where(d.index != 3)),
+        RatingsError,
+        r"missing user id.*dropna",
+    ),
     "dense_array": (lambda d: np.ones((5, 5)), TypeError, r"scipy.sparse.csr_matrix"),
     "list": (lambda d: [(1, 2, 3.0)], TypeError, r"DataFrame.*sparse"),
 }
@@ -417,8 +479,13 @@ def test_bad_input_is_a_clear_error_and_keeps_the_fitted_model(data, case):
         (sp.csr_matrix((3, 4)), r"stores no entries"),
         (sp.csr_matrix(np.array([[1.0, np.nan], [2.0, 3.0]])), r"NaN"),
         (sp.csr_matrix(np.array([[1.0, 2.0, 3.0]])), r"1 user\(s\)"),
-        (sp.coo_matrix((np.array([1.0, 2.0, 3.0]), (np.array([0, 0, 1]), np.array([1, 1, 0]))), shape=(2, 2)),
-         r"rated more than once"),
+        (
+            sp.coo_matrix(
+                (np.array([1.0, 2.0, 3.0]), (np.array([0, 0, 1]), np.array([1, 1, 0]))),
+                shape=(2, 2),
+            ),
+            r"rated more than once",
+        ),
         (sp.csr_matrix(np.array([[1, 0], [0, 1]], dtype=bool)), r"dtype bool"),
     ],
 )
@@ -457,7 +524,7 @@ def test_bad_parameters_are_clear(data):
 
 
 def test_failure_inside_the_engine_keeps_the_fitted_model(data):
-    from rfm_recsys.engine import EngineMemoryError
+    from rfm_recsys.core.engine import EngineMemoryError
 
     model = LinRFM().fit(data.train)
     before = model.predict(data.test.user_id, data.test.item_id)

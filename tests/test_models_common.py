@@ -1,18 +1,17 @@
 """The shared model contract (tests/model_mixin.py) run against every model class of the package.
 
-LinRFM directly; the Surprise algorithms LinRFMAlgo, IRLSAlgo and ALSAlgo (rfm_recsys.als, while
+LinRFM directly; the Surprise algorithms LinRFMAlgo, IRLSAlgo and ALSAlgo (rfm_recsys.baselines.als, while
 that module exists) through the Surprise adapter.
 """
 
 from __future__ import annotations
 
-
 import numpy as np
 from model_mixin import RATING_SCALE, EngineBaselines, ModelTestMixin, SurpriseAdapter
 
-from rfm_recsys.algos import IRLSAlgo, LinRFMAlgo
-from rfm_recsys.als import ALSAlgo
+from rfm_recsys.baselines.als import ALSAlgo
 from rfm_recsys.model import LinRFM
+from rfm_recsys.surprise_algos import IRLSAlgo, LinRFMAlgo
 
 
 class TestLinRFM(EngineBaselines, ModelTestMixin):

@@ -11,8 +11,7 @@ import scipy.sparse as sp
 from surprise import SVD, BaselineOnly, SVDpp
 from surprise.model_selection import train_test_split
 
-from rfm_recsys.algos import IRLSAlgo, LinRFMAlgo
-from rfm_recsys.als import ALSAlgo
+from rfm_recsys.baselines.als import ALSAlgo
 from rfm_recsys.datasets import make_ratings, to_surprise
 from rfm_recsys.ranking import (
     SurpriseTopN,
@@ -22,6 +21,7 @@ from rfm_recsys.ranking import (
     score_all_items,
     top_n,
 )
+from rfm_recsys.surprise_algos import IRLSAlgo, LinRFMAlgo
 
 
 class _Trainset:
@@ -130,8 +130,11 @@ def test_ranking_matrices(fold):
     assert train.nnz == tr.n_ratings
     for u, i, r in list(tr.all_ratings())[:50]:
         assert train[u, i] == pytest.approx(r)
-    known = [(tr._raw2inner_id_users[u], tr._raw2inner_id_items[i]) for u, i, r in te
-             if r >= 4 and u in tr._raw2inner_id_users and i in tr._raw2inner_id_items]
+    known = [
+        (tr._raw2inner_id_users[u], tr._raw2inner_id_items[i])
+        for u, i, r in te
+        if r >= 4 and u in tr._raw2inner_id_users and i in tr._raw2inner_id_items
+    ]
     assert test.nnz == len(known) and set(zip(*test.nonzero())) == set(known)
     assert np.all(test.data == 1)
     assert info["relevant_pairs"] == sum(1 for *_, r in te if r >= 4)
@@ -185,7 +188,9 @@ def test_implicit_als_fits_quietly_and_beats_chance(fold, monkeypatch):
     train, test, _ = ranking_matrices(tr, te)
     monkeypatch.setattr(implicit.utils, "_checked_blas_config", False)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # no "OpenBLAS is configured to use N threads"
+        warnings.simplefilter(
+            "error", RuntimeWarning
+        )  # no "OpenBLAS is configured to use N threads"
         model = fit_implicit_als(train, factors=8, iterations=5, random_state=0)
     m = ranking_metrics(model, train, test)
     assert set(m) == {"precision", "map", "ndcg", "auc"}

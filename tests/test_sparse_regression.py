@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rfm_recsys.sparse_regression import (
+from rfm_recsys.regression import (
     BasisPursuitRegressor,
     IRLSRegressor,
     LassoRegressor,
@@ -122,7 +122,11 @@ def test_get_set_params_and_repr():
     est = LinRFMRegressor(power=0.5, reg=1e-6)
     params = est.get_params()
     assert params == {
-        "power": 0.5, "reg": 1e-6, "n_iter": 100, "tol": 1e-8, "fit_intercept": False,
+        "power": 0.5,
+        "reg": 1e-6,
+        "n_iter": 100,
+        "tol": 1e-8,
+        "fit_intercept": False,
         "epsilon": 1e-12,
     }
     assert est.set_params(power=1.0, n_iter=7) is est
@@ -133,7 +137,14 @@ def test_get_set_params_and_repr():
     with pytest.raises(ValueError, match="invalid parameter 'alpha'.*valid parameters are power"):
         est.set_params(alpha=1.0)
     assert set(IRLSRegressor().get_params()) == {
-        "p", "gamma0", "eta", "gamma_min", "n_iter", "tol", "reg", "fit_intercept"
+        "p",
+        "gamma0",
+        "eta",
+        "gamma_min",
+        "n_iter",
+        "tol",
+        "reg",
+        "fit_intercept",
     }
     assert set(LassoRegressor().get_params()) == {"alpha", "max_iter", "tol", "fit_intercept"}
     assert set(BasisPursuitRegressor().get_params()) == {"tol", "fit_intercept", "method"}
@@ -147,7 +158,9 @@ def test_deterministic():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("cls", [LinRFMRegressor, IRLSRegressor, BasisPursuitRegressor, LassoRegressor])
+@pytest.mark.parametrize(
+    "cls", [LinRFMRegressor, IRLSRegressor, BasisPursuitRegressor, LassoRegressor]
+)
 def test_bad_input_errors(cls):
     X, y, _ = sparse_problem(0)
     est = cls()

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from evaluation import synthetic
 from evaluation.synthetic import make_lowrank, missing_error_dense, run_engine_tracked
-from rfm_recsys.engine import AGOPPower, IRLSUpdate, complete_dense, fit_engine
+from rfm_recsys.core.engine import AGOPPower, IRLSUpdate, complete_dense, fit_engine
 
 
 @pytest.fixture(autouse=True)
@@ -49,12 +49,20 @@ def test_linrfm_recovers_rank2_40x40_from_60_percent():
     # the error of a fixed ridge levels off at about 0.15 * lam here (7.3e-3 at the reference 5e-2).
     # Decaying ridge 5e-2 / 1.03^k -> 8.8e-9.
     Y, mask, R = _rank2_40x40()
-    res = fit_engine(R, lam=1e-4, n_iter=300, update=AGOPPower(1.0), tol=1e-7, dtype=np.float64,
-                     reimpose_observed=True)
+    res = fit_engine(
+        R,
+        lam=1e-4,
+        n_iter=300,
+        update=AGOPPower(1.0),
+        tol=1e-7,
+        dtype=np.float64,
+        reimpose_observed=True,
+    )
     err = missing_error_dense(complete_dense(res.K, res.A), Y, mask)
     assert err < 1e-4
-    run = run_engine_tracked(R, lam=5e-2, update=AGOPPower(1.0), n_iter=600, tol=1e-10,
-                             lam_decay=1.03, lam_min=1e-10)
+    run = run_engine_tracked(
+        R, lam=5e-2, update=AGOPPower(1.0), n_iter=600, tol=1e-10, lam_decay=1.03, lam_min=1e-10
+    )
     assert missing_error_dense(complete_dense(run.K, run.A), Y, mask) < 1e-6
 
 
@@ -65,10 +73,22 @@ def test_linrfm_power1_equals_irls0_at_fixed_gamma():
     n = Y.shape[0]
     reg = 1e-2
     for k in (1, 5, 30):
-        a = fit_engine(R, lam=reg, n_iter=k, update=AGOPPower(1.0, normalize=None),
-                       dtype=np.float64, reimpose_observed=True)
-        b = fit_engine(R, lam=0.0, n_iter=k, update=IRLSUpdate(p=0.0, fixed_gamma=n * reg, normalize=None),
-                       dtype=np.float64, reimpose_observed=True)
+        a = fit_engine(
+            R,
+            lam=reg,
+            n_iter=k,
+            update=AGOPPower(1.0, normalize=None),
+            dtype=np.float64,
+            reimpose_observed=True,
+        )
+        b = fit_engine(
+            R,
+            lam=0.0,
+            n_iter=k,
+            update=IRLSUpdate(p=0.0, fixed_gamma=n * reg, normalize=None),
+            dtype=np.float64,
+            reimpose_observed=True,
+        )
         Xa, Xb = complete_dense(a.K, a.A), complete_dense(b.K, b.A)
         Xa[mask] = Y[mask]
         Xb[mask] = Y[mask]
@@ -78,12 +98,22 @@ def test_linrfm_power1_equals_irls0_at_fixed_gamma():
 def test_tracked_loop_is_fit_engine():
     Y, mask, R = _rank2_40x40()
     for update in (AGOPPower(2.0), IRLSUpdate(p=1.0)):
-        f = fit_engine(R, lam=1e-3, n_iter=40, update=update, tol=1e-7, dtype=np.float64,
-                       reimpose_observed=True)
-        t = run_engine_tracked(R, lam=1e-3, update=update, n_iter=40, tol=1e-7,
-                               evaluate=lambda K, A: 0.0)
+        f = fit_engine(
+            R,
+            lam=1e-3,
+            n_iter=40,
+            update=update,
+            tol=1e-7,
+            dtype=np.float64,
+            reimpose_observed=True,
+        )
+        t = run_engine_tracked(
+            R, lam=1e-3, update=update, n_iter=40, tol=1e-7, evaluate=lambda K, A: 0.0
+        )
         assert t.iterations == f.history[-1]["iteration"]
-        np.testing.assert_allclose(complete_dense(t.K, t.A), complete_dense(f.K, f.A), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            complete_dense(t.K, t.A), complete_dense(f.K, f.A), rtol=0, atol=1e-12
+        )
         assert len(t.compute_seconds) == t.iterations + 1
         assert np.all(np.diff(t.compute_seconds) >= 0)
 

@@ -59,7 +59,7 @@ def p_to_lin_rfm_power(p: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Input validation (shared with rfm_recsys.dln)
+# Input validation (shared with rfm_recsys.baselines.dln)
 # --------------------------------------------------------------------------------------------
 
 
@@ -94,9 +94,7 @@ def check_matrix(X: Any, name: str = "X") -> np.ndarray:
             "row. Check the data loading or filtering step that produced it."
         )
     if arr.shape[1] == 0:
-        raise ValueError(
-            f"{name} has 0 features (shape {arr.shape}): pass at least one column."
-        )
+        raise ValueError(f"{name} has 0 features (shape {arr.shape}): pass at least one column.")
     if not np.all(np.isfinite(arr)):
         n_bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise ValueError(
@@ -139,8 +137,10 @@ def check_vector(y: Any, n: int | None = None, name: str = "y") -> np.ndarray:
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False, integer: bool = False):
     """Check a hyper-parameter is a finite positive (or non-negative) number."""
-    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(
-        value, (int, float, np.integer, np.floating)
+    ok_type = (
+        isinstance(value, (int, np.integer))
+        if integer
+        else isinstance(value, (int, float, np.integer, np.floating))
     )
     if isinstance(value, bool) or not ok_type or not math.isfinite(float(value)):
         kind = "an integer" if integer else "a finite number"
@@ -342,7 +342,9 @@ class LinRFMRegressor(_LinearRegressorBase):
         check_positive("tol", self.tol, allow_zero=True)
         check_positive("epsilon", self.epsilon, allow_zero=True)
         if self.epsilon >= 1:
-            raise ValueError(f"epsilon must be < 1 (weights are normalised to max 1); got {self.epsilon!r}")
+            raise ValueError(
+                f"epsilon must be < 1 (weights are normalised to max 1); got {self.epsilon!r}"
+            )
 
     def _fit_centred(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         d = X.shape[1]
@@ -501,7 +503,9 @@ class BasisPursuitRegressor(_LinearRegressorBase):
         l1_norm_: ``||coef_||_1`` at the optimum.
     """
 
-    def __init__(self, tol: float = 1e-10, fit_intercept: bool = False, method: str = "highs") -> None:
+    def __init__(
+        self, tol: float = 1e-10, fit_intercept: bool = False, method: str = "highs"
+    ) -> None:
         self.tol = tol
         self.fit_intercept = fit_intercept
         self.method = method
@@ -509,7 +513,9 @@ class BasisPursuitRegressor(_LinearRegressorBase):
     def _check_params(self) -> None:
         check_positive("tol", self.tol)
         if self.method not in ("highs", "highs-ds", "highs-ipm"):
-            raise ValueError(f"method must be 'highs', 'highs-ds' or 'highs-ipm'; got {self.method!r}")
+            raise ValueError(
+                f"method must be 'highs', 'highs-ds' or 'highs-ipm'; got {self.method!r}"
+            )
 
     def _fit_centred(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         n, d = X.shape
@@ -561,7 +567,11 @@ class LassoRegressor(_LinearRegressorBase):
     """
 
     def __init__(
-        self, alpha: float = 1e-3, max_iter: int = 20000, tol: float = 1e-10, fit_intercept: bool = False
+        self,
+        alpha: float = 1e-3,
+        max_iter: int = 20000,
+        tol: float = 1e-10,
+        fit_intercept: bool = False,
     ) -> None:
         self.alpha = alpha
         self.max_iter = max_iter

@@ -14,7 +14,7 @@ vectors ``x_i = [q_i, 1]`` and targets ``r_ui - mu - b_i``::
 and symmetrically for the items. The factor penalty ``reg * n_u`` (``n_u = |S_u|``) is the
 "weighted-lambda" regularisation of Zhou, Wilkinson, Schreiber & Pan (2008, ALS-WR), which makes
 one ``reg`` fit users and items of any activity; the biases get an ordinary ridge ``reg_bias``
-(as the baseline of :mod:`rfm_recsys.baseline`). ``mu`` is the mean training rating.
+(as the baseline of :mod:`rfm_recsys.core.baseline`). ``mu`` is the mean training rating.
 
 The numerical core (:func:`fit_biased_als`, :func:`predict_als`) is separate from the Surprise
 algorithm :class:`ALSAlgo`, in the style of implicit. A half-step forms every row's
@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from surprise import AlgoBase
-
-from .algos import _trainset_arrays, _VectorisedAlgo
-from .engine import RowPlan
-
 from threadpoolctl import threadpool_limits
+
+from ..core.engine import RowPlan
+from ..surprise_algos import _trainset_arrays, _VectorisedAlgo
 
 # Bound on the gathered factors of one batched matmul (bytes).
 _GATHER_BYTES = 32 * 2**20
@@ -95,7 +94,7 @@ def _side_plan(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int):
     if R.nnz != rows.size:
         raise ValueError(
             f"{rows.size - R.nnz:,} (user, item) pairs are rated more than once: deduplicate the "
-            "ratings first (rfm_recsys.validation.check_triples(..., duplicates='mean'))"
+            "ratings first (rfm_recsys.checks.check_triples(..., duplicates='mean'))"
         )
     R.sort_indices()
     # R.data holds, in CSR data order, the index of the rating in the input arrays.
@@ -159,11 +158,13 @@ def _solve_side(
         for s in range(0, rows.shape[0], per):
             p = pos[s : s + per]
             Xg = X[plan.indices[p]]  # g x c x k1
-            pending.append((
-                rows[s : s + per],
-                np.matmul(Xg.transpose(0, 2, 1), Xg),
-                np.matmul(y[p][:, None, :], Xg)[:, 0, :],
-            ))
+            pending.append(
+                (
+                    rows[s : s + per],
+                    np.matmul(Xg.transpose(0, 2, 1), Xg),
+                    np.matmul(y[p][:, None, :], Xg)[:, 0, :],
+                )
+            )
             n_pending += pending[-1][0].size
             if n_pending >= budget:
                 flush()
@@ -226,7 +227,11 @@ def fit_biased_als(
     if reg < 0 or reg_bias < 0:
         raise ValueError("reg and reg_bias must be >= 0")
     dtype = np.dtype(dtype)
-    rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+    rng = (
+        random_state
+        if isinstance(random_state, np.random.Generator)
+        else np.random.default_rng(random_state)
+    )
     mu = float(ratings.mean())
     dev = ratings - mu
     uplan, uperm = _side_plan(users, items, n_users, n_items)
@@ -328,7 +333,7 @@ class ALSAlgo(_VectorisedAlgo):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, trainset, callback=None) -> "ALSAlgo":
+    def fit(self, trainset, callback=None) -> ALSAlgo:
         """Fit on a Surprise ``Trainset``; returns ``self``.
 
         Args:
@@ -353,10 +358,19 @@ class ALSAlgo(_VectorisedAlgo):
                 callback(epoch + 1, ALSFit(mu, b_u, b_i, P, Q, history))
 
         mu, b_u, b_i, P, Q = fit_biased_als(
-            u, i, r, trainset.n_users, trainset.n_items,
-            n_factors=self.n_factors, reg=self.reg, n_epochs=self.n_epochs,
-            random_state=self.random_state, dtype=np.dtype(self.dtype), reg_bias=self.reg_bias,
-            init_std=self.init_std, callback=_cb,
+            u,
+            i,
+            r,
+            trainset.n_users,
+            trainset.n_items,
+            n_factors=self.n_factors,
+            reg=self.reg,
+            n_epochs=self.n_epochs,
+            random_state=self.random_state,
+            dtype=np.dtype(self.dtype),
+            reg_bias=self.reg_bias,
+            init_std=self.init_std,
+            callback=_cb,
         )
         self.fit_ = ALSFit(mu, b_u, b_i, P, Q, history)
         # Surprise SVD's attribute names, so code written for SVD reads the model as well.

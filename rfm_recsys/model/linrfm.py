@@ -11,8 +11,8 @@ One class serves two audiences:
   ``similar_users``, ``save``/``load``; so ``implicit.evaluation.ranking_metrics_at_k`` runs on it
   unchanged.
 
-The numerical work is done by :func:`rfm_recsys.ratings.fit_ratings` and
-:class:`~rfm_recsys.ratings.RatingsFit`; this module maps ids, validates input, ranks and
+The numerical work is done by :func:`rfm_recsys.core.fitting.fit_ratings` and
+:class:`~rfm_recsys.core.fitting.RatingsFit`; this module maps ids, validates input, ranks and
 serialises.
 """
 
@@ -22,18 +22,19 @@ import json
 import math
 import os
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from implicit.recommender_base import RecommenderBase
 
-from .engine import AGOPPower
-from .params import ParamsMixin
-from .topn import top_n
-from .ratings import RatingsFit, fit_with_params
-from .validation import RatingsError, check_shape, check_triples
+from ..checks import RatingsError, check_shape, check_triples
+from ..core.engine import AGOPPower
+from ..core.fitting import RatingsFit, fit_with_params
+from ..params import ParamsMixin
+from ..topn import top_n
 
 __all__ = ["LinRFM", "NotFittedError", "UnknownIdError"]
 
@@ -88,7 +89,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
     Args:
         n_iter, lam, power, orient, reg_user, reg_item, baseline_epochs, dtype, tol,
         validation_share, patience, duplicates, random_state, max_memory, verbose: as in
-            :class:`~rfm_recsys.algos.LinRFMAlgo`, with the same defaults (chosen on validation
+            :class:`~rfm_recsys.surprise_algos.LinRFMAlgo`, with the same defaults (chosen on validation
             shares of ml-100k and ml-latest-small training folds:
             ``python -m evaluation.choose_defaults``).
         user_col, item_col, rating_col: column names of a DataFrame given to ``fit``.
@@ -96,7 +97,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
             predictions are clipped to it.
 
     Attributes (after ``fit``):
-        fit_: the :class:`~rfm_recsys.ratings.RatingsFit` (biases, kernel ``K``, rows ``A``).
+        fit_: the :class:`~rfm_recsys.core.fitting.RatingsFit` (biases, kernel ``K``, rows ``A``).
         history_: one dict per iteration: ``iteration``, ``train_rmse``, ``valid_rmse`` (with a
             validation share; the history is then that of the early-stopping run),
             ``kernel_change``, ``seconds`` (cumulative) and ``iteration_seconds``.
@@ -153,7 +154,12 @@ class LinRFM(ParamsMixin, RecommenderBase):
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, ratings, show_progress: bool = False, callback: Callable[[int, dict], None] | None = None) -> "LinRFM":
+    def fit(
+        self,
+        ratings,
+        show_progress: bool = False,
+        callback: Callable[[int, dict], None] | None = None,
+    ) -> LinRFM:
         """Fit the baseline and the kernel; returns ``self``.
 
         Args:
@@ -169,23 +175,36 @@ class LinRFM(ParamsMixin, RecommenderBase):
         """
         users, items, values, user_ids, item_ids, source = self._triples(ratings)
         scale = self._checked_scale()
-        users, items, values = check_triples(users, items, values, rating_scale=scale, duplicates=self.duplicates)
+        users, items, values = check_triples(
+            users, items, values, rating_scale=scale, duplicates=self.duplicates
+        )
         check_shape(int(np.unique(users).size), int(np.unique(items).size))
-        fit = fit_with_params(self, AGOPPower(power=self.power, normalize="diag"), users, items, values,
-                              len(user_ids), len(item_ids), progress=show_progress, callback=callback)
+        fit = fit_with_params(
+            self,
+            AGOPPower(power=self.power, normalize="diag"),
+            users,
+            items,
+            values,
+            len(user_ids),
+            len(item_ids),
+            progress=show_progress,
+            callback=callback,
+        )
         # Everything above worked on locals: only now is the fitted state replaced, so a failed
         # fit leaves a previously fitted model untouched.
         self._set_fitted(fit, user_ids, item_ids, source)
         return self
 
-    def _set_fitted(self, fit: RatingsFit, user_ids: np.ndarray, item_ids: np.ndarray, source: str) -> None:
+    def _set_fitted(
+        self, fit: RatingsFit, user_ids: np.ndarray, item_ids: np.ndarray, source: str
+    ) -> None:
         for k in [k for k in self.__dict__ if k.startswith("_cache")]:
             del self.__dict__[k]
         self.fit_ = fit
         self.user_ids_ = user_ids
         self.item_ids_ = item_ids
-        self.n_users_ = int(len(user_ids))
-        self.n_items_ = int(len(item_ids))
+        self.n_users_ = len(user_ids)
+        self.n_items_ = len(item_ids)
         self.fitted_on_ = source
         self.history_ = _with_iteration_seconds(fit.history)
 
@@ -199,7 +218,9 @@ class LinRFM(ParamsMixin, RecommenderBase):
                 f"rating_scale must be a pair (low, high) of numbers, e.g. (1, 5); got {self.rating_scale!r}"
             ) from None
         if not lo < hi:
-            raise ValueError(f"rating_scale must be (low, high) with low < high, got {self.rating_scale!r}")
+            raise ValueError(
+                f"rating_scale must be (low, high) with low < high, got {self.rating_scale!r}"
+            )
         return lo, hi
 
     def _triples(self, ratings):
@@ -223,9 +244,13 @@ class LinRFM(ParamsMixin, RecommenderBase):
     def _triples_from_frame(self, df: pd.DataFrame):
         cols = (self.user_col, self.item_col, self.rating_col)
         if len(set(cols)) < 3:
-            raise ValueError(f"user_col, item_col and rating_col must be three different columns, got {cols}")
+            raise ValueError(
+                f"user_col, item_col and rating_col must be three different columns, got {cols}"
+            )
         if len(df) == 0:
-            raise RatingsError("no ratings to fit: the DataFrame is empty; pass at least one rating per user and item")
+            raise RatingsError(
+                "no ratings to fit: the DataFrame is empty; pass at least one rating per user and item"
+            )
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise RatingsError(
@@ -242,7 +267,9 @@ class LinRFM(ParamsMixin, RecommenderBase):
 
     def _check_fitted(self) -> None:
         if "fit_" not in self.__dict__:
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(ratings) first")
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet: call fit(ratings) first"
+            )
 
     def _cached(self, name: str, build: Callable[[], Any]) -> Any:
         key = "_cache_" + name
@@ -298,7 +325,9 @@ class LinRFM(ParamsMixin, RecommenderBase):
 
     # ------------------------------------------------------------------ prediction
 
-    def predict(self, users, items, *, return_impossible: bool = False) -> np.ndarray | float | tuple:
+    def predict(
+        self, users, items, *, return_impossible: bool = False
+    ) -> np.ndarray | float | tuple:
         """Predicted ratings of ``(user, item)`` pairs given by raw ids (broadcast together).
 
         Unknown user: ``mu + b_i``; unknown item: ``mu + b_u``; both unknown: ``mu`` (the
@@ -391,7 +420,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
         """
         self._check_fitted()
         if n is not None:
-            if N != 10 and N != n:
+            if N != 10 and n != N:
                 raise ValueError(f"N={N} and n={n} disagree: pass only one of them")
             N = n
         if exclude_seen is not None:
@@ -401,7 +430,9 @@ class LinRFM(ParamsMixin, RecommenderBase):
             raise ValueError(f"N must be >= 0, got {N}")
         batch = np.ndim(userid) > 0
         ids = _as_id_array(userid).ravel()
-        rows = self._user_items_rows(user_items, len(ids), filter_already_liked_items or recalculate_user)
+        rows = self._user_items_rows(
+            user_items, len(ids), filter_already_liked_items or recalculate_user
+        )
         if recalculate_user and rows is None:
             raise ValueError(
                 "recalculate_user=True needs user_items: a CSR matrix with one row of ratings per user "
@@ -417,9 +448,12 @@ class LinRFM(ParamsMixin, RecommenderBase):
             stop = min(len(ids), start + per_chunk)
             if recalculate_user:
                 # one small solve per user: fold-ins do not batch (each has its own item set)
-                S = np.stack([
-                    self._fold_in_codes(*_row_entries(rows, r, scale, self.duplicates)) for r in range(start, stop)
-                ])
+                S = np.stack(
+                    [
+                        self._fold_in_codes(*_row_entries(rows, r, scale, self.duplicates))
+                        for r in range(start, stop)
+                    ]
+                )
             else:
                 S = self._score_block(codes[start:stop])
             if filter_already_liked_items:
@@ -434,8 +468,9 @@ class LinRFM(ParamsMixin, RecommenderBase):
         scores = np.concatenate(out_scores) if out_scores else np.empty((0, N))
         return self._finish(cand.to_codes(pos), scores, self.item_ids_, batch)
 
-    def recommend_new_user(self, ratings, n: int = 10, exclude_seen: bool = True, filter_items=None,
-                           items=None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_new_user(
+        self, ratings, n: int = 10, exclude_seen: bool = True, filter_items=None, items=None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for a user not in the training data, from her ratings (fold-in).
 
         Args:
@@ -458,7 +493,9 @@ class LinRFM(ParamsMixin, RecommenderBase):
         if user_items is None or not needed:
             return None
         if not sp.issparse(user_items):
-            raise ValueError("user_items needs to be a CSR sparse matrix (one row per requested user)")
+            raise ValueError(
+                "user_items needs to be a CSR sparse matrix (one row per requested user)"
+            )
         M = sp.csr_matrix(user_items)
         if M.shape[0] != n_rows:
             raise ValueError(
@@ -471,7 +508,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
             )
         return M
 
-    def _candidates(self, filter_items, items, N: int) -> "_Candidates":
+    def _candidates(self, filter_items, items, N: int) -> _Candidates:
         if items is not None:
             if filter_items is not None and len(np.atleast_1d(filter_items)):
                 raise ValueError("Can't set both items and filter_items: pass one of them")
@@ -503,7 +540,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
 
         The user's bias is the ridge estimate with ``reg_user``; the rest is her row fitted like
         any training row (users as rows) or her residuals regressed on the fitted item rows
-        (users as features); see :meth:`rfm_recsys.ratings.RatingsFit.fold_in`.
+        (users as features); see :meth:`rfm_recsys.core.fitting.RatingsFit.fold_in`.
 
         Args:
             ratings_of_new_user: a DataFrame with ``item_col`` and ``rating_col`` (a
@@ -530,13 +567,20 @@ class LinRFM(ParamsMixin, RecommenderBase):
                     f"column(s) {missing} not found in the new user's ratings; it has columns "
                     f"{list(ratings.columns)} (the model uses item_col={self.item_col!r}, rating_col={self.rating_col!r})"
                 )
-            if self.user_col in ratings.columns and ratings[self.user_col].nunique(dropna=False) > 1:
+            if (
+                self.user_col in ratings.columns
+                and ratings[self.user_col].nunique(dropna=False) > 1
+            ):
                 raise RatingsError(
                     f"fold_in takes the ratings of one new user but column {self.user_col!r} holds "
                     f"{ratings[self.user_col].nunique(dropna=False)} users: call it once per user"
                 )
             raw_items = ratings[self.item_col].to_numpy()
-            values = _numeric_ratings(ratings[self.rating_col], self.rating_col) if len(ratings) else np.empty(0)
+            values = (
+                _numeric_ratings(ratings[self.rating_col], self.rating_col)
+                if len(ratings)
+                else np.empty(0)
+            )
         elif isinstance(ratings, pd.Series):
             raw_items = ratings.index.to_numpy()
             values = _numeric_ratings(ratings, "ratings") if len(ratings) else np.empty(0)
@@ -560,15 +604,25 @@ class LinRFM(ParamsMixin, RecommenderBase):
         if values.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0)
         _, codes, values = check_triples(
-            np.zeros(codes.size, dtype=np.int64), codes, values,
-            rating_scale=self._checked_scale(), duplicates=self.duplicates,
+            np.zeros(codes.size, dtype=np.int64),
+            codes,
+            values,
+            rating_scale=self._checked_scale(),
+            duplicates=self.duplicates,
         )
         return codes, values
 
     # ------------------------------------------------------------------ similarity
 
-    def similar_items(self, itemid, N: int = 10, recalculate_item: bool = False, item_users=None,
-                      filter_items=None, items=None) -> tuple[np.ndarray, np.ndarray]:
+    def similar_items(
+        self,
+        itemid,
+        N: int = 10,
+        recalculate_item: bool = False,
+        item_users=None,
+        filter_items=None,
+        items=None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Most similar items by cosine in the learned geometry; the item itself comes first.
 
         When items are the kernel (feature) side, the similarity of items ``a, b`` is
@@ -587,10 +641,14 @@ class LinRFM(ParamsMixin, RecommenderBase):
             array.
         """
         if recalculate_item:
-            raise NotImplementedError("recalculate_item is not supported by LinRFM: refit to add items")
+            raise NotImplementedError(
+                "recalculate_item is not supported by LinRFM: refit to add items"
+            )
         return self._similar("item", itemid, N, filter_items, items)
 
-    def similar_users(self, userid, N: int = 10, filter_users=None, users=None) -> tuple[np.ndarray, np.ndarray]:
+    def similar_users(
+        self, userid, N: int = 10, filter_users=None, users=None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Most similar users by cosine in the learned geometry (see :meth:`similar_items`)."""
         return self._similar("user", userid, N, filter_users, users)
 
@@ -608,7 +666,9 @@ class LinRFM(ParamsMixin, RecommenderBase):
         else:
             blocked = None
             if filter_ids is not None:
-                codes_f = (self._item_codes if side == "item" else self._user_codes)(_as_id_array(filter_ids).ravel())
+                codes_f = (self._item_codes if side == "item" else self._user_codes)(
+                    _as_id_array(filter_ids).ravel()
+                )
                 blocked = codes_f[codes_f >= 0]
             cand = _Candidates(subset=None, blocked=blocked)
         tiny = np.finfo(np.float64).tiny
@@ -620,7 +680,11 @@ class LinRFM(ParamsMixin, RecommenderBase):
             Z = f.A[qcodes].toarray().astype(np.float64)
             K64 = f.K.astype(np.float64)
             M = (Z @ K64) @ K64  # rows a_x^T K K
-            S = np.asarray(f.A @ M.T).T / np.maximum(norms[qcodes], tiny)[:, None] / np.maximum(norms, tiny)[None, :]
+            S = (
+                np.asarray(f.A @ M.T).T
+                / np.maximum(norms[qcodes], tiny)[:, None]
+                / np.maximum(norms, tiny)[None, :]
+            )
         np.clip(S, -1.0, 1.0, out=S)
         # Ties at cosine 1 (duplicate rows) must not push the query item out of first place.
         S[np.arange(len(qcodes)), qcodes] = np.inf
@@ -667,21 +731,30 @@ class LinRFM(ParamsMixin, RecommenderBase):
             f = self.fit_
             A = f.A
             arrays.update(
-                K=f.K, A_data=A.data, A_indices=A.indices, A_indptr=A.indptr,
-                b_user=np.asarray(f.b_user), b_item=np.asarray(f.b_item),
-                user_ids=_storable_ids(self.user_ids_, "user"), item_ids=_storable_ids(self.item_ids_, "item"),
+                K=f.K,
+                A_data=A.data,
+                A_indices=A.indices,
+                A_indptr=A.indptr,
+                b_user=np.asarray(f.b_user),
+                b_item=np.asarray(f.b_item),
+                user_ids=_storable_ids(self.user_ids_, "user"),
+                item_ids=_storable_ids(self.item_ids_, "item"),
             )
             meta.update(
-                mu=float(f.mu), users_are_rows=bool(f.users_are_rows), lam=float(f.lam),
-                reg_user=float(f.reg_user), A_shape=[int(x) for x in A.shape],
-                best_iteration=int(f.best_iteration), history=_json_history(f.history),
+                mu=float(f.mu),
+                users_are_rows=bool(f.users_are_rows),
+                lam=float(f.lam),
+                reg_user=float(f.reg_user),
+                A_shape=[int(x) for x in A.shape],
+                best_iteration=int(f.best_iteration),
+                history=_json_history(f.history),
                 fitted_on=self.fitted_on_,
             )
         arrays["meta"] = np.array(json.dumps(meta, allow_nan=False))
         np.savez(file, **arrays)
 
     @classmethod
-    def load(cls, fileobj_or_path) -> "LinRFM":
+    def load(cls, fileobj_or_path) -> LinRFM:
         """Load a model written by :meth:`save` (``np.load(..., allow_pickle=False)``)."""
         if isinstance(fileobj_or_path, (str, os.PathLike)):
             fileobj_or_path = os.fspath(fileobj_or_path)
@@ -689,7 +762,9 @@ class LinRFM(ParamsMixin, RecommenderBase):
                 fileobj_or_path += ".npz"
         with np.load(fileobj_or_path, allow_pickle=False) as data:
             if "meta" not in data.files:
-                raise ValueError("not a LinRFM file: no 'meta' entry (was it written by LinRFM.save?)")
+                raise ValueError(
+                    "not a LinRFM file: no 'meta' entry (was it written by LinRFM.save?)"
+                )
             meta = json.loads(str(data["meta"][()]))
             if meta.get("format") != _FORMAT:
                 raise ValueError(f"not a LinRFM file (format {meta.get('format')!r})")
@@ -704,12 +779,19 @@ class LinRFM(ParamsMixin, RecommenderBase):
             model = cls(**params)
             if meta["fitted"]:
                 A = sp.csr_matrix(
-                    (data["A_data"], data["A_indices"], data["A_indptr"]), shape=tuple(meta["A_shape"])
+                    (data["A_data"], data["A_indices"], data["A_indptr"]),
+                    shape=tuple(meta["A_shape"]),
                 )
                 fit = RatingsFit(
-                    mu=float(meta["mu"]), b_user=data["b_user"], b_item=data["b_item"],
-                    users_are_rows=bool(meta["users_are_rows"]), K=data["K"], A=A, lam=float(meta["lam"]),
-                    reg_user=float(meta["reg_user"]), history=_unjson_history(meta["history"]),
+                    mu=float(meta["mu"]),
+                    b_user=data["b_user"],
+                    b_item=data["b_item"],
+                    users_are_rows=bool(meta["users_are_rows"]),
+                    K=data["K"],
+                    A=A,
+                    lam=float(meta["lam"]),
+                    reg_user=float(meta["reg_user"]),
+                    history=_unjson_history(meta["history"]),
                     best_iteration=int(meta["best_iteration"]),
                 )
                 model._set_fitted(fit, data["user_ids"], data["item_ids"], meta["fitted_on"])
@@ -776,7 +858,12 @@ def _as_id_array(x) -> np.ndarray:
     if isinstance(x, (pd.Series, pd.Index)):
         return x.to_numpy()
     arr = np.asarray(x)
-    if arr.dtype.kind in "US" and arr.ndim == 1 and isinstance(x, (list, tuple)) and not all(isinstance(v, str) for v in x):
+    if (
+        arr.dtype.kind in "US"
+        and arr.ndim == 1
+        and isinstance(x, (list, tuple))
+        and not all(isinstance(v, str) for v in x)
+    ):
         # numpy would turn ["a", 1] into two strings and so lose the integer id 1
         arr = np.empty(len(x), dtype=object)
         arr[:] = x
@@ -856,7 +943,9 @@ def _numeric_ratings(col: pd.Series, name: str) -> np.ndarray:
 
 def _triples_from_sparse(X):
     if X.ndim != 2:
-        raise RatingsError(f"a sparse ratings matrix must be 2-d (users x items), got shape {X.shape}")
+        raise RatingsError(
+            f"a sparse ratings matrix must be 2-d (users x items), got shape {X.shape}"
+        )
     if X.dtype.kind not in "iuf":
         raise RatingsError(
             f"the sparse ratings matrix has dtype {X.dtype}; ratings must be integers or floats: "
@@ -885,7 +974,11 @@ def _row_entries(M: sp.csr_matrix, r: int, scale, duplicates: str) -> tuple[np.n
     if values.size == 0:
         return items, values
     _, items, values = check_triples(
-        np.zeros(items.size, dtype=np.int64), items, values, rating_scale=scale, duplicates=duplicates
+        np.zeros(items.size, dtype=np.int64),
+        items,
+        values,
+        rating_scale=scale,
+        duplicates=duplicates,
     )
     return items, values
 
@@ -906,7 +999,9 @@ def _json_history(history: list[dict]) -> list[dict]:
     def conv(v):
         if isinstance(v, (float, np.floating)):
             v = float(v)
-            return v if math.isfinite(v) else None  # strict JSON has no NaN; None means "not defined"
+            return (
+                v if math.isfinite(v) else None
+            )  # strict JSON has no NaN; None means "not defined"
         if isinstance(v, np.integer):
             return int(v)
         return v

@@ -28,7 +28,9 @@ def resolve_orientation(orient: str, n_users: int, n_items: int) -> bool:
         return True
     if orient == "users":
         return False
-    raise ValueError(f"orient must be 'auto', 'users' or 'items' (the feature side), got {orient!r}")
+    raise ValueError(
+        f"orient must be 'auto', 'users' or 'items' (the feature side), got {orient!r}"
+    )
 
 
 @dataclass
@@ -159,18 +161,49 @@ def fit_ratings(
         rng = np.random.default_rng(random_state)
         held = rng.random(ratings.size) < validation_share
         if held.all() or not held.any():
-            raise ValueError("validation_share leaves no ratings on one side: use more data or another share")
+            raise ValueError(
+                "validation_share leaves no ratings on one side: use more data or another share"
+            )
         probe = _fit_once(
-            users[~held], items[~held], ratings[~held], n_users, n_items, update, lam, n_iter,
-            orient, reg_user, reg_item, baseline_epochs, dtype, tol, max_memory, progress,
-            validation=(users[held], items[held], ratings[held]), patience=patience,
+            users[~held],
+            items[~held],
+            ratings[~held],
+            n_users,
+            n_items,
+            update,
+            lam,
+            n_iter,
+            orient,
+            reg_user,
+            reg_item,
+            baseline_epochs,
+            dtype,
+            tol,
+            max_memory,
+            progress,
+            validation=(users[held], items[held], ratings[held]),
+            patience=patience,
             callback=callback,
         )
         history = probe.history
         n_iter = probe.best_iteration
     fit = _fit_once(
-        users, items, ratings, n_users, n_items, update, lam, n_iter, orient, reg_user,
-        reg_item, baseline_epochs, dtype, tol, max_memory, progress,
+        users,
+        items,
+        ratings,
+        n_users,
+        n_items,
+        update,
+        lam,
+        n_iter,
+        orient,
+        reg_user,
+        reg_item,
+        baseline_epochs,
+        dtype,
+        tol,
+        max_memory,
+        progress,
         callback=None if validation_share else callback,
     )
     if validation_share:
@@ -178,8 +211,17 @@ def fit_ratings(
     return fit
 
 
-def fit_with_params(est, update: FeatureUpdate, users, items, ratings, n_users: int, n_items: int,
-                    progress: bool = False, callback=None) -> RatingsFit:
+def fit_with_params(
+    est,
+    update: FeatureUpdate,
+    users,
+    items,
+    ratings,
+    n_users: int,
+    n_items: int,
+    progress: bool = False,
+    callback=None,
+) -> RatingsFit:
     """:func:`fit_ratings` with the hyperparameters an estimator stores under their own names.
 
     Shared by the Surprise algorithms and :class:`~rfm_recsys.model.LinRFM`, which expose the
@@ -189,20 +231,54 @@ def fit_with_params(est, update: FeatureUpdate, users, items, ratings, n_users: 
     if dtype.kind != "f":
         raise ValueError(f"dtype must be 'float32' or 'float64', got {est.dtype!r}")
     return fit_ratings(
-        users, items, ratings, n_users, n_items, update=update, lam=est.lam, n_iter=est.n_iter,
-        orient=est.orient, reg_user=est.reg_user, reg_item=est.reg_item,
-        baseline_epochs=est.baseline_epochs, dtype=dtype, tol=est.tol,
-        validation_share=est.validation_share, patience=est.patience,
-        random_state=est.random_state, max_memory=est.max_memory,
-        progress=bool(progress or est.verbose), callback=callback,
+        users,
+        items,
+        ratings,
+        n_users,
+        n_items,
+        update=update,
+        lam=est.lam,
+        n_iter=est.n_iter,
+        orient=est.orient,
+        reg_user=est.reg_user,
+        reg_item=est.reg_item,
+        baseline_epochs=est.baseline_epochs,
+        dtype=dtype,
+        tol=est.tol,
+        validation_share=est.validation_share,
+        patience=est.patience,
+        random_state=est.random_state,
+        max_memory=est.max_memory,
+        progress=bool(progress or est.verbose),
+        callback=callback,
     )
 
 
-def _fit_once(users, items, ratings, n_users, n_items, update, lam, n_iter, orient, reg_user,
-              reg_item, baseline_epochs, dtype, tol, max_memory, progress, validation=None,
-              patience=2, callback=None) -> RatingsFit:
+def _fit_once(
+    users,
+    items,
+    ratings,
+    n_users,
+    n_items,
+    update,
+    lam,
+    n_iter,
+    orient,
+    reg_user,
+    reg_item,
+    baseline_epochs,
+    dtype,
+    tol,
+    max_memory,
+    progress,
+    validation=None,
+    patience=2,
+    callback=None,
+) -> RatingsFit:
     users_are_rows = resolve_orientation(orient, n_users, n_items)
-    bl: Baseline = fit_baseline(users, items, ratings, n_users, n_items, reg_user, reg_item, baseline_epochs)
+    bl: Baseline = fit_baseline(
+        users, items, ratings, n_users, n_items, reg_user, reg_item, baseline_epochs
+    )
     resid = ratings - bl.predict(users, items)
     rows, cols = (users, items) if users_are_rows else (items, users)
     shape = (n_users, n_items) if users_are_rows else (n_items, n_users)
@@ -217,12 +293,28 @@ def _fit_once(users, items, ratings, n_users, n_items, update, lam, n_iter, orie
         keep = known & has_obs
         engine_val = (vrows[keep], vcols[keep], (vr - bl.predict(vu, vi))[keep])
     res = fit_engine(
-        R, lam=lam, n_iter=n_iter, update=update, tol=tol, dtype=dtype, validation=engine_val,
-        patience=patience, max_memory=max_memory, progress=progress, callback=callback,
+        R,
+        lam=lam,
+        n_iter=n_iter,
+        update=update,
+        tol=tol,
+        dtype=dtype,
+        validation=engine_val,
+        patience=patience,
+        max_memory=max_memory,
+        progress=progress,
+        callback=callback,
     )
     return RatingsFit(
-        mu=bl.mu, b_user=bl.b_row, b_item=bl.b_col, users_are_rows=users_are_rows, K=res.K,
-        A=res.A, lam=float(lam), reg_user=float(reg_user), history=res.history,
+        mu=bl.mu,
+        b_user=bl.b_row,
+        b_item=bl.b_col,
+        users_are_rows=users_are_rows,
+        K=res.K,
+        A=res.A,
+        lam=float(lam),
+        reg_user=float(reg_user),
+        history=res.history,
         best_iteration=res.best_iteration,
     )
 
@@ -250,8 +342,21 @@ def validation_curve(
     curve, as the engine only predicts residuals of rows it has seen.
     """
     fit = _fit_once(
-        *train, n_users, n_items, update if update is not None else AGOPPower(1.0), lam, n_iter,
-        orient, reg_user, reg_item, baseline_epochs, dtype, None, max_memory, False,
-        validation=valid, patience=n_iter + 1,
+        *train,
+        n_users,
+        n_items,
+        update if update is not None else AGOPPower(1.0),
+        lam,
+        n_iter,
+        orient,
+        reg_user,
+        reg_item,
+        baseline_epochs,
+        dtype,
+        None,
+        max_memory,
+        False,
+        validation=valid,
+        patience=n_iter + 1,
     )
     return fit.history

@@ -42,7 +42,9 @@ def check_triples(
             f"{users.shape}, {items.shape}, {ratings.shape}"
         )
     if ratings.size == 0:
-        raise RatingsError("no ratings to fit: the data is empty; pass at least one rating per user and item")
+        raise RatingsError(
+            "no ratings to fit: the data is empty; pass at least one rating per user and item"
+        )
     bad = ~np.isfinite(ratings)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
@@ -53,7 +55,9 @@ def check_triples(
     if rating_scale is not None:
         lo, hi = rating_scale
         if not lo < hi:
-            raise RatingsError(f"rating_scale must be (low, high) with low < high, got {rating_scale!r}")
+            raise RatingsError(
+                f"rating_scale must be (low, high) with low < high, got {rating_scale!r}"
+            )
         out = (ratings < lo) | (ratings > hi)
         if out.any():
             k = int(np.flatnonzero(out)[0])
@@ -64,7 +68,9 @@ def check_triples(
     if duplicates not in ("raise", "mean", "last"):
         raise ValueError(f"duplicates must be 'raise', 'mean' or 'last', got {duplicates!r}")
     key = users.astype(np.int64) * (int(items.max()) + 1) + items.astype(np.int64)
-    uniq, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+    uniq, first, inverse, counts = np.unique(
+        key, return_index=True, return_inverse=True, return_counts=True
+    )
     if uniq.size == key.size:
         return users.astype(np.int64), items.astype(np.int64), ratings
     if duplicates == "raise":

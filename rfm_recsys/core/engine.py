@@ -27,9 +27,10 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import scipy.linalg
@@ -156,7 +157,14 @@ class IRLSUpdate:
         if self.fixed_gamma is not None:
             gamma = float(self.fixed_gamma)
         elif self.gamma_ is None:
-            lmax = float(scipy.linalg.eigh(xtx, eigvals_only=True, subset_by_index=[xtx.shape[0] - 1, xtx.shape[0] - 1], check_finite=False)[0])
+            lmax = float(
+                scipy.linalg.eigh(
+                    xtx,
+                    eigvals_only=True,
+                    subset_by_index=[xtx.shape[0] - 1, xtx.shape[0] - 1],
+                    check_finite=False,
+                )[0]
+            )
             lmax = max(lmax, np.finfo(np.float64).tiny)
             gamma = self.gamma0 * lmax
             self.gamma_floor_ = self.gamma_min * lmax
@@ -183,7 +191,7 @@ class RowPlan:
     groups: list[tuple[int, np.ndarray, np.ndarray]]  # (c, rows, pos)
 
     @classmethod
-    def from_csr(cls, R: sp.csr_matrix) -> "RowPlan":
+    def from_csr(cls, R: sp.csr_matrix) -> RowPlan:
         counts = np.diff(R.indptr)
         order = np.argsort(counts, kind="stable")
         sorted_counts = counts[order]
@@ -198,7 +206,9 @@ class RowPlan:
         return cls(R.shape[0], R.shape[1], R.indptr, R.indices, groups)
 
 
-def solve_rows(K: np.ndarray, plan: RowPlan, y: np.ndarray, lam: float, n_threads: int | None = None) -> np.ndarray:
+def solve_rows(
+    K: np.ndarray, plan: RowPlan, y: np.ndarray, lam: float, n_threads: int | None = None
+) -> np.ndarray:
     """All row fits ``a_i = (K[S_i,S_i] + lam I)^-1 y_i``, batched by row size.
 
     Rows with fewer than ``_CHOLESKY_MIN_SIZE`` observations go in stacks of equal size to one
@@ -368,7 +378,9 @@ def predict_pairs(
     return out
 
 
-def estimate_memory(n_rows: int, n_cols: int, nnz: int, dtype=np.float32, needs_eigh: bool = False) -> int:
+def estimate_memory(
+    n_rows: int, n_cols: int, nnz: int, dtype=np.float32, needs_eigh: bool = False
+) -> int:
     """Bytes a fit needs at its peak: kernel-sized matrices, per-entry arrays and chunk scratch.
 
     ``d x d``: the kernel, ``A^T A``, the product and the next kernel (plus ``eigh``'s
@@ -395,7 +407,9 @@ def available_memory() -> int:
     return 4 * 2**30
 
 
-def check_memory(n_rows: int, n_cols: int, nnz: int, dtype, needs_eigh: bool, max_memory: int | None) -> int:
+def check_memory(
+    n_rows: int, n_cols: int, nnz: int, dtype, needs_eigh: bool, max_memory: int | None
+) -> int:
     """Refuse, with the figures, a fit that would not fit in memory. Returns the estimate."""
     need = estimate_memory(n_rows, n_cols, nnz, dtype, needs_eigh)
     limit = available_memory() if max_memory is None else int(max_memory)

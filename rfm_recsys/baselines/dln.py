@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rfm_recsys.params import ParamsMixin
-from rfm_recsys.sparse_regression import (
+from rfm_recsys.regression import (
     _weighted_min_norm,
     check_matrix,
     check_positive,
@@ -40,9 +40,7 @@ from rfm_recsys.sparse_regression import (
 __all__ = ["DLNCompletion", "DiagonalLinearNetwork"]
 
 
-def _spectral_norm(
-    matvec, rmatvec, v: np.ndarray, n_power: int
-) -> tuple[float, np.ndarray]:
+def _spectral_norm(matvec, rmatvec, v: np.ndarray, n_power: int) -> tuple[float, np.ndarray]:
     """A few warm-started power iterations on ``A^T A``; returns (||A||_2 estimate, vector)."""
     nv = float(np.linalg.norm(v))
     if nv == 0.0 or not np.isfinite(nv):
@@ -65,7 +63,11 @@ def _check_int_array(a: Any, name: str) -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D; got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        if (
+            np.issubdtype(arr.dtype, np.floating)
+            and np.all(np.isfinite(arr))
+            and np.all(arr == np.round(arr))
+        ):
             arr = arr.astype(np.int64)
         else:
             raise ValueError(f"{name} must hold integer indices; got dtype {arr.dtype}")
@@ -252,7 +254,9 @@ class DLNCompletion(ParamsMixin):
         return out
 
     @staticmethod
-    def _entries_csr(U: np.ndarray, V: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def _entries_csr(
+        U: np.ndarray, V: np.ndarray, indptr: np.ndarray, indices: np.ndarray
+    ) -> np.ndarray:
         """``(U V)`` at a CSR pattern, in CSR data order, from dense row blocks of ``U V``.
 
         A dense block product is BLAS-3 and, measured, several times faster than gathering rows
@@ -305,9 +309,7 @@ class DLNCompletion(ParamsMixin):
         frac = nnz / (n * d)
         Y0 = sp.csr_matrix((v, (r, c)), shape=(n, d))
         rng = np.random.default_rng(self.random_state)
-        s_obs, _ = _spectral_norm(
-            lambda x: Y0 @ x, lambda x: Y0.T @ x, rng.standard_normal(d), 30
-        )
+        s_obs, _ = _spectral_norm(lambda x: Y0 @ x, lambda x: Y0.T @ x, rng.standard_normal(d), 30)
         scale = s_obs / frac if s_obs > 0 else 1.0
         y = (v / scale).astype(dtype)
         y_norm = float(np.linalg.norm(y))
@@ -316,7 +318,10 @@ class DLNCompletion(ParamsMixin):
 
         dims = [d] + [h] * (L - 1) + [n]  # W_k has shape (dims[k+1], dims[k])
         factors = [
-            (rng.standard_normal((dims[k + 1], dims[k])) * (self.init_scale / math.sqrt(max(dims[k], dims[k + 1])))).astype(dtype)
+            (
+                rng.standard_normal((dims[k + 1], dims[k]))
+                * (self.init_scale / math.sqrt(max(dims[k], dims[k + 1])))
+            ).astype(dtype)
             for k in range(L)
         ]
         # Sparse residual pattern, re-used each step (data replaced in place): G = P_Omega(X - Y).
@@ -444,7 +449,9 @@ class DLNCompletion(ParamsMixin):
         r = _check_int_array(rows, "rows")
         c = _check_int_array(cols, "cols")
         if r.shape != c.shape:
-            raise ValueError(f"rows and cols must have the same length; got {r.shape[0]} and {c.shape[0]}")
+            raise ValueError(
+                f"rows and cols must have the same length; got {r.shape[0]} and {c.shape[0]}"
+            )
         n, d = self.shape_
         if r.size and (r.min() < 0 or r.max() >= n or c.min() < 0 or c.max() >= d):
             raise ValueError(f"row/column indices out of range for the fitted shape {(n, d)}")
@@ -519,7 +526,9 @@ class DiagonalLinearNetwork(ParamsMixin):
     def _check_params(self) -> None:
         check_positive("depth", self.depth, integer=True)
         if self.depth < 2:
-            raise ValueError(f"depth must be >= 2 (depth 1 is plain least squares); got {self.depth!r}")
+            raise ValueError(
+                f"depth must be >= 2 (depth 1 is plain least squares); got {self.depth!r}"
+            )
         check_positive("init_scale", self.init_scale)
         if self.lr is not None:
             check_positive("lr", self.lr)

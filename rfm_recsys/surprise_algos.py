@@ -14,10 +14,10 @@ import numpy as np
 from surprise import AlgoBase, PredictionImpossible
 from surprise.prediction_algorithms.predictions import Prediction
 
-from .engine import AGOPPower, FeatureUpdate, IRLSUpdate
+from .checks import check_shape, check_triples
+from .core.engine import AGOPPower, FeatureUpdate, IRLSUpdate
+from .core.fitting import RatingsFit, fit_with_params
 from .params import ParamsMixin
-from .ratings import RatingsFit, fit_with_params
-from .validation import check_shape, check_triples
 
 
 class _VectorisedAlgo(ParamsMixin, AlgoBase):
@@ -32,7 +32,9 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
         known_i = self.trainset.knows_item(i)
         if not (known_u or known_i):
             raise PredictionImpossible("User and item are unknown.")
-        est, _ = self.fit_.predict(np.array([u if known_u else -1]), np.array([i if known_i else -1]))
+        est, _ = self.fit_.predict(
+            np.array([u if known_u else -1]), np.array([i if known_i else -1])
+        )
         return float(est[0])
 
     def test(self, testset, verbose: bool = False) -> list[Prediction]:
@@ -51,7 +53,10 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
         lo, hi = ts.rating_scale
         est = np.clip(est, lo, hi).tolist()
         # each Prediction gets its own details dict, as AlgoBase.predict gives it
-        preds = [Prediction(uid, iid, r, e, {"was_impossible": False}) for uid, iid, r, e in zip(uids, iids, r_uis, est)]
+        preds = [
+            Prediction(uid, iid, r, e, {"was_impossible": False})
+            for uid, iid, r, e in zip(uids, iids, r_uis, est)
+        ]
         for k in np.flatnonzero(impossible).tolist():
             preds[k].details.update(was_impossible=True, reason="User and item are unknown.")
         if verbose:
@@ -66,13 +71,15 @@ class _EngineAlgo(_VectorisedAlgo):
     def _update(self) -> FeatureUpdate:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def fit(self, trainset) -> "_EngineAlgo":
+    def fit(self, trainset) -> _EngineAlgo:
         """Fit the baseline and the kernel on a Surprise ``Trainset``; returns ``self``."""
         AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)
         u, i, r = check_triples(u, i, r, duplicates=self.duplicates)
         check_shape(trainset.n_users, trainset.n_items)
-        self.fit_: RatingsFit = fit_with_params(self, self._update(), u, i, r, trainset.n_users, trainset.n_items)
+        self.fit_: RatingsFit = fit_with_params(
+            self, self._update(), u, i, r, trainset.n_users, trainset.n_items
+        )
         return self
 
     @property
@@ -80,14 +87,18 @@ class _EngineAlgo(_VectorisedAlgo):
         """Per-iteration records of the last fit (train/validation RMSE, kernel change, time)."""
         return self.fit_.history
 
+
 def _trainset_arrays(trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user, item, rating) arrays of a Trainset without a Python loop per rating."""
     ur = trainset.ur
     lens = np.fromiter((len(v) for v in ur.values()), dtype=np.int64, count=len(ur))
     users = np.repeat(np.fromiter(ur.keys(), dtype=np.int64, count=len(ur)), lens)
-    flat = np.fromiter(chain.from_iterable(chain.from_iterable(ur.values())), dtype=np.float64, count=2 * int(lens.sum()))
+    flat = np.fromiter(
+        chain.from_iterable(chain.from_iterable(ur.values())),
+        dtype=np.float64,
+        count=2 * int(lens.sum()),
+    )
     return users, flat[0::2].astype(np.int64), flat[1::2]
-
 
 
 class LinRFMAlgo(_EngineAlgo):

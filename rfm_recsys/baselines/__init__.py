@@ -1,0 +1,1 @@
+"""Baselines we implement ourselves: explicit biased ALS and deep linear networks."""

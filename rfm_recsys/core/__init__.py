@@ -1,0 +1,1 @@
+"""The numerical core: the lin-RFM/IRLS engine, the bias baseline and rating fits on top."""
