@@ -1,4 +1,4 @@
-"""LinRFM specifics: the two input faces, recommendation, fold-in, similarity, persistence, bad input.
+"""LinRFM specifics: both input faces, recommendation, fold-in, similarity, persistence, bad input.
 
 The shared contract (fit/predict, unknown ids, pickle, params, seeds) is in test_models_common.py.
 Data: the synthetic 60 x 80 low-rank ratings of model_mixin.synthetic_ratings.
@@ -147,7 +147,7 @@ def test_recommend_excludes_seen_and_ranks_by_prediction(data, df_model):
     m = df_model
     user = int(data.train.user_id[0])
     seen = set(data.train.item_id[data.train.user_id == user])
-    ids, scores = m.recommend(user, n=7)
+    ids, scores = m.recommend(user, N=7)
     assert ids.shape == scores.shape == (7,)
     assert not seen & set(ids.tolist())
     assert np.all(np.diff(scores) <= 0)
@@ -156,7 +156,7 @@ def test_recommend_excludes_seen_and_ranks_by_prediction(data, df_model):
     unseen = np.array(sorted(set(m.item_ids_) - seen))
     best = unseen[np.argsort(-m.predict(user, unseen), kind="stable")[:7]]
     assert ids.tolist() == best.tolist()
-    ids_all, _ = m.recommend(user, n=N_ITEMS, exclude_seen=False)
+    ids_all, _ = m.recommend(user, N=N_ITEMS, filter_already_liked_items=False)
     assert sorted(ids_all.tolist()) == sorted(m.item_ids_.tolist())
     # implicit's spelling of the same call
     ids2, scores2 = m.recommend(user, N=7, filter_already_liked_items=True)
@@ -188,7 +188,7 @@ def test_recommend_batch_shape_and_padding(data, sp_model):
     )
     # a batch of raw string ids pads with ""
     m = LinRFM().fit(data.train.assign(item_id=lambda d: "i" + d.item_id.astype(str)))
-    ids, _ = m.recommend(np.array([1000, 1001]), n=N_ITEMS)
+    ids, _ = m.recommend(np.array([1000, 1001]), N=N_ITEMS)
     assert ids.dtype.kind == "U" and (ids == "").any()
 
 
@@ -196,10 +196,10 @@ def test_recommend_items_and_filter_items(data, df_model):
     m = df_model
     user = int(data.train.user_id[0])
     pool = m.item_ids_[::5]
-    ids, _ = m.recommend(user, n=100, items=pool, exclude_seen=False)
+    ids, _ = m.recommend(user, N=100, items=pool, filter_already_liked_items=False)
     assert sorted(ids.tolist()) == sorted(pool.tolist())
-    block = m.recommend(user, n=5)[0][:2]
-    ids, _ = m.recommend(user, n=5, filter_items=block)
+    block = m.recommend(user, N=5)[0][:2]
+    ids, _ = m.recommend(user, N=5, filter_items=block)
     assert not set(block.tolist()) & set(ids.tolist())
     with pytest.raises(ValueError, match="both items and filter_items"):
         m.recommend(user, items=pool, filter_items=block)
@@ -308,7 +308,7 @@ def test_fold_in_inputs_and_unknown_items(data, df_model):
         m.fold_in({5000: float("nan")})
     with pytest.raises(RatingsError, match="one new user"):
         m.fold_in(data.train.head(100))
-    ids, _ = m.recommend_new_user(r[["item_id", "rating"]], n=5)
+    ids, _ = m.recommend_new_user(r[["item_id", "rating"]], N=5)
     assert len(ids) == 5 and not set(ids.tolist()) & set(r.item_id)
 
 
@@ -368,7 +368,7 @@ def test_save_load_round_trip_without_pickle(data, tmp_path):
         loaded.predict(users, data.test.item_id), m.predict(users, data.test.item_id)
     )
     for a, b in zip(
-        loaded.recommend(users[:3].to_numpy(), n=5), m.recommend(users[:3].to_numpy(), n=5)
+        loaded.recommend(users[:3].to_numpy(), N=5), m.recommend(users[:3].to_numpy(), N=5)
     ):
         np.testing.assert_array_equal(a, b)
     assert len(loaded.history_) == len(m.history_)
