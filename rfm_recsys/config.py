@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -107,7 +108,13 @@ class ModelConfig:
 
     def doc_section(self) -> str:
         lines = ["", "    Hyperparameters (defaults in the signature):"]
-        lines += [f"        {p.name}: {p.doc}" for p in self.params]
+        for p in self.params:
+            lines += textwrap.wrap(
+                f"{p.name}: {p.doc}",
+                width=96,
+                initial_indent=" " * 8,
+                subsequent_indent=" " * 12,
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -191,7 +198,7 @@ _N_ITER = Param("n_iter", 2, _COUNT, "kernel updates (the AGOP steps).", "n_iter
 _LAM = Param(
     "lam",
     10.0,
-    _POSITIVE,
+    _NONNEG,
     "ridge penalty of the row fits, relative to the kernel's unit mean diagonal.",
     "lam",
     float,

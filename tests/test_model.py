@@ -6,6 +6,7 @@ Data: the synthetic 60 x 80 low-rank ratings of model_mixin.synthetic_ratings.
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import pickle
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 from implicit.evaluation import ranking_metrics_at_k
 from model_mixin import RATING_SCALE, rmse, synthetic_ratings
 
+from rfm_recsys import InvalidParameterError
 from rfm_recsys.checks import RatingsError
 from rfm_recsys.model import LinRFM, NotFittedError, UnknownIdError
 
@@ -521,6 +523,31 @@ def test_bad_parameters_are_clear(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         LinRFM(rating_scale=(1, 5)).fit(data.train)  # ints are fine
+
+
+@pytest.mark.parametrize(
+    "params, pattern",
+    [
+        ({"lam": -1}, r"LinRFM: lam must be a finite real number >= 0, got -1"),
+        ({"n_iter": "3"}, r"LinRFM: n_iter must be an integer >= 0, got '3' \(str\)"),
+        ({"power": 0.0}, r"power must be a finite real number > 0, got 0.0"),
+        ({"reg_user": float("nan")}, r"reg_user must be .*>= 0, got nan"),
+        ({"patience": 0}, r"patience must be an integer >= 1, got 0"),
+        ({"rating_scale": (5, 1)}, r"rating_scale must be None or a pair \(low, high\)"),
+    ],
+)
+def test_bad_hyperparameters_raise_invalid_parameter_error(data, params, pattern):
+    model = LinRFM(**params)
+    with pytest.raises(InvalidParameterError, match=pattern):
+        model.fit(data.train)
+    assert not hasattr(model, "fit_")
+
+
+def test_signature_is_the_config():
+    sig = inspect.signature(LinRFM)
+    assert list(sig.parameters) == LinRFM.config.names()
+    assert LinRFM().get_params() == LinRFM.config.defaults()
+    assert LinRFM(lam=5).lam == 5 and type(LinRFM(lam=5).lam) is int  # stored verbatim
 
 
 def test_failure_inside_the_engine_keeps_the_fitted_model(data):
