@@ -12,6 +12,7 @@ import math
 import pickle
 import warnings
 import zipfile
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,8 @@ from model_mixin import RATING_SCALE, rmse, synthetic_ratings
 
 from rfm_recsys import InvalidParameterError
 from rfm_recsys.checks import RatingsError
-from rfm_recsys.model import LinRFM, NotFittedError, UnknownIdError
+from rfm_recsys.ids import Vocabulary
+from rfm_recsys.model import LinRFM, NotFittedError, ScoringRecommenderBase, UnknownIdError
 
 N_USERS, N_ITEMS = 60, 80
 
@@ -561,3 +563,55 @@ def test_failure_inside_the_engine_keeps_the_fitted_model(data):
         model.fit(data.train)
     assert model.fit_ is fit_before
     np.testing.assert_array_equal(model.predict(data.test.user_id, data.test.item_id), before)
+
+
+class _ItemCosine(ScoringRecommenderBase):
+    """A minimal implicit-feedback model on the shared base: item-item cosine on a CSR matrix."""
+
+    _parameter_constraints: ClassVar[dict] = {}
+
+    def fit(self, user_items, show_progress=False, callback=None):
+        X = sp.csr_matrix(user_items, dtype=np.float64)
+        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0))).ravel()
+        self._X, self._norms = X, np.maximum(norms, 1e-12)
+        self.user_vocab_, self.item_vocab_ = (
+            Vocabulary.range(X.shape[0]),
+            Vocabulary.range(X.shape[1]),
+        )
+        return self
+
+    def _item_sim(self) -> np.ndarray:
+        G = (self._X.T @ self._X).toarray()
+        return G / self._norms[:, None] / self._norms[None, :]
+
+    def _score_users(self, codes):
+        return np.asarray(self._X[codes] @ self._item_sim())
+
+    def _seen_items(self):
+        return self._X
+
+    def _similarity(self, side, codes):
+        assert side == "item"
+        return self._item_sim()[codes]
+
+    def save(self, file):  # pragma: no cover - not part of this test
+        raise NotImplementedError
+
+
+def test_base_serves_an_implicit_feedback_model():
+    rng = np.random.default_rng(0)
+    X = sp.random(30, 12, density=0.3, random_state=rng, format="csr")
+    X.data[:] = 1.0
+    model = _ItemCosine().fit(X)
+    ids, scores = model.recommend(np.arange(5), X[:5], N=4)
+    assert ids.shape == (5, 4) and ids.dtype == np.int32
+    S = np.asarray(X[:5] @ model._item_sim())
+    for k in range(5):
+        assert not set(X[k].indices) & set(ids[k][ids[k] >= 0].tolist())
+        np.testing.assert_allclose(scores[k][ids[k] >= 0], S[k, ids[k][ids[k] >= 0]])
+    sim_ids, sim = model.similar_items(3, N=3)
+    assert sim_ids[0] == 3 and sim[0] == 1.0
+    with pytest.raises(NotImplementedError, match="recalculate_user"):
+        model.recommend(0, X[0], recalculate_user=True)
+    ranked = ranking_metrics_at_k(model, X, X, K=3, show_progress=False)
+    assert set(ranked) >= {"precision", "map", "ndcg", "auc"}

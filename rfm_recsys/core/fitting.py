@@ -152,64 +152,48 @@ def fit_ratings(
     out, the engine runs with early stopping on it, and the model is then refitted on all the
     ratings for the best number of iterations found; the history keeps the validation curve.
     """
-    update = update if update is not None else AGOPPower(1.0)
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
     ratings = np.asarray(ratings, dtype=np.float64)
-    history: list[dict] = []
-    if validation_share:
-        if not 0.0 < validation_share < 1.0:
-            raise ValueError(f"validation_share must be in (0, 1), got {validation_share}")
-        rng = np.random.default_rng(random_state)
-        held = rng.random(ratings.size) < validation_share
-        if held.all() or not held.any():
-            raise ValueError(
-                "validation_share leaves no ratings on one side: use more data or another share"
-            )
-        probe = _fit_once(
-            users[~held],
-            items[~held],
-            ratings[~held],
-            n_users,
-            n_items,
-            update,
-            lam,
-            n_iter,
-            orient,
-            reg_user,
-            reg_item,
-            baseline_epochs,
-            dtype,
-            tol,
-            max_memory,
-            progress,
-            validation=(users[held], items[held], ratings[held]),
-            patience=patience,
-            callback=callback,
+    # what every engine run of this fit shares
+    run = dict(
+        update=update if update is not None else AGOPPower(1.0),
+        lam=lam,
+        orient=orient,
+        reg_user=reg_user,
+        reg_item=reg_item,
+        baseline_epochs=baseline_epochs,
+        dtype=dtype,
+        tol=tol,
+        max_memory=max_memory,
+        progress=progress,
+    )
+    if not validation_share:
+        return _fit_once(
+            users, items, ratings, n_users, n_items, n_iter=n_iter, callback=callback, **run
         )
-        history = probe.history
-        n_iter = probe.best_iteration
-    fit = _fit_once(
-        users,
-        items,
-        ratings,
+    if not 0.0 < validation_share < 1.0:
+        raise ValueError(f"validation_share must be in (0, 1), got {validation_share}")
+    rng = np.random.default_rng(random_state)
+    held = rng.random(ratings.size) < validation_share
+    if held.all() or not held.any():
+        raise ValueError(
+            "validation_share leaves no ratings on one side: use more data or another share"
+        )
+    probe = _fit_once(
+        users[~held],
+        items[~held],
+        ratings[~held],
         n_users,
         n_items,
-        update,
-        lam,
-        n_iter,
-        orient,
-        reg_user,
-        reg_item,
-        baseline_epochs,
-        dtype,
-        tol,
-        max_memory,
-        progress,
-        callback=None if validation_share else callback,
+        n_iter=n_iter,
+        validation=(users[held], items[held], ratings[held]),
+        patience=patience,
+        callback=callback,
+        **run,
     )
-    if validation_share:
-        fit.history = history
+    fit = _fit_once(users, items, ratings, n_users, n_items, n_iter=probe.best_iteration, **run)
+    fit.history = probe.history
     return fit
 
 
@@ -240,6 +224,7 @@ def _fit_once(
     ratings,
     n_users,
     n_items,
+    *,
     update,
     lam,
     n_iter,
@@ -325,17 +310,17 @@ def validation_curve(
         *train,
         n_users,
         n_items,
-        update if update is not None else AGOPPower(1.0),
-        lam,
-        n_iter,
-        orient,
-        reg_user,
-        reg_item,
-        baseline_epochs,
-        dtype,
-        None,
-        max_memory,
-        False,
+        update=update if update is not None else AGOPPower(1.0),
+        lam=lam,
+        n_iter=n_iter,
+        orient=orient,
+        reg_user=reg_user,
+        reg_item=reg_item,
+        baseline_epochs=baseline_epochs,
+        dtype=dtype,
+        tol=None,
+        max_memory=max_memory,
+        progress=False,
         validation=valid,
         patience=n_iter + 1,
     )

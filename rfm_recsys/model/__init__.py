@@ -5,7 +5,7 @@
 file format.
 """
 
-from .base import NotFittedError, RatingRecommenderBase, UnknownIdError
+from .base import NotFittedError, ScoringRecommenderBase, UnknownIdError
 from .linrfm import LinRFM
 
-__all__ = ["LinRFM", "NotFittedError", "RatingRecommenderBase", "UnknownIdError"]
+__all__ = ["LinRFM", "NotFittedError", "ScoringRecommenderBase", "UnknownIdError"]

@@ -1,6 +1,6 @@
 """Recommend, similar items and users, candidate filtering and top-N, once for every model.
 
-:class:`RatingRecommenderBase` is an implicit :class:`~implicit.recommender_base.RecommenderBase`
+:class:`ScoringRecommenderBase` is an implicit :class:`~implicit.recommender_base.RecommenderBase`
 that, like implicit's ``MatrixFactorizationBase``, implements the ranking side of the contract
 once; a model class adds ``fit``, ``save``/``load`` and a few scoring hooks:
 
@@ -32,7 +32,7 @@ from ..ids import Vocabulary, as_id_array
 from ..params import ParamsMixin
 from ..topn import Candidates, block_seen, score_chunk_rows, top_n
 
-__all__ = ["NotFittedError", "RatingRecommenderBase", "UnknownIdError"]
+__all__ = ["NotFittedError", "ScoringRecommenderBase", "UnknownIdError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -50,7 +50,7 @@ class UnknownIdError(KeyError, IndexError):
         return str(self.args[0]) if self.args else ""
 
 
-class RatingRecommenderBase(ParamsMixin, RecommenderBase):
+class ScoringRecommenderBase(ParamsMixin, RecommenderBase):
     """implicit's ranking contract on top of a few scoring hooks (see the module docstring)."""
 
     #: the attribute whose presence marks a fitted model

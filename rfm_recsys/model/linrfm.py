@@ -11,7 +11,7 @@ One class serves two audiences:
   ``similar_users``, ``save``/``load``; so ``implicit.evaluation.ranking_metrics_at_k`` runs on it
   unchanged.
 
-Ranking and similarity search are :class:`~rfm_recsys.model.base.RatingRecommenderBase`'s; the
+Ranking and similarity search are :class:`~rfm_recsys.model.base.ScoringRecommenderBase`'s; the
 numerical work is :func:`rfm_recsys.core.fitting.fit_ratings` and
 :class:`~rfm_recsys.core.fitting.RatingsFit`'s; input parsing is :mod:`rfm_recsys.model.inputs`
 and the file format :mod:`rfm_recsys.model.persistence`.
@@ -31,7 +31,7 @@ from ..config import FRAME, LINRFM, with_config
 from ..core.fitting import RatingsFit, fit_with_config
 from ..ids import Vocabulary, as_id_array
 from ..topn import score_chunk_rows, top_n
-from .base import NotFittedError, RatingRecommenderBase, UnknownIdError
+from .base import NotFittedError, ScoringRecommenderBase, UnknownIdError
 from .inputs import new_user_ratings, ratings_triples, row_entries
 from .persistence import load_model, save_model
 
@@ -39,7 +39,7 @@ __all__ = ["LinRFM", "NotFittedError", "UnknownIdError"]
 
 
 @with_config(LINRFM + FRAME)
-class LinRFM(RatingRecommenderBase):
+class LinRFM(ScoringRecommenderBase):
     """Linear Recursive Feature Machine (lin-RFM) for explicit ratings.
 
     The prediction is a regularised baseline plus a kernel ridge fit of each row over the
