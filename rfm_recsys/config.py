@@ -160,7 +160,9 @@ def _is_float_dtype(value: Any) -> bool:
 
 
 def _is_seed(value: Any) -> bool:
-    if value is None or isinstance(value, (np.random.Generator, np.random.SeedSequence)):
+    if value is None or isinstance(
+        value, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)
+    ):
         return True
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
 
