@@ -427,6 +427,23 @@ def check_memory(
 
 
 @dataclass
+class IterationState:
+    """What an ``on_iteration`` hook sees after the row fit of iteration ``iteration``.
+
+    ``K`` is the kernel the rows were fitted with, ``A`` their coefficients (so the completion
+    is ``A K``), ``lam`` the ridge of this iteration's row fits and ``record`` the history entry
+    just appended (``record["seconds"]`` is the fit's compute time so far, hooks excluded). The
+    arrays are the engine's own: read them, do not modify them.
+    """
+
+    iteration: int
+    K: np.ndarray
+    A: sp.csr_matrix
+    lam: float
+    record: dict
+
+
+@dataclass
 class EngineResult:
     """Fitted state: the kernel, the row coefficients and the per-iteration history."""
 
@@ -451,6 +468,8 @@ def fit_engine(
     max_memory: int | None = None,
     callback: Callable[[int, dict], None] | None = None,
     progress: bool = False,
+    lam_schedule: Callable[[int], float] | None = None,
+    on_iteration: Callable[[IterationState], bool | None] | None = None,
 ) -> EngineResult:
     """Run ``n_iter`` feature updates; the returned rows are fitted with the last (or best) kernel.
 
@@ -470,6 +489,11 @@ def fit_engine(
         max_memory: bytes allowed; the estimate is checked before anything is allocated.
         callback: called as ``callback(iteration, record)`` after each row fit.
         progress: show a tqdm bar.
+        lam_schedule: ``lam_schedule(k)`` is the ridge of the row fits of iteration ``k``
+            (``k = 0`` is the fit with the initial kernel); ``None`` keeps ``lam`` throughout.
+        on_iteration: called with an :class:`IterationState` after every row fit; returning
+            ``True`` stops the fit there (a time budget, an external criterion). Its own time
+            is left out of ``record["seconds"]``.
 
     Returns:
         :class:`EngineResult` with ``history`` records ``{"iteration", "train_rmse",
@@ -497,19 +521,23 @@ def fit_engine(
 
         bar = tqdm(total=n_iter + 1, desc="lin-RFM", leave=False)
     t0 = time.perf_counter()
+    hook_seconds = 0.0
     change = float("nan")
     it = 0
     identity_start = K0 is None
     n_threads = _default_threads()
     while True:
+        lam_it = float(lam if lam_schedule is None else lam_schedule(it))
+        if not lam_it >= 0.0 or not math.isfinite(lam_it):
+            raise ValueError(f"lam_schedule({it}) returned {lam_it}: the ridge must be finite >= 0")
         if it == 0 and identity_start:
             # K = I: every system is (1 + lam) I, no solve needed.
-            a = y / dtype.type(1.0 + lam)
+            a = y / dtype.type(1.0 + lam_it)
         else:
-            a = solve_rows(K, plan, y, lam, n_threads)
+            a = solve_rows(K, plan, y, lam_it, n_threads)
         A = sp.csr_matrix((a, R.indices, R.indptr), shape=(n, d))
         # On observed entries w = K_SS a = y - lam a, so the training residual is lam * a.
-        train_rmse = float(lam * np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0
+        train_rmse = float(lam_it * np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0
         rec = {"iteration": it, "train_rmse": train_rmse, "kernel_change": change}
         if validation is not None:
             vr, vc, vv = validation
@@ -520,14 +548,19 @@ def fit_engine(
                 since_best = 0
             else:
                 since_best += 1
-        rec["seconds"] = time.perf_counter() - t0
+        rec["seconds"] = time.perf_counter() - t0 - hook_seconds
         history.append(rec)
         if callback is not None:
             callback(it, rec)
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k.endswith("rmse")})
-        if it >= n_iter or (validation is not None and since_best >= patience):
+        stop_requested = False
+        if on_iteration is not None:
+            t_hook = time.perf_counter()
+            stop_requested = bool(on_iteration(IterationState(it, K, A, lam_it, rec)))
+            hook_seconds += time.perf_counter() - t_hook
+        if stop_requested or it >= n_iter or (validation is not None and since_best >= patience):
             break
         if tol is not None and it > 0 and change < tol:
             break
