@@ -323,3 +323,18 @@ def test_time_budget_through_the_hook():
         on_iteration=lambda s: s.record["seconds"] > 0.0 and s.iteration >= 4,
     )
     assert len(res.history) == 5
+
+
+def test_blas_threads_limits_and_restores():
+    from rfm_recsys.core.blas import blas_threads, controller, default_threads
+
+    def blas_counts():
+        return [lib.num_threads for lib in controller().lib_controllers if lib.user_api == "blas"]
+
+    before = blas_counts()
+    with blas_threads(1):
+        assert all(c == 1 for c in blas_counts())
+        assert default_threads() == 1
+    assert blas_counts() == before
+    with blas_threads(None):  # no setting: limits untouched
+        assert blas_counts() == before
