@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from evaluation import movielens as harness
-from evaluation.report import CSV_COLUMNS, summarise
+from evaluation.movielens.report import CSV_COLUMNS, summarise
 
 ALL = list(harness.ALGORITHMS)
 LABELS = [harness.ALGORITHMS[k].label for k in ALL]
@@ -152,7 +152,7 @@ def test_validation_split_is_cut_from_the_training_fold():
     tr, te = train_test_split(
         to_surprise(make_ratings(60, 40, 1200, random_state=0)), test_size=0.2, random_state=0
     )
-    vtr, vte = harness._validation_split(tr, seed=1)
+    vtr, vte = harness.validation_split(tr, seed=1)
     train_pairs = {(tr.to_raw_uid(u), tr.to_raw_iid(i), r) for u, i, r in tr.all_ratings()}
     vtrain_pairs = {(vtr.to_raw_uid(u), vtr.to_raw_iid(i), r) for u, i, r in vtr.all_ratings()}
     vtest_pairs = set(vte)
