@@ -281,6 +281,12 @@ def test_skip_rules_name_the_reason(monkeypatch):
     assert "without eigh" in reasons["linrfm"] and "20.0 GiB available" in reasons["linrfm"]
     assert "hours" in reasons["svdpp"] and "--svdpp" in reasons["svdpp"]
     assert "svdpp" not in harness.skip_reasons(keys, params, shape, _args(svdpp=True))
+    # a factored kernel of fixed rank fits where the dense one does not; a rank the model
+    # chooses itself is left to the model's own up-front check
+    for rank in (128, "auto"):
+        params["linrfm"] = {"rank": rank}
+        assert "linrfm" not in harness.skip_reasons(keys, params, shape, _args())
+    params["linrfm"] = {}
     # a small set: nothing is skipped
     small = harness.DataShape(943, 1682, 80_000)
     assert harness.skip_reasons(keys, params, small, _args()) == {}
@@ -314,7 +320,7 @@ def test_synthetic_release_runs_and_reports_what_it_skipped(tmp_path, monkeypatc
     import rfm_recsys.core.engine as engine
 
     # pretend the eigh path does not fit, so IRLS-p is skipped while lin-RFM runs
-    def estimate(n_rows, n_cols, nnz, dtype=None, needs_eigh=False):
+    def estimate(n_rows, n_cols, nnz, dtype=None, needs_eigh=False, rank=None):
         return 10**15 if needs_eigh else 1
 
     monkeypatch.setattr(engine, "estimate_memory", estimate)

@@ -86,7 +86,12 @@ def _linrfm_ranker(algo: Any, params: dict, train: Any, seed: int | None) -> tup
 
 
 def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, Any], str | None]:
-    """A skip rule for the engine's dense d x d kernel: the library's own memory estimate."""
+    """A skip rule for the engine's kernel: the library's own memory estimate.
+
+    ``params`` are every hyperparameter of the model (its defaults included). A kernel rank the
+    model chooses itself (``"auto"``) is left to the model, which refuses up front, with the
+    figures, a fit that cannot fit (the harness then records that error).
+    """
 
     def check(params: dict, shape: DataShape, args: Any) -> str | None:
         import numpy as np
@@ -98,13 +103,17 @@ def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, A
             params.get("orient", "auto"), shape.n_users, shape.n_items
         )
         n, d = (shape.n_users, shape.n_items) if users_are_rows else (shape.n_items, shape.n_users)
+        rank = params.get("rank")
+        if isinstance(rank, str):
+            return None
         dtype = np.dtype(params.get("dtype", "float32"))
-        need = estimate_memory(n, d, shape.n_ratings, dtype, needs_eigh=eigh(params))
+        need = estimate_memory(n, d, shape.n_ratings, dtype, needs_eigh=eigh(params), rank=rank)
         have = available_memory()
         if need <= have:
             return None
+        form = f"dense {d:,} x {d:,}" if rank is None else f"rank-{rank} ({d:,} features)"
         return (
-            f"needs about {need / 2**30:.1f} GiB for its dense {d:,} x {d:,} kernel "
+            f"needs about {need / 2**30:.1f} GiB for its {form} kernel "
             f"({'with' if eigh(params) else 'without'} eigh), {have / 2**30:.1f} GiB available"
         )
 
@@ -260,7 +269,7 @@ def skip_reasons(keys: list[str], params: dict[str, dict], shape: DataShape, arg
     out = {}
     for k in keys:
         rule = ALGORITHMS[k].skip
-        reason = rule(params[k], shape, args) if rule is not None else None
+        reason = rule(effective_params(k, params[k]), shape, args) if rule is not None else None
         if reason:
             out[k] = reason
     return out

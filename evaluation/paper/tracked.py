@@ -1,9 +1,12 @@
-"""The engine's loop with a ridge schedule, an error trajectory and a time budget."""
+"""The engine's fit with a ridge schedule, an error trajectory and a time budget.
+
+:func:`run_engine_tracked` calls :func:`rfm_recsys.core.engine.fit_engine` with its ridge
+schedule and its per-iteration hook; the hook records the error (outside the timing) and stops
+the fit when the compute time exceeds a budget.
+"""
 
 from __future__ import annotations
 
-import copy
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from rfm_recsys.core import engine as _engine
-from rfm_recsys.core.engine import RowPlan, gram_of_completion, solve_rows
+from rfm_recsys.core.engine import IterationState, fit_engine
 
 
 @dataclass
@@ -26,6 +28,13 @@ class TrackedRun:
     compute_seconds: list[float]  # cumulative, excluding evaluation, after each row fit
     errors: list[tuple[int, float]]  # (iteration, evaluation) pairs
     lams: list[float]
+
+
+def ridge_schedule(lam: float, lam_decay: float, lam_min: float) -> Callable[[int], float]:
+    """``lam_k = max(lam / lam_decay^k, lam_min)`` (``lam`` throughout for ``lam_decay = 1``)."""
+    if lam_decay == 1.0:
+        return lambda k: lam
+    return lambda k: max(lam / lam_decay**k, lam_min)
 
 
 def run_engine_tracked(
@@ -43,70 +52,44 @@ def run_engine_tracked(
     eval_every: int = 1,
     time_budget: float | None = None,
 ) -> TrackedRun:
-    """:func:`rfm_recsys.core.engine.fit_engine`'s iteration, step for step, with two additions.
+    """:func:`~rfm_recsys.core.engine.fit_engine` with a ridge schedule, tracking and a budget.
 
-    1. An optional ridge schedule ``lam_{k+1} = max(lam_k / lam_decay, lam_min)`` (lin-RFM with
-       power 1 and a decaying ridge is IRLS-0 with a decaying smoothing ``gamma_k = n lam_k c_k``,
-       ``c_k`` the kernel normalisation, computed without any eigendecomposition).
-    2. ``evaluate(K, A)`` after every ``eval_every``-th row fit, excluded from the timing (used to
-       *report* the error trajectory and the time to reach an error; never to stop).
+    1. The ridge follows ``lam_k = max(lam / lam_decay^k, lam_min)`` (lin-RFM with power 1 and a
+       decaying ridge is IRLS-0 with a decaying smoothing ``gamma_k = n lam_k c_k``, ``c_k`` the
+       kernel normalisation, computed without any eigendecomposition).
+    2. ``evaluate(K, A)`` after every ``eval_every``-th row fit (and the last), excluded from the
+       timing: it *reports* the error trajectory and the time to reach an error, never stops.
 
     Stops like ``fit_engine``: after ``n_iter`` kernel updates, or once the relative kernel change
     falls below ``tol``, or (extra) when the compute time exceeds ``time_budget`` seconds. With
     ``lam_decay=1`` and no budget the result equals ``fit_engine``'s (tested).
     """
-    R = sp.csr_matrix(R)
-    R.sort_indices()
-    n, d = R.shape
-    dtype = np.dtype(dtype)
-    upd = copy.deepcopy(update)
-    upd.reset()
-    t0 = time.perf_counter()
-    plan = RowPlan.from_csr(R)
-    y = R.data.astype(dtype)
-    targets = y if reimpose_observed else None
-    K = np.eye(d, dtype=dtype)
-    # fit_engine fixes the row-solve thread count once per fit; do the same when it can be asked
-    default_threads = getattr(_engine, "_default_threads", None)
-    n_threads = default_threads() if default_threads is not None else None
-    compute = time.perf_counter() - t0
-    secs: list[float] = []
     errors: list[tuple[int, float]] = []
     lams: list[float] = []
-    change = float("nan")
-    it = 0
-    stop = "cap"
-    while True:
-        t0 = time.perf_counter()
-        if it == 0:
-            a = y / dtype.type(1.0 + lam)
-        else:
-            a = solve_rows(K, plan, y, lam, n_threads)
-        A = sp.csr_matrix((a, R.indices, R.indptr), shape=(n, d))
-        compute += time.perf_counter() - t0
-        secs.append(compute)
-        lams.append(lam)
+    over_budget = [False]
+
+    def hook(state: IterationState) -> bool:
+        lams.append(state.lam)
+        it = state.iteration
         if evaluate is not None and (it % eval_every == 0 or it >= n_iter):
-            errors.append((it, float(evaluate(K, A))))
-        if it >= n_iter:
-            stop = "cap"
-            break
-        if tol is not None and it > 0 and change < tol:
-            stop = "tol"
-            break
-        if time_budget is not None and compute > time_budget:
-            stop = "time"
-            break
-        t0 = time.perf_counter()
-        xtx = gram_of_completion(None if it == 0 else K, A, targets, dtype)  # None: K = I
-        K_new = upd(xtx, n, it)
-        if not np.all(np.isfinite(K_new)):
-            raise FloatingPointError(f"non-finite kernel at iteration {it + 1}")
-        change = float(np.linalg.norm(K_new - K) / max(np.linalg.norm(K), 1e-300))
-        K = K_new.astype(dtype, copy=False)
-        lam = max(lam / lam_decay, lam_min)
-        compute += time.perf_counter() - t0
-        it += 1
+            errors.append((it, float(evaluate(state.K, state.A))))
+        over_budget[0] = time_budget is not None and state.record["seconds"] > time_budget
+        return over_budget[0] and it < n_iter
+
+    res = fit_engine(
+        R,
+        lam=lam,
+        n_iter=n_iter,
+        update=update,
+        tol=tol,
+        dtype=dtype,
+        reimpose_observed=reimpose_observed,
+        lam_schedule=ridge_schedule(lam, lam_decay, lam_min),
+        on_iteration=hook,
+    )
+    it = int(res.history[-1]["iteration"])
+    stop = "cap" if it >= n_iter else ("time" if over_budget[0] else "tol")
     if evaluate is not None and (not errors or errors[-1][0] != it):
-        errors.append((it, float(evaluate(K, A))))
-    return TrackedRun(K, A, it, stop, secs, errors, lams)
+        errors.append((it, float(evaluate(res.K, res.A))))
+    seconds = [float(h["seconds"]) for h in res.history]
+    return TrackedRun(res.K, res.A, it, stop, seconds, errors, lams)
