@@ -19,8 +19,17 @@ def out_dir(args: argparse.Namespace, name: str) -> Path:
 
 
 def log(msg: str) -> None:
-    """One line of progress on stdout."""
-    print(msg, flush=True)
+    """One line of progress on stdout (above the progress bar, if one is shown)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(msg)
+
+
+def progress(total: int, desc: str) -> Any:
+    """A progress bar over an experiment's runs (on stderr)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def pyplot() -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.common import environment_line, fmt_sci, markdown_table, write_csv, write_text
-from evaluation.paper.common import log, out_dir, pyplot
+from evaluation.paper.common import log, out_dir, progress, pyplot
 from evaluation.paper.problems import SUCCESS_TOL
 from rfm_recsys.baselines.dln import DiagonalLinearNetwork
 from rfm_recsys.regression import (
@@ -71,6 +71,7 @@ SPARSE_LABELS = {
 def _measure(cfg: SparseConfig, methods: dict) -> list[dict]:
     """Every method on every (n, seed) problem: error, time, iterations, training residual."""
     rows: list[dict] = []
+    bar = progress(len(cfg.ns) * cfg.seeds, "sparse")
     for n in cfg.ns:
         for seed in range(cfg.seeds):
             rng = np.random.default_rng(seed)
@@ -102,6 +103,8 @@ def _measure(cfg: SparseConfig, methods: dict) -> list[dict]:
                 f"[sparse] n {n} seed {seed}: "
                 + ", ".join(f"{r['method']} {r['rel_err']:.1e}" for r in rows[-len(methods) :])
             )
+            bar.update(1)
+    bar.close()
     return rows
 
 

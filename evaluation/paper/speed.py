@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.common import environment_line, fmt_sci, markdown_table, write_csv, write_text
-from evaluation.paper.common import ROOT, log, out_dir, pyplot
+from evaluation.paper.common import ROOT, log, out_dir, progress, pyplot
 from evaluation.paper.methods import REF_LAM
 from evaluation.paper.problems import SUCCESS_TOL, make_lowrank
 from evaluation.paper.tracked import TrackedRun, run_engine_tracked
@@ -164,6 +164,7 @@ def _measure(cfg: SpeedConfig, variants) -> tuple[list[dict], dict[tuple[int, st
     """Every method at every d, with its error trajectory on a sample of missing entries."""
     rows = []
     curves: dict[tuple[int, str], TrackedRun] = {}
+    bar = progress(len(cfg.ds) * len(variants), "speed")
     for d in cfg.ds:
         prob = make_lowrank(d, d, cfg.rank, 0, ratio=cfg.ratio)
         er, ec = prob.missing_sample(cfg.eval_size)
@@ -185,10 +186,12 @@ def _measure(cfg: SpeedConfig, variants) -> tuple[list[dict], dict[tuple[int, st
             curves[(d, key)] = run
             row = _speed_row(cfg, d, prob, key, run)
             rows.append(row)
+            bar.update(1)
             log(
                 f"[speed] d {d} {key:16s} {row['sec_per_iter_median']:.3f} s/iter, "
                 f"{run.iterations} iters ({run.stop}), final err {row['final_rel_err']:.2e}"
             )
+    bar.close()
     # ratios against lin-RFM power 1 (same d)
     for row in rows:
         base = next(r for r in rows if r["d"] == row["d"] and r["method"] == "linrfm-p1")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.common import fmt_sci, markdown_table
-from evaluation.paper.common import log, pyplot
+from evaluation.paper.common import log, progress, pyplot
 from evaluation.paper.methods import MCMethod, mc_methods, run_mc_method
 from evaluation.paper.problems import SUCCESS_TOL, make_lowrank
 
@@ -67,6 +67,7 @@ def run_mc_sweep(cfg: RecoveryConfig, experiment: str, curves: dict | None = Non
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose from {sorted(methods)}")
     rows = []
+    bar = progress(len(cfg.shapes) * len(cfg.ratios) * cfg.seeds * len(cfg.methods), experiment)
     for n, d in cfg.shapes:
         for ratio in cfg.ratios:
             for seed in range(cfg.seeds):
@@ -95,11 +96,13 @@ def run_mc_sweep(cfg: RecoveryConfig, experiment: str, curves: dict | None = Non
                         **rec,
                     }
                     rows.append(row)
+                    bar.update(1)
                     log(
                         f"[{experiment}] {n}x{d} ratio {ratio:g} seed {seed} {key:16s} "
                         f"err {rec['rel_err_missing']:.2e} it {rec['iterations']} "
                         f"({rec['stop']}) {rec['seconds']:.1f}s"
                     )
+    bar.close()
     return rows
 
 
