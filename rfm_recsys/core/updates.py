@@ -79,6 +79,31 @@ class AGOPPower:
     def reset(self) -> None:
         pass
 
+    def spectrum(
+        self, evals: np.ndarray, n_rows: int, iteration: int, total: float, d: int
+    ) -> np.ndarray:
+        """Eigenvalues of the next kernel from the top eigenvalues of ``X^T X`` (factored form).
+
+        ``total`` is the trace of the whole ``X^T X`` (all ``d`` eigenvalues, not only the ones
+        kept). With power 1 the rescaling uses it, so a truncated kernel is the dense kernel
+        with its smallest eigenvalues dropped and ``lam`` keeps its meaning; for other powers
+        the trace of the tail is unknown and the kept eigenvalues are rescaled to mean
+        diagonal 1.
+        """
+        g = np.clip(np.asarray(evals, dtype=np.float64), 0.0, None) / n_rows
+        k = g if self.power == 1 else g**self.power
+        if self.normalize is None or self.normalize == "none":
+            return k
+        if self.normalize != "diag":
+            raise ValueError(f"normalize must be 'diag' or None, got {self.normalize!r}")
+        mean_diag = (total / n_rows if self.power == 1 else float(k.sum())) / d
+        if not np.isfinite(mean_diag) or mean_diag <= 0:
+            raise FloatingPointError(
+                "the kernel collapsed to zero (all fitted rows are 0): lower `lam` or check that "
+                "the targets are not all zero"
+            )
+        return k / mean_diag
+
     def __call__(self, xtx: np.ndarray, n_rows: int, iteration: int) -> np.ndarray:
         G = xtx / xtx.dtype.type(n_rows)
         K = G if self.power == 1 else _sym_power(G, self.power)
