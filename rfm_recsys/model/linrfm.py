@@ -321,7 +321,10 @@ class LinRFM(ScoringRecommenderBase):
     # ------------------------------------------------------------------ persistence
 
     def save(self, file) -> None:
-        """Save to a ``.npz`` file (arrays + one JSON string): no pickle, no code.
+        """Save to a ``.npz`` file (arrays + JSON metadata, checksummed): no pickle, no code.
+
+        A path is written atomically: to a temporary file beside it, then renamed into place, so
+        a failed or interrupted save leaves the previous file at that path as it was.
 
         Args:
             file: a path (``".npz"`` is appended if missing, as implicit does) or a binary
@@ -334,7 +337,12 @@ class LinRFM(ScoringRecommenderBase):
 
     @classmethod
     def load(cls, fileobj_or_path) -> LinRFM:
-        """Load a model written by :meth:`save` (``np.load(..., allow_pickle=False)``)."""
+        """Load a model written by :meth:`save`, verifying its checksums; runs no code.
+
+        Raises:
+            ModelFileError: a damaged, truncated, foreign or too-new file (a ``ValueError``;
+                the message names the file and the problem).
+        """
         return load_model(cls, fileobj_or_path)
 
 
