@@ -320,6 +320,14 @@ FRAME = ModelConfig(
             "``(low, high)``: ratings outside it are an error, predictions are clipped to it.",
             annotation=tuple[float, float] | None,
         ),
+        Param(
+            "clip",
+            True,
+            Check(lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+            "clip predictions to ``rating_scale``, or without one to the range of the training "
+            "ratings (as Surprise clips to its trainset's scale); ``False``: never clip.",
+            annotation=bool,
+        ),
     )
 )
 

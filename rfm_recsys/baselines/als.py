@@ -315,7 +315,6 @@ class ALSAlgo(_VectorisedAlgo):
             InvalidParameterError: a hyperparameter outside its allowed range.
         """
         self._validate_params()
-        AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)
         history: list[dict] = []
         t0 = time.perf_counter()
@@ -346,6 +345,9 @@ class ALSAlgo(_VectorisedAlgo):
             init_std=self.init_std,
             callback=_cb,
         )
+        # The trainset (its id maps) and the fit are replaced together, only now: a fit that
+        # fails or is interrupted leaves a previously fitted algorithm as it was.
+        AlgoBase.fit(self, trainset)
         self.fit_ = ALSFit(mu, b_u, b_i, P, Q, history)
         # Surprise SVD's attribute names, so code written for SVD reads the model as well.
         self.bu, self.bi, self.pu, self.qi = b_u, b_i, P, Q

@@ -78,6 +78,7 @@ def save_model(model, file) -> None:
             best_iteration=int(f.best_iteration),
             history=_json_history(f.history),
             fitted_on=model.fitted_on_,
+            rating_range=[float(x) for x in model.rating_range_],
         )
     write_model_file(_npz_path(file), arrays, meta, format=FORMAT, version=FORMAT_VERSION)
 
@@ -127,7 +128,8 @@ def _build(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]):
         best_iteration=int(meta["best_iteration"]),
     )
     users, items = Vocabulary(arrays["user_ids"]), Vocabulary(arrays["item_ids"])
-    model._set_fitted(fit, users, items, meta["fitted_on"])
+    lo, hi = (float(x) for x in meta["rating_range"])
+    model._set_fitted(fit, users, items, meta["fitted_on"], (lo, hi))
     return model
 
 
