@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# Beyond this, squared residuals summed over millions of rows approach float32's 3.4e38.
+_MAX_RATING = 1e12
+
 
 class RatingsError(ValueError):
     """The ratings given to ``fit`` cannot be used as they are; the message says why and how."""
@@ -52,6 +55,14 @@ def check_triples(
             f"{int(bad.sum()):,} ratings are NaN or infinite (first at position {k}: "
             f"{ratings[k]!r}); drop or impute them before fitting "
             f"(e.g. df.dropna(subset=[rating_col]))"
+        )
+    big = np.abs(ratings) > _MAX_RATING
+    if big.any():
+        k = int(np.flatnonzero(big)[0])
+        raise RatingsError(
+            f"{int(big.sum()):,} ratings exceed {_MAX_RATING:g} in magnitude (first at position "
+            f"{k}: {ratings[k]:g}); their squares would overflow the kernel's float32 "
+            "arithmetic: rescale the ratings (e.g. to a 1-5 or 0-1 scale)"
         )
     if rating_scale is not None:
         lo, hi = rating_scale
