@@ -55,6 +55,7 @@ JUNK = st.one_of(
     st.just(np.int64(3)),
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([10**400, -(10**400)]),
     st.sampled_from([-1, 0, 1, 2, 0.0, -0.5, 0.5, 1e-300, 1e300]),
 )
 # parameters whose arbitrary but valid values would make a (legitimately) long or huge fit
@@ -285,3 +286,10 @@ def test_model_file_errors_name_the_file(tmp_path):
     fileformat.write_model_file(path, {}, {}, format="rfm_recsys.LinRFM", version=99)
     with pytest.raises(ModelFileError, match=r"model\.npz: .*version 99 is newer"):
         LinRFM.load(path)
+
+
+@pytest.mark.parametrize("scale", ["15", b"15", (True, 5), (1, 2, 3), (5, 1), (1, float("inf"))])
+def test_rating_scale_must_be_a_pair_of_numbers(scale):
+    # a string used to pass: float() read "15" as the pair (1.0, 5.0)
+    with pytest.raises(InvalidParameterError, match="rating_scale must be None or a pair"):
+        LinRFM(rating_scale=scale).fit(TRAIN)
