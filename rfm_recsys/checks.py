@@ -12,6 +12,10 @@ class RatingsError(ValueError):
     """The ratings given to ``fit`` cannot be used as they are; the message says why and how."""
 
 
+class DuplicateRatingsError(RatingsError):
+    """A (user, item) pair is rated more than once and nothing says how to resolve it."""
+
+
 def check_triples(
     users: np.ndarray,
     items: np.ndarray,
@@ -88,7 +92,7 @@ def check_triples(
     if duplicates == "raise":
         k = int(np.flatnonzero(counts > 1)[0])
         pos = np.flatnonzero(inverse == k)
-        raise RatingsError(
+        raise DuplicateRatingsError(
             f"{int((counts > 1).sum()):,} (user, item) pairs are rated more than once (e.g. "
             f"positions {pos[:3].tolist()}); pass duplicates='mean' to average them or "
             f"duplicates='last' to keep the latest, or deduplicate the data first"

@@ -31,6 +31,7 @@ from rfm_recsys import (
     RatingsError,
     fileformat,
 )
+from rfm_recsys.datasets import to_surprise
 
 PROPS = settings(
     max_examples=80,
@@ -179,6 +180,23 @@ def test_malformed_frames_fit_or_ratings_error(df, duplicates):
     assert np.isfinite(p).all()
     assert p.min() >= ratings.min() and p.max() <= ratings.max()
     assert model.n_users_ == df["user_id"].nunique() and model.n_items_ == df["item_id"].nunique()
+
+
+@pytest.mark.parametrize("cls", [LinRFMAlgo, IRLSAlgo, ALSAlgo], ids=lambda c: c.__name__)
+@settings(PROPS, max_examples=50)
+@given(df=rating_frames())
+def test_malformed_frames_through_surprise_fit_or_ratings_error(cls, df):
+    # to_surprise checks the frame (RatingsFrameError is a RatingsError); what it lets through
+    # must fit or be refused with a RatingsError (e.g. a single user)
+    algo = cls(n_epochs=2) if cls is ALSAlgo else cls(n_iter=1)
+    try:
+        algo.fit(to_surprise(df, (0.5, 5.0)).build_full_trainset())
+    except RatingsError as exc:
+        event(f"{type(exc).__name__}: {str(exc)[:30]}")
+        return
+    event("fitted")
+    est = [p.est for p in algo.test(list(df[["user_id", "item_id", "rating"]].itertuples(False)))]
+    assert np.isfinite(est).all()
 
 
 @PROPS
