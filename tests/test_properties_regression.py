@@ -41,7 +41,9 @@ NONNEG = st.one_of(st.just(0.0), POS)
 ITERS = st.integers(1, 30)
 FLAG = st.booleans()
 
-LONG = {"n_iter", "max_iter"}
+# parameters whose arbitrary but valid values (e.g. 2**62) would make a legitimately long or
+# huge fit (depth 2**62 is a list of 2**62 factors)
+LONG = {"n_iter", "max_iter", "depth", "width"}
 
 # Plausible settings (iteration counts small so each fit is quick).
 SPACES = {
@@ -119,18 +121,15 @@ def _fit(est):
 @PROPS
 @given(data=st.data())
 def test_random_hyperparameters_fit_or_invalid_parameter_error(cls, data):
-    LONG = {"n_iter", "max_iter"}
-
     # Plausible settings with at most one parameter replaced by an arbitrary value: the fit
     # works (finite output) or the error names exactly that parameter.
     space = SPACES[cls]
-    # iteration counts always drawn (small): the defaults run up to 100,000 steps
+    # iteration counts and sizes always drawn (small): the defaults run up to 100,000 steps
     required = {k: v for k, v in space.items() if k in LONG}
     optional = {k: v for k, v in space.items() if k not in LONG}
     params = data.draw(st.fixed_dictionaries(required, optional=optional), label="params")
     bad = data.draw(st.sampled_from([None, *SPACES[cls]]), label="replaced")
     if bad is not None:
-        # an arbitrary but valid iteration count of 2**62 would be a (legitimate) very long fit
         junk = JUNK.filter(lambda v: not (bad in LONG and isinstance(v, int) and v > 100))
         params[bad] = data.draw(junk, label="value")
     est = cls(**params)
