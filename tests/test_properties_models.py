@@ -36,6 +36,7 @@ from rfm_recsys.datasets import to_surprise
 PROPS = settings(
     max_examples=80,
     derandomize=True,
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

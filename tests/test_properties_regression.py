@@ -21,7 +21,7 @@ from rfm_recsys.regression import (
     LinRFMRegressor,
 )
 
-PROPS = settings(max_examples=100, derandomize=True, deadline=None)
+PROPS = settings(max_examples=100, derandomize=True, database=None, deadline=None)
 
 # Values of every kind a caller might pass by mistake (some are valid for some parameters).
 JUNK = st.one_of(
