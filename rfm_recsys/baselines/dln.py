@@ -24,20 +24,27 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
 
-from rfm_recsys.params import ParamsMixin
-from rfm_recsys.regression import (
-    _weighted_min_norm,
-    check_matrix,
-    check_positive,
-    check_vector,
-)
+from rfm_recsys.params import AnyOf, Check, Constraint, Interval, Options, ParamsMixin
+from rfm_recsys.regression import _weighted_min_norm, check_matrix, check_vector
 
 __all__ = ["DLNCompletion", "DiagonalLinearNetwork"]
+
+_POSITIVE = Interval(0, None, closed="neither")
+# (0, 2): a step of 2 / lambda or more overshoots even on a quadratic
+_STEP_SCALE = Interval(0, 2, closed="neither")
+_SEED = AnyOf(
+    Options(None),
+    Interval(0, None, integer=True),
+    Check(lambda v: isinstance(v, np.random.Generator), "a numpy.random.Generator"),
+)
+_FLOAT_DTYPE = Check(
+    lambda v: np.dtype(v) in (np.dtype(np.float32), np.dtype(np.float64)), "float32 or float64"
+)
 
 
 def _spectral_norm(matvec, rmatvec, v: np.ndarray, n_power: int) -> tuple[float, np.ndarray]:
@@ -56,6 +63,19 @@ def _spectral_norm(matvec, rmatvec, v: np.ndarray, n_power: int) -> tuple[float,
         s = math.sqrt(nw)  # ||A^T A v|| -> sigma_max^2 as v converges
         v = w / nw
     return s, v
+
+
+def _no_descent(lr: float | None) -> FloatingPointError:
+    """The error when backtracking cannot find a step that lowers the loss."""
+    if lr is not None:
+        return FloatingPointError(
+            f"gradient descent cannot decrease the training loss with lr={lr!r} even after "
+            "halving the step 40 times: lower lr, or pass lr=None for the adaptive step"
+        )
+    return FloatingPointError(
+        "gradient descent cannot decrease the training loss even with a tiny step: check the "
+        "data for extreme values"
+    )
 
 
 def _check_int_array(a: Any, name: str) -> np.ndarray:
@@ -159,21 +179,18 @@ class DLNCompletion(ParamsMixin):
         self.dtype = dtype
 
     # ---------------------------------------------------------------- input handling
-    def _check_params(self) -> None:
-        check_positive("depth", self.depth, integer=True)
-        if self.width is not None:
-            check_positive("width", self.width, integer=True)
-        check_positive("init_scale", self.init_scale)
-        if self.lr is not None:
-            check_positive("lr", self.lr)
-        check_positive("step_scale", self.step_scale)
-        if self.step_scale >= 2:
-            raise ValueError(f"step_scale must be in (0, 2); got {self.step_scale!r}")
-        check_positive("n_iter", self.n_iter, integer=True)
-        check_positive("tol", self.tol, allow_zero=True)
-        check_positive("log_every", self.log_every, integer=True)
-        if np.dtype(self.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}")
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "depth": Interval(1, None, integer=True),
+        "width": AnyOf(Options(None), Interval(1, None, integer=True)),
+        "init_scale": _POSITIVE,
+        "lr": AnyOf(Options(None), _POSITIVE),
+        "step_scale": _STEP_SCALE,
+        "n_iter": Interval(1, None, integer=True),
+        "tol": Interval(0, None),
+        "log_every": Interval(1, None, integer=True),
+        "random_state": _SEED,
+        "dtype": _FLOAT_DTYPE,
+    }
 
     @staticmethod
     def _observations(
@@ -298,7 +315,7 @@ class DLNCompletion(ParamsMixin):
             ``self``.
         """
         t0 = time.perf_counter()
-        self._check_params()
+        self._validate_params()
         r, c, v, (n, d) = self._observations(rows, cols, values, shape)
         dtype = np.dtype(self.dtype)
         L = int(self.depth)
@@ -413,10 +430,7 @@ class DLNCompletion(ParamsMixin):
                 step_scale *= 0.5
                 n_backtrack += 1
                 if step_scale < 1e-12:
-                    raise FloatingPointError(
-                        "gradient descent cannot decrease the training loss even with a tiny "
-                        "step; check the data for extreme values"
-                    )
+                    raise _no_descent(self.lr)
             factors, U, res, loss = trial, U_t, res_t, loss_t
             it += 1
             if it % self.log_every == 0:
@@ -523,24 +537,19 @@ class DiagonalLinearNetwork(ParamsMixin):
         self.tol = tol
         self.fit_intercept = fit_intercept
 
-    def _check_params(self) -> None:
-        check_positive("depth", self.depth, integer=True)
-        if self.depth < 2:
-            raise ValueError(
-                f"depth must be >= 2 (depth 1 is plain least squares); got {self.depth!r}"
-            )
-        check_positive("init_scale", self.init_scale)
-        if self.lr is not None:
-            check_positive("lr", self.lr)
-        check_positive("step_scale", self.step_scale)
-        if self.step_scale >= 2:
-            raise ValueError(f"step_scale must be in (0, 2); got {self.step_scale!r}")
-        check_positive("n_iter", self.n_iter, integer=True)
-        check_positive("tol", self.tol, allow_zero=True)
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "depth": Interval(2, None, integer=True),  # depth 1 is plain least squares
+        "init_scale": _POSITIVE,
+        "lr": AnyOf(Options(None), _POSITIVE),
+        "step_scale": _STEP_SCALE,
+        "n_iter": Interval(1, None, integer=True),
+        "tol": Interval(0, None),
+        "fit_intercept": Options(True, False),
+    }
 
     def fit(self, X: Any, y: Any) -> Self:
         """Fit the model (see the class docstring); returns ``self``."""
-        self._check_params()
+        self._validate_params()
         X = check_matrix(X, "X")
         y = check_vector(y, X.shape[0], "y")
         if self.fit_intercept:
@@ -606,9 +615,7 @@ class DiagonalLinearNetwork(ParamsMixin):
                     break
                 step_scale *= 0.5
                 if step_scale < 1e-12:
-                    raise FloatingPointError(
-                        "gradient descent cannot decrease the training loss even with a tiny step"
-                    )
+                    raise _no_descent(self.lr)
             u, v, res, loss = u_t, v_t, res_t, loss_t
             it += 1
         history.append(math.sqrt(2 * n * loss) / ys_norm)
