@@ -17,7 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .baseline import Baseline, fit_baseline
-from .engine import AGOPPower, FeatureUpdate, fit_engine, predict_pairs, spd_solve
+from .engine import AGOPPower, FeatureUpdate, fit_engine, spd_solve
+from .kernels import Completion, Kernel, resolve_rank
 
 
 def resolve_orientation(orient: str, n_users: int, n_items: int) -> bool:
@@ -41,12 +42,25 @@ class RatingsFit:
     b_user: np.ndarray
     b_item: np.ndarray
     users_are_rows: bool
-    K: np.ndarray
+    kernel: Kernel
     A: sp.csr_matrix
     lam: float
     reg_user: float
     history: list[dict] = field(default_factory=list)
     best_iteration: int = 0
+    _completion: Completion | None = field(default=None, init=False, repr=False)
+
+    @property
+    def K(self) -> np.ndarray:
+        """The kernel as a dense ``d x d`` array (built on demand for a factored kernel)."""
+        return self.kernel.dense()
+
+    @property
+    def completion(self) -> Completion:
+        """``W = A K`` of the fitted rows (for a factored kernel with ``Z = A U diag(s)`` kept)."""
+        if self._completion is None:
+            self._completion = self.kernel.complete(self.A)
+        return self._completion
 
     @property
     def n_users(self) -> int:
@@ -74,16 +88,15 @@ class RatingsFit:
         est[ki] += self.b_item[items[ki]]
         both = ku & ki
         r, c = self._rc(users[both], items[both])
-        est[both] += predict_pairs(self.K, self.A, r, c)
+        est[both] += self.completion.pairs(r, c)
         return est, ~(ku | ki)
 
     def user_scores(self, user: int) -> np.ndarray:
         """Predicted ratings of every item for a known user."""
         if self.users_are_rows:
-            lo, hi = self.A.indptr[user], self.A.indptr[user + 1]
-            kernel = self.K[:, self.A.indices[lo:hi]] @ self.A.data[lo:hi]
+            kernel = self.completion.rows(np.array([user]))[0]
         else:
-            kernel = self.A @ self.K[:, user]
+            kernel = self.completion.column(user)
         return self.mu + self.b_user[user] + self.b_item + np.asarray(kernel, dtype=np.float64)
 
     def fold_in(self, items: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, float]:
@@ -107,17 +120,15 @@ class RatingsFit:
         if y.size == 0:
             return base, b_u
         if self.users_are_rows:
-            Ks = self.K[np.ix_(items, items)].astype(np.float64)
-            Ks.flat[:: items.size + 1] += self.lam
-            a = spd_solve(Ks, y)
-            kernel = self.K[:, items].astype(np.float64) @ a
+            a = self.kernel.solve_row(items, y, self.lam)
+            kernel = self.kernel.apply(items, a)
         else:
-            W_S = np.asarray(self.A[items] @ self.K, dtype=np.float64)  # |S| x n_users
+            W_S = self.completion.rows(items)  # |S| x n_users
             G = W_S @ W_S.T
             scale = float(np.mean(np.diag(G))) or 1.0
             G.flat[:: items.size + 1] += self.lam * scale
             alpha = spd_solve(G, y)
-            kernel = np.asarray(self.A @ (self.K.astype(np.float64) @ (W_S.T @ alpha)))
+            kernel = np.asarray(self.A @ self.kernel.matvec(W_S.T @ alpha))
         return base + kernel.astype(np.float64), b_u
 
 
@@ -143,8 +154,14 @@ def fit_ratings(
     max_memory: int | None = None,
     progress: bool = False,
     callback=None,
+    rank: int | str | None = None,
+    shift: float = 0.0,
 ) -> RatingsFit:
     """Fit baseline and kernel on integer-coded triples (already validated).
+
+    ``rank``: ``None`` for the dense kernel, an int for a factored kernel of that rank,
+    ``"auto"`` for :func:`~rfm_recsys.core.kernels.resolve_rank`'s choice; ``shift`` as in
+    :func:`~rfm_recsys.core.engine.fit_engine`.
 
     With ``validation_share > 0``, that share of the ratings (drawn with ``random_state``) is held
     out, the engine runs with early stopping on it, and the model is then refitted on all the
@@ -184,6 +201,9 @@ def fit_ratings(
             validation=(users[held], items[held], ratings[held]),
             patience=patience,
             callback=callback,
+            rank=rank,
+            shift=shift,
+            random_state=random_state,
         )
         history = probe.history
         n_iter = probe.best_iteration
@@ -205,6 +225,9 @@ def fit_ratings(
         max_memory,
         progress,
         callback=None if validation_share else callback,
+        rank=rank,
+        shift=shift,
+        random_state=random_state,
     )
     if validation_share:
         fit.history = history
@@ -274,6 +297,9 @@ def _fit_once(
     validation=None,
     patience=2,
     callback=None,
+    rank=None,
+    shift=0.0,
+    random_state=None,
 ) -> RatingsFit:
     users_are_rows = resolve_orientation(orient, n_users, n_items)
     bl: Baseline = fit_baseline(
@@ -304,13 +330,16 @@ def _fit_once(
         max_memory=max_memory,
         progress=progress,
         callback=callback,
+        rank=(r := resolve_rank(rank, R.shape[1])),
+        shift=shift,
+        random_state=_seed(random_state) if r is not None else 0,
     )
     return RatingsFit(
         mu=bl.mu,
         b_user=bl.b_row,
         b_item=bl.b_col,
         users_are_rows=users_are_rows,
-        K=res.K,
+        kernel=res.kernel,
         A=res.A,
         lam=float(lam),
         reg_user=float(reg_user),
@@ -334,6 +363,8 @@ def validation_curve(
     baseline_epochs: int = 10,
     dtype=np.float32,
     max_memory: int | None = None,
+    rank: int | str | None = None,
+    shift: float = 0.0,
 ) -> list[dict]:
     """Validation RMSE after every kernel update, for choosing ``n_iter`` and the rest.
 
@@ -358,5 +389,18 @@ def validation_curve(
         False,
         validation=valid,
         patience=n_iter + 1,
+        rank=rank,
+        shift=shift,
     )
     return fit.history
+
+
+def _seed(random_state) -> int:
+    # the range finder wants a reproducible integer seed; a Generator or None maps to one
+    if random_state is None:
+        return 0
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31))
+    return int(np.random.default_rng(random_state).integers(2**31))

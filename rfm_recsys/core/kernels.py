@@ -41,6 +41,8 @@ from .solve import RowPlan, solve_rows, spd_solve
 # Power iterations of the randomized range finder: one is enough for the kernel's top
 # eigenvectors on rating residuals (checked against the exact SVD in the tests).
 _POWER_ITERATIONS = 1
+# Stacks of systems up to this size go to one batched LAPACK call, larger ones to posv each.
+_BATCHED_MAX = 12
 
 
 class Completion(Protocol):
@@ -221,7 +223,9 @@ class FactoredKernel:
         lam_eff = lam + self.eps
         if self.U.shape[1] == 0:  # K = eps I
             return y / y.dtype.type(lam_eff)
-        L_all = self.U * np.sqrt(np.clip(self.s, 0, None))  # rows of L, d x r
+        # rows of L, plus a zero row d that padded entries point to
+        L_all = np.zeros((self.d + 1, self.U.shape[1]), dtype=self.dtype)
+        np.multiply(self.U, np.sqrt(np.clip(self.s, 0, None)), out=L_all[: self.d])
         return _solve_rows_factored(L_all, plan, y, lam_eff, n_threads)
 
     def solve_row(self, cols, y, lam) -> np.ndarray:
@@ -349,6 +353,32 @@ def kernel_from_arrays(arrays) -> Kernel:
     )
 
 
+# rank="auto": a factored kernel of rank AUTO_RANK, or the dense kernel while d <= 2 AUTO_RANK
+# (there the factored form saves nothing). Chosen by ``python -m evaluation.choose_rank`` on
+# validation shares of training folds: rank 128 was within 0.0002 validation RMSE of the dense
+# kernel on ml-100k and ml-latest-small (rank 64: 0.0043 and 0.0014) and faster.
+AUTO_RANK = 128
+AUTO_DENSE_MAX_D = 2 * AUTO_RANK
+
+
+def resolve_rank(rank: int | str | None, d: int) -> int | None:
+    """The kernel's form for ``d`` feature columns: ``None`` (dense) or a rank.
+
+    ``None`` keeps the dense kernel, an int asks for a factored kernel of that rank, and
+    ``"auto"`` is dense up to ``d = AUTO_DENSE_MAX_D`` (256) and rank ``AUTO_RANK`` (128)
+    beyond.
+    """
+    if rank is None:
+        return None
+    if isinstance(rank, str):
+        if rank != "auto":
+            raise ValueError(f"rank must be None, a positive int or 'auto', got {rank!r}")
+        return None if d <= AUTO_DENSE_MAX_D else AUTO_RANK
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
+        raise ValueError(f"rank must be None, a positive int or 'auto', got {rank!r}")
+    return int(rank)
+
+
 def initial_kernel(
     d: int, dtype, rank: int | None, shift: float = 0.0, K0=None, random_state=0
 ) -> Kernel:
@@ -392,6 +422,8 @@ def _solve_one(L: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
 def _solve_rows_factored(L_all, plan: RowPlan, y, lam: float, n_threads) -> np.ndarray:
     """Row fits with ``K[S,S] = L L^T``, rows padded into buckets of similar length.
 
+    ``L_all`` holds the rows of ``L`` for every column plus a last row of zeros.
+
     Padding a row with zero rows of ``L`` and zero targets leaves its solution unchanged on the
     real entries (the padded block is ``lam I`` with right-hand side 0), so each bucket is one
     stacked ``numpy.linalg.solve``: direct ``c x c`` systems up to ``c = r``, Woodbury's
@@ -425,9 +457,8 @@ def _solve_rows_factored(L_all, plan: RowPlan, y, lam: float, n_threads) -> np.n
             offs = np.arange(cpad)[None, :]
             valid = offs < cnt[:, None]
             pos = np.where(valid, start[:, None] + offs, 0)
-            cols = np.where(valid, plan.indices[pos], 0)
-            L = L_all[cols]  # g x c x r
-            L *= valid[:, :, None]
+            cols = np.where(valid, plan.indices[pos], L_all.shape[0] - 1)
+            L = L_all[cols]  # g x c x r, zero rows where padded
             yy = np.where(valid, y[pos], 0).astype(dtype)
             sol = _solve_stack(L, yy, lam)
             a[pos[valid]] = sol[valid]
@@ -450,10 +481,27 @@ def _solve_stack(L: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
 
 
 def _stack_solve(M: np.ndarray, b: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.solve(M, b[:, :, None])[:, :, 0]
-    except np.linalg.LinAlgError:
-        return np.stack([spd_solve(Mi, bi) for Mi, bi in zip(M, b)]).astype(b.dtype)
+    """Solve a stack of symmetric positive definite systems ``M[k] x = b[k]``.
+
+    Small systems go to one batched ``numpy.linalg.solve`` call; larger ones one by one to
+    LAPACK's Cholesky solver ``posv``, which is several times faster than the batched LU
+    (measured, one thread: 1,562 systems of size 128 in 0.24 s against 0.66 s; size 256: 0.77 s
+    against 4.4 s).
+    """
+    g, m, _ = M.shape
+    if m <= _BATCHED_MAX:
+        try:
+            return np.linalg.solve(M, b[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            return np.stack([spd_solve(Mi, bi) for Mi, bi in zip(M, b)]).astype(b.dtype)
+    (posv,) = scipy.linalg.get_lapack_funcs(("posv",), (M,))
+    out = np.empty_like(b)
+    for k in range(g):
+        # M[k] is symmetric, so its transpose is the same matrix in the Fortran order LAPACK
+        # wants: no copy. A failed factorisation (lam = 0, semidefinite) falls back.
+        _, x, info = posv(M[k].T, b[k], lower=1, overwrite_a=1, overwrite_b=0)
+        out[k] = x if info == 0 else spd_solve(M[k].astype(np.float64), b[k].astype(np.float64))
+    return out
 
 
 def _run_shared(tasks: list, run, n_threads: int | None) -> None:

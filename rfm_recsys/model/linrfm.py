@@ -33,6 +33,7 @@ from implicit.recommender_base import RecommenderBase
 from ..checks import RatingsError, check_shape, check_triples
 from ..core.engine import AGOPPower
 from ..core.fitting import RatingsFit, fit_with_params
+from ..core.kernels import DenseKernel
 from ..params import ParamsMixin
 from ..topn import top_n
 
@@ -731,7 +732,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
             f = self.fit_
             A = f.A
             arrays.update(
-                K=f.K,
+                K=f.kernel.dense(),
                 A_data=A.data,
                 A_indices=A.indices,
                 A_indptr=A.indptr,
@@ -787,7 +788,7 @@ class LinRFM(ParamsMixin, RecommenderBase):
                     b_user=data["b_user"],
                     b_item=data["b_item"],
                     users_are_rows=bool(meta["users_are_rows"]),
-                    K=data["K"],
+                    kernel=DenseKernel(data["K"]),
                     A=A,
                     lam=float(meta["lam"]),
                     reg_user=float(meta["reg_user"]),
