@@ -141,6 +141,26 @@ def test_factored_completion_matches_dense(eps):
     np.testing.assert_allclose(ker.apply(S, a), ker.dense()[:, S] @ a, atol=1e-10)
     v = rng.standard_normal(20)
     np.testing.assert_allclose(ker.matvec(v), ker.dense() @ v, atol=1e-10)
+    V = rng.standard_normal((20, 3))
+    np.testing.assert_allclose(ker.matvec(V), ker.dense() @ V, atol=1e-10)
+    np.testing.assert_allclose(comp.columns(np.array([2, 5])), W[:, [2, 5]], atol=1e-10)
+    np.testing.assert_allclose(comp.times(V), W @ V, atol=1e-10)
+    np.testing.assert_allclose(comp.row_norms(), np.linalg.norm(W, axis=1), atol=1e-10)
+    np.testing.assert_allclose(ker.rows(np.array([0, 3])), ker.dense()[[0, 3]], atol=1e-10)
+    np.testing.assert_allclose(ker.diag(), np.diag(ker.dense()), atol=1e-10)
+    # the dense form answers the same questions the same way
+    dcomp = DenseKernel(ker.dense()).complete(A)
+    calls = [
+        ("pairs", (r, c)),
+        ("rows", (np.array([3, 7]),)),
+        ("column", (4,)),
+        ("columns", (np.array([2, 5]),)),
+        ("times", (V,)),
+        ("row_norms", ()),
+    ]
+    for name, args in calls:
+        expect = getattr(dcomp, name)(*args)
+        np.testing.assert_allclose(getattr(comp, name)(*args), expect, atol=1e-10)
 
 
 def test_factored_distance_and_arrays_round_trip():

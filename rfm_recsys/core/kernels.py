@@ -57,6 +57,15 @@ class Completion(Protocol):
     def column(self, j: int) -> np.ndarray:
         """``W[:, j]``, length ``n`` (float64)."""
 
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        """``W[:, idx]``, ``n x len(idx)`` (float64)."""
+
+    def times(self, X: np.ndarray) -> np.ndarray:
+        """``W @ X`` for ``X`` of shape ``d x m`` (float64)."""
+
+    def row_norms(self) -> np.ndarray:
+        """``||W_r||`` of every row (float64)."""
+
 
 class Kernel(Protocol):
     """What the engine and the rating models need from a kernel, whatever its form."""
@@ -79,7 +88,13 @@ class Kernel(Protocol):
         """``K[:, cols] @ a`` (length ``d``, float64): a new row's completion."""
 
     def matvec(self, v: np.ndarray) -> np.ndarray:
-        """``K @ v`` (float64)."""
+        """``K @ v`` (float64; ``v`` may be ``d x m``)."""
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """``K[idx, :]`` (float64)."""
+
+    def diag(self) -> np.ndarray:
+        """The diagonal of ``K`` (float64)."""
 
     def complete(self, A: sp.csr_matrix) -> Completion:
         """The completion of rows fitted with this kernel."""
@@ -135,6 +150,12 @@ class DenseKernel:
     def matvec(self, v) -> np.ndarray:
         return self.K.astype(np.float64) @ np.asarray(v, dtype=np.float64)
 
+    def rows(self, idx) -> np.ndarray:
+        return self.K[idx].astype(np.float64)
+
+    def diag(self) -> np.ndarray:
+        return np.diag(self.K).astype(np.float64)
+
     def complete(self, A) -> DenseCompletion:
         return DenseCompletion(self.K, A)
 
@@ -168,6 +189,21 @@ class DenseCompletion:
 
     def column(self, j) -> np.ndarray:
         return np.asarray(self.A @ self.K[:, j], dtype=np.float64)
+
+    def columns(self, idx) -> np.ndarray:
+        return np.asarray(self.A @ self.K[:, idx], dtype=np.float64)
+
+    def times(self, X) -> np.ndarray:
+        return np.asarray(self.A @ (self.K.astype(np.float64) @ X), dtype=np.float64)
+
+    def row_norms(self) -> np.ndarray:
+        n, d = self.A.shape
+        out = np.empty(n, dtype=np.float64)
+        per = max(1, CHUNK_BYTES // (8 * max(1, d)))
+        for start in range(0, n, per):
+            X = np.asarray(self.A[start : start + per] @ self.K, dtype=np.float64)
+            out[start : start + per] = np.sqrt(np.einsum("ij,ij->i", X, X))
+        return out
 
 
 # ---------------------------------------------------------------------------------- factored
@@ -243,7 +279,18 @@ class FactoredKernel:
     def matvec(self, v) -> np.ndarray:
         v = np.asarray(v, dtype=np.float64)
         U = self.U.astype(np.float64)
-        return U @ (self.s * (U.T @ v)) + self.eps * v
+        s = self.s.astype(np.float64)
+        return U @ (s.reshape((-1,) + (1,) * (v.ndim - 1)) * (U.T @ v)) + self.eps * v
+
+    def rows(self, idx) -> np.ndarray:
+        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+        out = (self._scaled()[idx] @ self.U.T).astype(np.float64)
+        if self.eps:
+            out[np.arange(idx.size), idx] += self.eps
+        return out
+
+    def diag(self) -> np.ndarray:
+        return np.einsum("ij,ij->i", self._scaled(), self.U, dtype=np.float64) + self.eps
 
     # -- completion and update
 
@@ -334,10 +381,31 @@ class FactoredCompletion:
         return out
 
     def column(self, j) -> np.ndarray:
-        out = (self.Z @ self.kernel.U[j]).astype(np.float64)
+        return self.columns(np.array([j]))[:, 0]
+
+    def columns(self, idx) -> np.ndarray:
+        out = (self.Z @ self.kernel.U[idx].T).astype(np.float64)
         if self.kernel.eps:
-            out += self.kernel.eps * self.A[:, [j]].toarray().ravel()
+            out += self.kernel.eps * self.A[:, idx].toarray()
         return out
+
+    def times(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        out = self.Z.astype(np.float64) @ (self.kernel.U.T.astype(np.float64) @ X)
+        if self.kernel.eps:
+            out += self.kernel.eps * np.asarray(self.A @ X)
+        return out
+
+    def row_norms(self) -> np.ndarray:
+        # U is orthonormal: ||Z_r U^T||^2 = ||Z_r||^2; the shift adds the cross and A terms
+        Z = self.Z.astype(np.float64)
+        sq = np.einsum("ij,ij->i", Z, Z)
+        if self.kernel.eps:
+            e = self.kernel.eps
+            AU = np.asarray(self.A @ self.kernel.U.astype(np.float64))
+            A2 = np.asarray(self.A.multiply(self.A).sum(axis=1)).ravel()
+            sq += 2 * e * np.einsum("ij,ij->i", Z, AU) + e * e * A2
+        return np.sqrt(np.maximum(sq, 0.0))
 
 
 def kernel_from_arrays(arrays) -> Kernel:
