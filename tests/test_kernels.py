@@ -273,3 +273,13 @@ def test_randomized_range_finder_finds_the_top_eigenpairs():
     assert evals.sum() > 0.95 * exact[:r].sum()
     assert total == pytest.approx(exact.sum())
     np.testing.assert_allclose(V.T @ V, np.eye(r), atol=1e-10)
+
+
+def test_threaded_sparse_product_matches_scipy():
+    from rfm_recsys.core.kernels import _spmm
+
+    A = sp.random(3_000, 800, density=0.5, format="csr", random_state=13, dtype=np.float32)
+    X = np.random.default_rng(13).standard_normal((800, 5)).astype(np.float32)
+    assert A.nnz >= 1_000_000  # large enough for the threaded path
+    for n_threads in (1, 2, 3):
+        np.testing.assert_allclose(_spmm(A, X, n_threads), A @ X, rtol=1e-5, atol=1e-4)

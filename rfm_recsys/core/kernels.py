@@ -175,7 +175,7 @@ class DenseKernel:
         return self.K
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"kernel_K": self.K}
+        return {"K": self.K}  # the key files written before the factored form use
 
 
 class DenseCompletion:
@@ -310,12 +310,13 @@ class FactoredKernel:
         # One BLAS thread: these are thin products and QRs, where OpenBLAS's threads gain little
         # and, on a busy machine, lose tens of times over spinning (measured: a 6,040 x 138 QR
         # took 8 s with two threads under load, 0.1 s with one).
+        n_threads = default_threads()  # for the sparse products, before BLAS is limited
         with blas_threads(1):
             if c == 0.0:
                 V, evals, total = _top_eig_exact(completion.Z, self.U, r)
             else:
                 seed = None if self.random_state is None else (self.random_state, iteration)
-                V, evals, total = _top_eig_randomized(self, A, c, r, seed)
+                V, evals, total = _top_eig_randomized(self, A, c, r, seed, n_threads)
         k = update.spectrum(evals, n_rows, iteration, total, self.d)
         k = (1.0 - self.shift) * k
         _check_finite(k, iteration)
@@ -360,7 +361,7 @@ class FactoredCompletion:
 
     def __init__(self, kernel: FactoredKernel, A: sp.csr_matrix) -> None:
         self.kernel, self.A = kernel, A
-        self.Z = np.asarray(A @ kernel._scaled(), dtype=kernel.dtype)
+        self.Z = np.asarray(_spmm(A, kernel._scaled()), dtype=kernel.dtype)
 
     def pairs(self, rows, cols) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -411,8 +412,8 @@ class FactoredCompletion:
 
 def kernel_from_arrays(arrays) -> Kernel:
     """The kernel saved by ``to_arrays`` (a mapping such as an ``np.load`` result)."""
-    if "kernel_K" in arrays:
-        return DenseKernel(np.asarray(arrays["kernel_K"]))
+    if "K" in arrays:
+        return DenseKernel(np.asarray(arrays["K"]))
     return FactoredKernel(
         np.asarray(arrays["kernel_U"]),
         np.asarray(arrays["kernel_s"]),
@@ -602,7 +603,9 @@ def _top_eig_exact(Z: np.ndarray, U: np.ndarray, r: int):
     return U @ V[:, order].astype(U.dtype), evals[order], float(np.trace(M))
 
 
-def _top_eig_randomized(kernel: FactoredKernel, A: sp.csr_matrix, c: float, r: int, seed):
+def _top_eig_randomized(
+    kernel: FactoredKernel, A: sp.csr_matrix, c: float, r: int, seed, n_threads: int = 1
+):
     """Top-``r`` eigenpairs of ``X^T X`` for ``X = A (U diag(s) U^T + c I)``, and its trace.
 
     A randomized range finder with ``OVERSAMPLE`` extra columns and ``_POWER_ITERATIONS``
@@ -617,10 +620,10 @@ def _top_eig_randomized(kernel: FactoredKernel, A: sp.csr_matrix, c: float, r: i
         return Us @ (U.T @ v) + dtype.type(c) * v
 
     def X(v):  # d x q -> n x q
-        return np.asarray(A @ K_times(v), dtype=dtype)
+        return np.asarray(_spmm(A, K_times(v), n_threads), dtype=dtype)
 
     def Xt(w):  # n x q -> d x q
-        return K_times(np.asarray(At @ w, dtype=dtype))
+        return K_times(np.asarray(_spmm(At, w, n_threads), dtype=dtype))
 
     q = min(r + OVERSAMPLE, n, d)
     rng = np.random.default_rng(seed)
@@ -632,11 +635,43 @@ def _top_eig_randomized(kernel: FactoredKernel, A: sp.csr_matrix, c: float, r: i
     Ur, sig, _ = scipy.linalg.svd(Rd, check_finite=False)
     V = (Qd @ Ur[:, :r]).astype(dtype)
     # ||X||_F^2 = ||A U diag(s)||^2 + 2 c <A U diag(s), A> ... computed as ||X I||_F^2 by parts
-    AU = np.asarray(A @ Us, dtype=np.float64)
-    total = float(np.sum(AU * AU) + c * c * A.power(2).sum())
+    total = c * c * float(A.data.astype(np.float64) @ A.data.astype(np.float64))
     if U.shape[1]:
-        total += 2 * c * float(np.sum(AU * np.asarray(A @ U, dtype=np.float64)))
+        AU = _spmm(A, Us, n_threads).astype(np.float64)
+        total += float(np.sum(AU * AU))
+        total += 2 * c * float(np.sum(AU * _spmm(A, U, n_threads).astype(np.float64)))
     return V, sig[:r] ** 2, total
+
+
+def _spmm(A: sp.csr_matrix, X: np.ndarray, n_threads: int | None = None) -> np.ndarray:
+    """``A @ X`` for a CSR ``A``, its rows shared among threads (scipy releases the GIL there).
+
+    Each thread multiplies a block of rows given as views of ``A``'s arrays, so nothing of
+    ``A`` is copied.
+    """
+    n = A.shape[0]
+    n_threads = default_threads() if n_threads is None else n_threads
+    if n_threads <= 1 or A.nnz < 1_000_000:
+        return np.asarray(A @ X)
+    out = np.empty((n, X.shape[1]), dtype=np.result_type(A.dtype, X.dtype))
+    bounds = np.searchsorted(A.indptr, np.linspace(0, A.nnz, n_threads + 1)).clip(0, n)
+    bounds[0], bounds[-1] = 0, n
+
+    def run(k: int) -> None:
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        if hi <= lo:
+            return
+        s, e = A.indptr[lo], A.indptr[hi]
+        blk = sp.csr_matrix(
+            (A.data[s:e], A.indices[s:e], A.indptr[lo : hi + 1] - s),
+            shape=(hi - lo, A.shape[1]),
+            copy=False,
+        )
+        out[lo:hi] = blk @ X
+
+    with ThreadPoolExecutor(n_threads) as ex:
+        list(ex.map(run, range(n_threads)))
+    return out
 
 
 def _orth(Y: np.ndarray) -> np.ndarray:
