@@ -264,14 +264,13 @@ def test_randomized_range_finder_finds_the_top_eigenpairs():
     X += 0.05 * rng.standard_normal((n, d))
     A = sp.csr_matrix(X * (rng.random((n, d)) < 0.3))
     ker = FactoredKernel.eye(d, np.float64, rank=r)
-    V, evals, total = _top_eig_randomized(ker, A, 1.0, r, seed=(0, 0))
+    V, evals = _top_eig_randomized(ker, A, 1.0, r, seed=(0, 0))
     exact = np.linalg.svd(A.toarray(), compute_uv=False) ** 2
     # the leading pairs are found closely; towards the flat tail of a sampled matrix the
     # estimates fall short (never above: they are Ritz values), but the energy kept is close
     np.testing.assert_allclose(evals[:5], exact[:5], rtol=0.05)
     assert np.all(evals <= exact[:r] * (1 + 1e-9))
     assert evals.sum() > 0.95 * exact[:r].sum()
-    assert total == pytest.approx(exact.sum())
     np.testing.assert_allclose(V.T @ V, np.eye(r), atol=1e-10)
 
 
