@@ -433,18 +433,20 @@ AUTO_RANK = 128
 AUTO_DENSE_MAX_D = 2 * AUTO_RANK
 
 
-def resolve_rank(rank: int | str | None, d: int) -> int | None:
+def resolve_rank(rank: int | str | None, d: int, update=None) -> int | None:
     """The kernel's form for ``d`` feature columns: ``None`` (dense) or a rank.
 
     ``None`` keeps the dense kernel, an int asks for a factored kernel of that rank, and
     ``"auto"`` is dense up to ``d = AUTO_DENSE_MAX_D`` (256) and rank ``AUTO_RANK`` (128)
-    beyond.
+    beyond; with an ``update`` that needs the dense kernel (IRLS-p), ``"auto"`` is dense.
     """
     if rank is None:
         return None
     if isinstance(rank, str):
         if rank != "auto":
             raise ValueError(f"rank must be None, a positive int or 'auto', got {rank!r}")
+        if update is not None and not hasattr(update, "spectrum"):
+            return None
         return None if d <= AUTO_DENSE_MAX_D else AUTO_RANK
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
         raise ValueError(f"rank must be None, a positive int or 'auto', got {rank!r}")
