@@ -8,6 +8,7 @@ algorithms :class:`LinRFMAlgo` and :class:`IRLSAlgo` and the explicit-feedback m
 from .baselines.als import ALSAlgo
 from .checks import RatingsError
 from .core.engine import AGOPPower, EngineMemoryError, IRLSUpdate, fit_engine, predict_pairs
+from .fileformat import ModelFileError
 from .model import LinRFM, NotFittedError, UnknownIdError
 from .params import InvalidParameterError
 from .surprise_algos import IRLSAlgo, LinRFMAlgo
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidParameterError",
     "LinRFM",
     "LinRFMAlgo",
+    "ModelFileError",
     "NotFittedError",
     "RatingsError",
     "UnknownIdError",

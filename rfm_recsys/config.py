@@ -170,6 +170,11 @@ def _is_seed(value: Any) -> bool:
 def _is_scale(value: Any) -> bool:
     if value is None:
         return True
+    # a pair of real numbers: not a string such as "15", whose characters float() would take
+    if isinstance(value, (str, bytes)) or len(value) != 2:
+        return False
+    if not all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in value):
+        return False
     lo, hi = (float(x) for x in value)
     return np.isfinite(lo) and np.isfinite(hi) and lo < hi
 
@@ -332,6 +337,14 @@ FRAME = ModelConfig(
             Check(_is_scale, "None or a pair (low, high) of finite numbers with low < high"),
             "``(low, high)``: ratings outside it are an error, predictions are clipped to it.",
             annotation=tuple[float, float] | None,
+        ),
+        Param(
+            "clip",
+            True,
+            Check(lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+            "clip predictions to ``rating_scale``, or without one to the range of the training "
+            "ratings (as Surprise clips to its trainset's scale); ``False``: never clip.",
+            annotation=bool,
         ),
     )
 )

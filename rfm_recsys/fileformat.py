@@ -234,7 +234,8 @@ def _digest(fp: IO[bytes], length: int) -> str:
     return sha.hexdigest()
 
 
-def _label(file: FileLike) -> str:
+def file_label(file: FileLike) -> str:
+    """How errors name ``file``: its path, a file object's ``name``, else ``<file object>``."""
     if isinstance(file, (str, os.PathLike)):
         return os.fspath(file)
     name = getattr(file, "name", None)
@@ -380,7 +381,7 @@ def read_model_file(
             of a newer version; the message names the file and the problem.
         FileNotFoundError, PermissionError, IsADirectoryError: As ``open`` raises them.
     """
-    label = _label(file)
+    label = file_label(file)
 
     def fail(problem: str):
         raise ModelFileError(label, problem)
