@@ -275,6 +275,7 @@ def test_skip_rules_name_the_reason(monkeypatch):
     monkeypatch.setattr(engine, "available_memory", lambda: 20 * 2**30)
     keys = ["linrfm", "irls", "als", "svd", "svdpp", "baseline"]
     params = {k: {} for k in keys}
+    params["linrfm"] = {"rank": None}  # the dense kernel
     reasons = harness.skip_reasons(keys, params, shape, _args())
     assert set(reasons) == {"linrfm", "irls", "svdpp"}
     assert "59,047 x 59,047 kernel (with eigh)" in reasons["irls"]
@@ -282,11 +283,12 @@ def test_skip_rules_name_the_reason(monkeypatch):
     assert "hours" in reasons["svdpp"] and "--svdpp" in reasons["svdpp"]
     assert "svdpp" not in harness.skip_reasons(keys, params, shape, _args(svdpp=True))
     # a factored kernel of fixed rank fits where the dense one does not; a rank the model
-    # chooses itself is left to the model's own up-front check
+    # chooses itself (the default, "auto") is left to the model's own up-front check
     for rank in (128, "auto"):
         params["linrfm"] = {"rank": rank}
         assert "linrfm" not in harness.skip_reasons(keys, params, shape, _args())
     params["linrfm"] = {}
+    assert "linrfm" not in harness.skip_reasons(keys, params, shape, _args())
     # a small set: nothing is skipped
     small = harness.DataShape(943, 1682, 80_000)
     assert harness.skip_reasons(keys, params, small, _args()) == {}

@@ -80,7 +80,11 @@ SHARED = dict(
     verbose=st.just(False),
 )
 LINRFM = dict(
-    n_iter=st.integers(0, 4), lam=st.floats(1e-3, 100), power=st.floats(0.2, 3.0), **SHARED
+    n_iter=st.integers(0, 4),
+    lam=st.floats(1e-3, 100),
+    power=st.floats(0.2, 3.0),
+    rank=st.one_of(st.none(), st.just("auto"), st.integers(1, 40)),
+    **SHARED,
 )
 FRAME = dict(
     user_col=st.just("user_id"),

@@ -15,10 +15,13 @@ alternating two steps (Radhakrishnan, Belkin & Drusvyatskiy, PNAS 2025; Mohan & 
    the next kernel. lin-RFM uses a power of the AGOP ``G = X^T X / n``; IRLS-p uses
    ``(X^T X + gamma I)^(1 - p/2)`` with a decreasing ``gamma``. Everything else is shared.
 
-The pieces live in their own modules: the row solves in :mod:`.solve`, the dense completion
-``A K`` (its ``X^T X`` in bounded row chunks, pair predictions) in :mod:`.completion`, the updates
-in :mod:`.updates`, the memory estimate and refusal in :mod:`.memory`, the BLAS thread limits in
-:mod:`.blas`. This module holds the loop and re-exports their public names.
+The kernel is dense (``d x d``) or factored (``U diag(s) U^T``, ``U`` ``d x r``); both forms answer
+the loop's questions (row fits, the update, predictions) through one interface in
+:mod:`.kernels`. The other pieces live in their own modules: the dense row solves in
+:mod:`.solve`, the dense completion ``A K`` (its ``X^T X`` in bounded row chunks, pair
+predictions) in :mod:`.completion`, the updates in :mod:`.updates`, the memory estimate and
+refusal in :mod:`.memory`, the BLAS thread limits in :mod:`.blas`. This module holds the loop
+and re-exports their public names.
 """
 
 from __future__ import annotations
@@ -161,11 +164,10 @@ def fit_engine(
     """
     R = _sorted_csr(R)
     n, d = R.shape
-    if K0 is not None and hasattr(K0, "rank"):
-        rank = K0.rank
+    rank = getattr(K0, "rank", rank)  # a kernel given as K0 brings its own form
     check_memory(n, d, R.nnz, dtype, update.needs_eigh, max_memory, rank)
     dtype = np.dtype(dtype)
-    update = copy.deepcopy(update)
+    update = copy.deepcopy(update)  # its state (IRLS's smoothing) is this fit's own
     update.reset()
     plan = RowPlan.from_csr(R)
     y = R.data.astype(dtype)
@@ -187,29 +189,28 @@ def fit_engine(
         tracker.observe(rec, it, kernel, A, completion)
         rec["seconds"] = clock.seconds()
         history.append(rec)
-        if callback is not None:
-            callback(it, rec)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k.endswith("rmse")})
+        _notify(callback, bar, it, rec)
         stop = on_iteration is not None and clock.excluded(
             on_iteration, IterationState(it, kernel, A, lam_it, rec)
         )
-        if (
-            stop
-            or it >= n_iter
-            or tracker.exhausted
-            or (tol is not None and it > 0 and change < tol)
-        ):
+        settled = tol is not None and it > 0 and change < tol
+        if stop or it >= n_iter or tracker.exhausted or settled:
             break
         new = kernel.next(completion, update, n, it, targets, lam_it)
-        change = kernel.distance(new)
-        kernel = new
+        change, kernel = kernel.distance(new), new
         it += 1
     if bar is not None:
         bar.close()
     best_iteration, kernel, A = tracker.best(it, kernel, A)
     return EngineResult(kernel=kernel, A=A, history=history, best_iteration=best_iteration)
+
+
+def _notify(callback, bar, it: int, rec: dict) -> None:
+    if callback is not None:
+        callback(it, rec)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k.endswith("rmse")})
 
 
 def _train_rmse(a: np.ndarray, lam: float) -> float:

@@ -84,16 +84,13 @@ class AGOPPower:
     def reset(self) -> None:
         pass
 
-    def spectrum(
-        self, evals: np.ndarray, n_rows: int, iteration: int, total: float, d: int
-    ) -> np.ndarray:
+    def spectrum(self, evals: np.ndarray, n_rows: int, iteration: int, d: int) -> np.ndarray:
         """Eigenvalues of the next kernel from the top eigenvalues of ``X^T X`` (factored form).
 
-        ``total`` is the trace of the whole ``X^T X`` (all ``d`` eigenvalues, not only the ones
-        kept). With power 1 the rescaling uses it, so a truncated kernel is the dense kernel
-        with its smallest eigenvalues dropped and ``lam`` keeps its meaning; for other powers
-        the trace of the tail is unknown and the kept eigenvalues are rescaled to mean
-        diagonal 1.
+        The kept eigenvalues are rescaled so that the kernel has mean diagonal 1, as the dense
+        kernel is. (Rescaling by the whole ``X^T X``'s trace instead, so that a truncated
+        kernel would be the dense one minus its tail, scored 0.0000-0.0004 worse on validation
+        shares of ml-100k and ml-latest-small at rank 128.)
         """
         g = np.clip(np.asarray(evals, dtype=np.float64), 0.0, None) / n_rows
         k = g if self.power == 1 else g**self.power
@@ -101,7 +98,7 @@ class AGOPPower:
             return k
         if self.normalize != "diag":
             raise ValueError(f"normalize must be 'diag' or None, got {self.normalize!r}")
-        mean_diag = (total / n_rows if self.power == 1 else float(k.sum())) / d
+        mean_diag = float(k.sum()) / d
         if mean_diag == 0.0 and not k.any():  # all rows zero: see _normalise
             return np.ones_like(k)
         if not np.isfinite(mean_diag) or mean_diag <= 0:

@@ -4,9 +4,10 @@ No pickle and no code: the file is an ``.npz`` that ``numpy.load(..., allow_pick
 opens, with a checksum over the whole file and a sha256 per array, written atomically (a failed
 or interrupted save leaves the previous file at that path intact). The metadata holds the
 hyperparameters and, for a fitted model, the scalars of its
-:class:`~rfm_recsys.core.fitting.RatingsFit` and its history; the arrays are the kernel ``K``,
-the CSR parts of ``A``, the biases and the raw ids. A damaged, truncated, foreign or too-new file
-raises :class:`~rfm_recsys.fileformat.ModelFileError` naming the file and the problem.
+:class:`~rfm_recsys.core.fitting.RatingsFit` and its history; the arrays are the kernel's own
+(``K`` for the dense form; ``kernel_U``, ``kernel_s`` and scalars for the factored one), the CSR
+parts of ``A``, the biases and the raw ids. A damaged, truncated, foreign or too-new file raises
+:class:`~rfm_recsys.fileformat.ModelFileError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -20,25 +21,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.fitting import RatingsFit
+from ..core.kernels import kernel_from_arrays
 from ..fileformat import ModelFileError, file_label, read_model_file, write_model_file
 from ..ids import Vocabulary
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
 
 FORMAT = "rfm_recsys.LinRFM"
-# 2: the checked container of rfm_recsys.fileformat (1 was a bare np.savez)
+# 2: the checked container of rfm_recsys.fileformat and the factored kernel's arrays (1 was a
+# bare np.savez of the dense kernel)
 FORMAT_VERSION = 2
 
-_FITTED_ARRAYS = (
-    "K",
-    "A_data",
-    "A_indices",
-    "A_indptr",
-    "b_user",
-    "b_item",
-    "user_ids",
-    "item_ids",
-)
+_FITTED_ARRAYS = ("A_data", "A_indices", "A_indptr", "b_user", "b_item", "user_ids", "item_ids")
 
 
 def _npz_path(file):
@@ -59,8 +53,8 @@ def save_model(model, file) -> None:
     if meta["fitted"]:
         f = model.fit_
         A = f.A
+        arrays.update(f.kernel.to_arrays())
         arrays.update(
-            K=f.K,
             A_data=A.data,
             A_indices=A.indices,
             A_indptr=A.indptr,
@@ -120,7 +114,7 @@ def _build(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]):
         b_user=arrays["b_user"],
         b_item=arrays["b_item"],
         users_are_rows=bool(meta["users_are_rows"]),
-        K=arrays["K"],
+        kernel=kernel_from_arrays(arrays),
         A=A,
         lam=float(meta["lam"]),
         reg_user=float(meta["reg_user"]),
