@@ -103,10 +103,11 @@ def interrupt_engine(monkeypatch, exc: BaseException) -> None:
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, MemoryError])
 @pytest.mark.parametrize("validation_share", [0.0, 0.2])
+@pytest.mark.parametrize("rank", [None, 5], ids=["dense", "factored"])
 def test_interrupted_linrfm_fit_leaves_the_fitted_model_as_it_was(
-    data, monkeypatch, exc, validation_share
+    data, monkeypatch, exc, validation_share, rank
 ):
-    m = LinRFM(validation_share=validation_share, random_state=0).fit(data.train)
+    m = LinRFM(validation_share=validation_share, random_state=0, rank=rank).fit(data.train)
     u, i = all_pairs(data.train)
     before = m.predict(u, i)
     recs = m.recommend(data.train.user_id.unique()[:5], N=7)
@@ -172,10 +173,11 @@ def assert_same(a, b):
         np.testing.assert_array_equal(a, b)
 
 
-def test_concurrent_predict_and_recommend_match_serial_calls(data):
+@pytest.mark.parametrize("rank", [None, 5], ids=["dense", "factored"])
+def test_concurrent_predict_and_recommend_match_serial_calls(data, rank):
     train = data.train.assign(user_id=lambda d: "u" + d.user_id.astype(str))  # string ids
     buf = io.BytesIO()
-    LinRFM(random_state=0).fit(train).save(buf)
+    LinRFM(random_state=0, rank=rank).fit(train).save(buf)
 
     def fresh():  # a loaded model has every lazy cache still empty
         buf.seek(0)

@@ -11,6 +11,7 @@ where ``S_r`` are the observed feature columns of row ``r`` and ``A`` the row co
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from ..config import LINRFM, ModelConfig
 from .baseline import Baseline, bias_estimates, bias_scores, fit_baseline
 from .engine import AGOPPower, FeatureUpdate, fit_engine, spd_solve
 from .kernels import Completion, Kernel, resolve_rank
+
+_COMPLETION_LOCK = threading.Lock()
 
 # Defaults of the functions below: the model classes' own (one declaration in config.py).
 _D = LINRFM.defaults()
@@ -65,9 +68,14 @@ class RatingsFit:
     @property
     def completion(self) -> Completion:
         """``W = A K`` of the fitted rows (for a factored kernel with ``Z = A U diag(s)`` kept)."""
-        if self._completion is None:
-            self._completion = self.kernel.complete(self.A)
-        return self._completion
+        completion = self._completion
+        if completion is None:
+            # built once: concurrent predictions on one fitted model share it
+            with _COMPLETION_LOCK:
+                completion = self._completion
+                if completion is None:
+                    completion = self._completion = self.kernel.complete(self.A)
+        return completion
 
     @property
     def n_users(self) -> int:
