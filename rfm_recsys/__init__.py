@@ -8,6 +8,7 @@ algorithms :class:`LinRFMAlgo` and :class:`IRLSAlgo` and the explicit-feedback m
 from .baselines.als import ALSAlgo
 from .checks import RatingsError
 from .core.engine import AGOPPower, EngineMemoryError, IRLSUpdate, fit_engine, predict_pairs
+from .implicit_feedback import ImplicitLinRFM
 from .model import LinRFM, NotFittedError, UnknownIdError
 from .surprise_algos import IRLSAlgo, LinRFMAlgo
 
@@ -19,6 +20,7 @@ __all__ = [
     "EngineMemoryError",
     "IRLSAlgo",
     "IRLSUpdate",
+    "ImplicitLinRFM",
     "LinRFM",
     "LinRFMAlgo",
     "NotFittedError",

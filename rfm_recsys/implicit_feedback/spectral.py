@@ -1,0 +1,178 @@
+"""Eigenpairs of an item Gram matrix and lin-RFM's kernel updates as functions of its spectrum.
+
+With a fully observed users x items matrix ``X`` (an unobserved pair is a 0), every row shares
+one kernel ridge solve, ``W = X K (K + lam I)^-1``, and the AGOP ``W^T W / n`` is
+``f(K) G f(K)`` with ``G = X^T X / n`` and ``f(K) = K (K + lam I)^-1``. Starting from ``K = I``,
+every kernel is therefore a function of ``G`` with ``G``'s eigenvectors ``U``: the whole
+recursion is an elementwise map on the eigenvalues ``s`` of ``G``,
+
+    k <- (s * (k / (k + lam))^2)^power,  rescaled so that sum(k) / d = 1 (mean diagonal 1),
+
+and the fitted rows are ``W = X U diag(k / (k + lam)) U^T``. The eigenvectors come from one
+dense symmetric eigendecomposition of the smaller of the two Gram matrices (``X X^T`` when
+there are fewer users than items), or, for large catalogues, the top ``rank`` eigenpairs from a
+seeded randomized subspace iteration that touches ``X`` only through sparse products.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["exact_eigenpairs", "gram_eigenpairs", "kernel_spectrum", "randomized_eigenpairs"]
+
+# Eigenvalues below this share of the largest are numerically zero: dropping them changes no
+# score (their shrinkage factor k / (k + lam) is zero to working precision).
+_RELATIVE_FLOOR = 1e-7
+
+
+def kernel_spectrum(s: np.ndarray, n_features: int, n_iter: int, lam: float, power: float):
+    """Eigenvalues of the kernel after ``n_iter`` lin-RFM updates starting from ``K = I``.
+
+    Args:
+        s: eigenvalues of ``G = X^T X / n`` (those left out are zero).
+        n_features: ``d``, the number of items (the mean diagonal is ``sum(k) / d``).
+        n_iter: number of kernel updates.
+        lam: ridge of the row fits.
+        power: exponent applied to the AGOP.
+
+    Returns:
+        ``k``, the kernel's eigenvalues on ``G``'s eigenvectors (float64). With ``n_iter = 0``
+        the kernel is the identity.
+    """
+    s = np.maximum(np.asarray(s, dtype=np.float64), 0.0)
+    k = np.ones_like(s)
+    for _ in range(n_iter):
+        f = k / (k + lam)
+        agop = s * f * f
+        agop = _mean_diag_one(agop, n_features)
+        k = _mean_diag_one(agop**power, n_features)
+    return k
+
+
+def _mean_diag_one(k: np.ndarray, n_features: int) -> np.ndarray:
+    total = float(k.sum())
+    if not total > 0:
+        return k
+    return k * (n_features / total)
+
+
+def gram_eigenpairs(
+    X: sp.csr_matrix,
+    rank: int | None,
+    *,
+    exact: bool,
+    n_power_iter: int = 2,
+    oversample: int = 32,
+    random_state=None,
+    num_threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of ``G = X^T X / n``, largest first: exact, or the top ``rank`` randomized.
+
+    Returns:
+        ``(s, U)``: eigenvalues (float64, descending, numerically zero ones dropped) and
+        orthonormal eigenvectors as columns of a ``d x r`` float32 array.
+    """
+    if exact:
+        s, U = exact_eigenpairs(X)
+        if rank is not None and rank < s.size:
+            s, U = s[:rank], np.ascontiguousarray(U[:, :rank])
+        return s, U
+    return randomized_eigenpairs(
+        X,
+        int(rank),
+        n_power_iter=n_power_iter,
+        oversample=oversample,
+        random_state=random_state,
+        num_threads=num_threads,
+    )
+
+
+def exact_eigenpairs(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """All non-zero eigenpairs of ``X^T X / n`` from the smaller Gram matrix (float64 ``eigh``).
+
+    With fewer users than items, ``X X^T / n = V diag(s) V^T`` and ``U = X^T V diag(n s)^-1/2``
+    are ``G``'s eigenpairs: an ``n x n`` factorisation instead of ``d x d``.
+    """
+    n, d = X.shape
+    if n <= d:
+        M = _dense_gram(X)
+        s, V = np.linalg.eigh(M / n)
+        s, V = _descending_nonzero(s, V)
+        U = np.asarray(X.T @ V.astype(np.float32)) / np.sqrt(n * s).astype(np.float32)
+    else:
+        M = _dense_gram(X.T.tocsr())
+        s, U = np.linalg.eigh(M / n)
+        s, U = _descending_nonzero(s, U)
+    return s, np.ascontiguousarray(U, dtype=np.float32)
+
+
+def _dense_gram(X: sp.csr_matrix) -> np.ndarray:
+    """``X X^T`` as a dense float64 array (the sparse product, then densified)."""
+    X64 = X.astype(np.float64)
+    return (X64 @ X64.T).toarray()
+
+
+def _descending_nonzero(s: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(s)[::-1]
+    s, V = s[order], V[:, order]
+    keep = s > _RELATIVE_FLOOR * max(float(s[0]) if s.size else 0.0, np.finfo(float).tiny)
+    return s[keep], V[:, keep]
+
+
+def randomized_eigenpairs(
+    X: sp.csr_matrix,
+    rank: int,
+    *,
+    n_power_iter: int = 2,
+    oversample: int = 32,
+    random_state=None,
+    num_threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``rank`` eigenpairs of ``X^T X / n`` by randomized subspace iteration (Halko et al.).
+
+    ``X`` is only multiplied by dense ``d x l`` and ``n x l`` blocks (``l = rank + oversample``),
+    split over ``num_threads`` threads (scipy's sparse products release the GIL). The last step
+    takes the small SVD of ``Z = X Q`` through the ``l x l`` matrix ``Z^T Z``, so the Ritz
+    values cost half a Gram product. Memory: ``X`` and its transpose plus ``(n + 2 d) l``
+    float32 numbers.
+    """
+    n, d = X.shape
+    width = min(d, n, rank + oversample)
+    rng = np.random.default_rng(random_state)
+    X = sp.csr_matrix(X, dtype=np.float32)
+    XT = X.T.tocsr()
+    threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        Q = rng.standard_normal((d, width), dtype=np.float32)
+        for _ in range(n_power_iter + 1):
+            Y = _threaded_product(XT, _threaded_product(X, Q, pool, threads), pool, threads)
+            Q, _ = np.linalg.qr(Y)
+        Z = _threaded_product(X, Q, pool, threads)
+    ZtZ = Z.T.astype(np.float64) @ Z.astype(np.float64)
+    del Z
+    s, V = np.linalg.eigh(ZtZ / n)
+    s, V = _descending_nonzero(s, V)
+    s, V = s[:rank], V[:, :rank]
+    U = Q @ V.astype(np.float32)
+    return s, np.ascontiguousarray(U, dtype=np.float32)
+
+
+def _threaded_product(A: sp.csr_matrix, B: np.ndarray, pool, threads: int) -> np.ndarray:
+    """``A @ B`` for CSR ``A`` and dense ``B``, row blocks of ``A`` on separate threads."""
+    m = A.shape[0]
+    if threads <= 1 or m < 2 * threads:
+        return np.asarray(A @ B)
+    out = np.empty((m, B.shape[1]), dtype=np.result_type(A.dtype, B.dtype))
+    # blocks of about equal non-zeros, not equal rows: item rows of X^T are very uneven
+    cuts = np.searchsorted(A.indptr, np.linspace(0, A.nnz, threads + 1)[1:-1])
+    bounds = [0, *np.unique(np.clip(cuts, 1, m - 1)).tolist(), m]
+
+    def work(lo: int, hi: int) -> None:
+        out[lo:hi] = A[lo:hi] @ B
+
+    list(pool.map(lambda b: work(*b), zip(bounds[:-1], bounds[1:])))
+    return out
