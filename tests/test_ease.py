@@ -11,10 +11,14 @@ from rfm_recsys.baselines.ease import EASE, ease_weights
 from rfm_recsys.params import InvalidParameterError
 
 
-def test_closed_form_equals_per_item_ridge_without_self():
-    """Column j of B is the ridge regression of item j on all other items (B_jj = 0)."""
+@pytest.mark.parametrize("shape", [(40, 12), (12, 30)])
+def test_closed_form_equals_per_item_ridge_without_self(shape):
+    """Column j of B is the ridge regression of item j on all other items (B_jj = 0).
+
+    More users than items goes through the d x d inverse, fewer through Woodbury.
+    """
     rng = np.random.default_rng(0)
-    X = (rng.random((40, 12)) < 0.3).astype(float)
+    X = (rng.random(shape) < 0.3).astype(float)
     lam = 3.0
     B = ease_weights(sp.csr_matrix(X), lam)
     for j in range(X.shape[1]):

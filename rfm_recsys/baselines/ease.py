@@ -29,10 +29,15 @@ __all__ = ["EASE", "ease_weights"]
 def ease_weights(X: sp.spmatrix, lam: float) -> np.ndarray:
     """EASE's ``B`` (``d x d`` float32, zero diagonal) for a binary users x items matrix.
 
-    One Cholesky factorisation and inverse of ``X^T X + lam I`` in float64 (LAPACK
-    ``potrf``/``potri``); memory ``8 d^2`` bytes.
+    With at least as many users as items: one Cholesky factorisation and inverse of
+    ``X^T X + lam I`` (LAPACK ``potrf``/``potri``, float64). With fewer users than items, the
+    Woodbury identity ``P = (I - Z^T Z) / lam`` with ``Z = L^-1 X`` and ``L L^T = X X^T + lam I``
+    needs only an ``n x n`` factorisation and ``d x d`` products, built in column blocks.
     """
     X = sp.csr_matrix(X, dtype=np.float64)
+    n, d = X.shape
+    if n < d:
+        return _ease_woodbury(X, lam)
     G = (X.T @ X).toarray()
     G[np.diag_indices_from(G)] += lam
     c, info = sla.lapack.dpotrf(G, lower=False, overwrite_a=True)
@@ -45,6 +50,23 @@ def ease_weights(X: sp.spmatrix, lam: float) -> np.ndarray:
     B = P / (-np.diag(P))[None, :]
     np.fill_diagonal(B, 0.0)
     return B.astype(np.float32)
+
+
+def _ease_woodbury(X: sp.csr_matrix, lam: float) -> np.ndarray:
+    n, d = X.shape
+    M = (X @ X.T).toarray()
+    M[np.diag_indices_from(M)] += lam
+    L = np.linalg.cholesky(M)
+    Z = sla.solve_triangular(L, X.toarray(), lower=True)  # n x d, smaller than B itself
+    diag_p = (1.0 - np.einsum("ij,ij->j", Z, Z)) / lam
+    B = np.empty((d, d), dtype=np.float32)
+    block = max(1, (64 * 2**20) // (8 * d))
+    for lo in range(0, d, block):
+        hi = min(lo + block, d)
+        P = -(Z.T @ Z[:, lo:hi]) / lam  # off-diagonal part of P[:, lo:hi]
+        B[:, lo:hi] = P / (-diag_p[lo:hi])[None, :]
+        B[np.arange(lo, hi), np.arange(lo, hi)] = 0.0
+    return B
 
 
 class EASE(ItemScoringRecommender):
