@@ -104,12 +104,16 @@ def validation_matrices(dataset: str, data_home: str | None, n_folds: int):
 
 
 def score(key: str, params: dict, train, valid) -> dict:
+    """Validation metrics of one setting; the fit and the ranking use one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
     from rfm_recsys.ranking import ranking_metrics
 
-    t = time.perf_counter()
-    model = fit_topn_model(key, params, train)
-    fit_s = time.perf_counter() - t
-    m = ranking_metrics(model, train, valid, K=10)
+    with threadpool_limits(limits=1, user_api="blas"):
+        t = time.perf_counter()
+        model = fit_topn_model(key, params, train)
+        fit_s = time.perf_counter() - t
+        m = ranking_metrics(model, train, valid, K=10)
     return {"precision": m["precision"], "ndcg": m["ndcg"], "map": m["map"], "fit_s": fit_s}
 
 

@@ -83,11 +83,34 @@ def test_confidence_weights_and_user_norm_follow_the_same_iteration():
 
 def test_kernel_spectrum_is_the_matrix_iteration_on_eigenvalues():
     s = np.array([5.0, 2.0, 0.5, 0.01])
-    k = kernel_spectrum(s, n_features=6, n_iter=0, lam=2.0, power=1.0)
+    k, _ = kernel_spectrum(s, n_features=6, n_iter=0, lam=2.0, power=1.0)
     np.testing.assert_array_equal(k, np.ones(4))
-    k = kernel_spectrum(s, n_features=6, n_iter=1, lam=2.0, power=1.0)
+    k, k_tail = kernel_spectrum(s, n_features=6, n_iter=1, lam=2.0, power=1.0)
     np.testing.assert_allclose(k, s / (s.sum() / 6))  # first update: K = G / mean diag
-    assert k.sum() == pytest.approx(6.0)
+    assert k.sum() == pytest.approx(6.0) and k_tail == 0.0
+    # a tail of equal eigenvalues follows the recursion as two more entries of s would
+    full, _ = kernel_spectrum(np.r_[s, 0.3, 0.3], 6, 3, 2.0, 0.5)
+    k, k_tail = kernel_spectrum(s, 6, 3, 2.0, 0.5, tail=0.3)
+    np.testing.assert_allclose(np.r_[k, k_tail, k_tail], full, rtol=1e-12)
+
+
+def test_truncated_fit_scores_unseen_items_with_a_flat_tail():
+    """rank r: unseen-item scores are those of the kernel whose left-out eigenvalues are equal."""
+    X = _binary(40, 25, density=0.3, seed=5)
+    full = ImplicitLinRFM(n_iter=2, lam=3.0).fit(X)
+    s, U = full.spectrum_, full.components_.astype(float)
+    r, d = 6, X.shape[1]
+    tail = (s.sum() - s[:r].sum()) / (d - r)
+    flat = np.r_[s[:r], np.full(d - r, tail)]
+    Uc = np.linalg.svd(U[:, :r], full_matrices=True)[0][:, r:]  # complement of the top r
+    G_flat = np.hstack([U[:, :r], Uc]) @ np.diag(flat) @ np.hstack([U[:, :r], Uc]).T
+    G_flat_sqrt = _psd_power(G_flat, 0.5)
+    Xb = (X.toarray() > 0).astype(float)
+    # any rows with Gram G_flat give the same kernel: use G_flat^1/2 scaled to n rows
+    _, W = _explicit_iteration(Xb, 2, 3.0, 1.0, rows=G_flat_sqrt * np.sqrt(X.shape[0]))
+    model = ImplicitLinRFM(n_iter=2, lam=3.0, solver="exact", rank=r).fit(X)
+    unseen = Xb == 0
+    np.testing.assert_allclose(_scores(model, X)[unseen], W[unseen], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(30, 50), (50, 30)])

@@ -52,7 +52,8 @@ class ImplicitLinRFM(ItemScoringRecommender):
             when forming ``G`` (heavy users weigh less in the kernel; scores of one user are
             only rescaled).
         rank: eigenpairs kept; ``None``: all non-zero ones with the exact solver, 256 with
-            the randomized one.
+            the randomized one. The directions left out share one eigenvalue, their mean
+            (from the trace of ``G``), and follow the same updates.
         solver: ``"exact"`` (``eigh`` of the smaller of ``X X^T`` and ``X^T X``),
             ``"randomized"`` (seeded subspace iteration from sparse products) or ``"auto"``
             (exact when users or items number at most 3000).
@@ -62,9 +63,11 @@ class ImplicitLinRFM(ItemScoringRecommender):
 
     Attributes (after ``fit``):
         spectrum_: eigenvalues of ``G`` kept (descending).
-        kernel_spectrum_: the kernel's eigenvalues after the updates.
+        tail_eigenvalue_: the eigenvalue given to the directions left out by ``rank``.
+        kernel_spectrum_, kernel_tail_: the kernel's eigenvalues after the updates.
         components_: ``U``, ``n_items x r`` float32.
-        item_factors: ``U diag(k / (k + lam))^1/2``; scores are ``(x_u @ V) @ V.T``.
+        item_factors: ``V = U diag(k / (k + lam) - f_tail)^1/2``; a user's scores of unseen
+            items are ``(x_u @ V) @ V.T``.
         user_items_: the (weighted) training interactions, one row per user.
         fit_seconds_: wall time of the last fit.
     """
@@ -143,13 +146,17 @@ class ImplicitLinRFM(ItemScoringRecommender):
             random_state=self.random_state,
             num_threads=self.num_threads,
         )
-        k = kernel_spectrum(s, d, self.n_iter, float(self.lam), float(self.power))
-        shrink = (k / (k + float(self.lam))).astype(np.float32)
+        # the directions left out share one eigenvalue: their mean, from the trace of G
+        trace = float(np.dot(Xg.data, Xg.data)) / n
+        tail = max(trace - float(s.sum()), 0.0) / (d - s.size) if d > s.size else 0.0
+        k, k_tail = kernel_spectrum(s, d, self.n_iter, float(self.lam), float(self.power), tail)
         self._set_interactions(X)
         self.spectrum_ = s
+        self.tail_eigenvalue_ = tail
         self.kernel_spectrum_ = k
+        self.kernel_tail_ = k_tail
         self.components_ = U
-        self._factors = U * np.sqrt(shrink)[None, :]
+        self._set_factors()
         self.fit_seconds_ = time.perf_counter() - start
         if callback is not None:
             callback(self.n_iter, self.fit_seconds_, None)
@@ -175,19 +182,37 @@ class ImplicitLinRFM(ItemScoringRecommender):
     def _user_vectors(self, rows: sp.csr_matrix) -> np.ndarray:
         return np.asarray(rows @ self._factors)
 
+    def _set_factors(self) -> None:
+        """``U diag(f - f_tail)^1/2`` with ``f = k / (k + lam)``.
+
+        The left-out directions carry ``f_tail (I - U U^T)``; on the items a user has not seen
+        that is ``-f_tail x_u U U^T`` (``x_u`` itself is zero there), so it shifts the leading
+        factors and needs no storage.
+        """
+        lam = float(self.lam)
+        k = self.kernel_spectrum_
+        shift = self.kernel_tail_ / (self.kernel_tail_ + lam)
+        shrink = np.maximum(k / (k + lam) - shift, 0.0).astype(np.float32)
+        self._factors = self.components_ * np.sqrt(shrink)[None, :]
+
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {
             "spectrum": self.spectrum_,
             "kernel_spectrum": self.kernel_spectrum_,
             "components": self.components_,
         }
-        return arrays, {"fit_seconds": float(self.fit_seconds_)}
+        meta = {
+            "fit_seconds": float(self.fit_seconds_),
+            "tail_eigenvalue": float(self.tail_eigenvalue_),
+            "kernel_tail": float(self.kernel_tail_),
+        }
+        return arrays, meta
 
     def _restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.spectrum_ = arrays["spectrum"]
         self.kernel_spectrum_ = arrays["kernel_spectrum"]
         self.components_ = arrays["components"]
-        k = self.kernel_spectrum_
-        shrink = (k / (k + float(self.lam))).astype(np.float32)
-        self._factors = self.components_ * np.sqrt(shrink)[None, :]
+        self.tail_eigenvalue_ = float(meta["tail_eigenvalue"])
+        self.kernel_tail_ = float(meta["kernel_tail"])
+        self._set_factors()
         self.fit_seconds_ = float(meta["fit_seconds"])

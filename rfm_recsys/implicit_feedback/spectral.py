@@ -29,35 +29,46 @@ __all__ = ["exact_eigenpairs", "gram_eigenpairs", "kernel_spectrum", "randomized
 _RELATIVE_FLOOR = 1e-7
 
 
-def kernel_spectrum(s: np.ndarray, n_features: int, n_iter: int, lam: float, power: float):
+def kernel_spectrum(
+    s: np.ndarray,
+    n_features: int,
+    n_iter: int,
+    lam: float,
+    power: float,
+    tail: float = 0.0,
+) -> tuple[np.ndarray, float]:
     """Eigenvalues of the kernel after ``n_iter`` lin-RFM updates starting from ``K = I``.
 
     Args:
-        s: eigenvalues of ``G = X^T X / n`` (those left out are zero).
-        n_features: ``d``, the number of items (the mean diagonal is ``sum(k) / d``).
+        s: the leading eigenvalues of ``G = X^T X / n``.
+        n_features: ``d``, the number of items (the mean diagonal is ``trace / d``).
         n_iter: number of kernel updates.
         lam: ridge of the row fits.
         power: exponent applied to the AGOP.
+        tail: the eigenvalue given to the ``d - len(s)`` directions left out (their mean,
+            ``(trace(G) - sum(s)) / (d - len(s))``; 0 when ``s`` holds every non-zero one).
 
     Returns:
-        ``k``, the kernel's eigenvalues on ``G``'s eigenvectors (float64). With ``n_iter = 0``
-        the kernel is the identity.
+        ``(k, k_tail)``: the kernel's eigenvalues on ``G``'s leading eigenvectors and on the
+        rest (float64). With ``n_iter = 0`` the kernel is the identity.
     """
     s = np.maximum(np.asarray(s, dtype=np.float64), 0.0)
-    k = np.ones_like(s)
+    rest = max(n_features - s.size, 0)
+    tail = max(float(tail), 0.0) if rest else 0.0
+    k, k_tail = np.ones_like(s), 1.0
     for _ in range(n_iter):
-        f = k / (k + lam)
-        agop = s * f * f
-        agop = _mean_diag_one(agop, n_features)
-        k = _mean_diag_one(agop**power, n_features)
-    return k
+        f, f_tail = k / (k + lam), k_tail / (k_tail + lam)
+        agop, agop_tail = s * f * f, tail * f_tail * f_tail
+        scale = _mean_diag_scale(agop, agop_tail, rest, n_features)
+        k, k_tail = (agop * scale) ** power, (agop_tail * scale) ** power
+        scale = _mean_diag_scale(k, k_tail, rest, n_features)
+        k, k_tail = k * scale, k_tail * scale
+    return k, float(k_tail)
 
 
-def _mean_diag_one(k: np.ndarray, n_features: int) -> np.ndarray:
-    total = float(k.sum())
-    if not total > 0:
-        return k
-    return k * (n_features / total)
+def _mean_diag_scale(k: np.ndarray, k_tail: float, rest: int, n_features: int) -> float:
+    total = float(k.sum()) + rest * k_tail
+    return n_features / total if total > 0 else 1.0
 
 
 def gram_eigenpairs(
