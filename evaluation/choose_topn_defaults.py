@@ -37,13 +37,13 @@ DATASETS = ("ml-100k", "ml-latest-small")
 
 LINRFM_GRID = [
     {"n_iter": it, "lam": lam, "alpha": alpha}
-    for it, lam, alpha in itertools.product((1, 2, 3), (5.0, 10.0, 20.0, 40.0), (0.0, 1.0))
+    for it, lam, alpha in itertools.product((1, 2, 3), (10.0, 20.0, 40.0, 80.0), (1.0, 2.0))
 ]
 EASE_GRID = [{"lam": float(round(x, 1))} for x in np.geomspace(10.0, 10_000.0, 24)]
 ALS_GRID = [
     {"factors": f, "regularization": r, "alpha": a, "values": v}
     for f, r, a, v in itertools.product(
-        (32, 64, 128), (0.01, 0.1), (1.0, 10.0), ("binary", "ratings")
+        (16, 32, 64), (0.1, 1.0, 10.0, 50.0), (0.5, 1.0), ("ratings",)
     )
 ]
 GRIDS = {"implicit-linrfm": LINRFM_GRID, "ease": EASE_GRID, "implicit-als": ALS_GRID}
