@@ -41,10 +41,8 @@ LINRFM_GRID = [
 ]
 EASE_GRID = [{"lam": float(round(x, 1))} for x in np.geomspace(10.0, 10_000.0, 24)]
 ALS_GRID = [
-    {"factors": f, "regularization": r, "alpha": a, "values": v}
-    for f, r, a, v in itertools.product(
-        (16, 32, 64), (0.1, 1.0, 10.0, 50.0), (0.5, 1.0), ("ratings",)
-    )
+    {"factors": f, "regularization": r, "alpha": a, "values": "ratings"}
+    for f, r, a in itertools.product((8, 16, 32), (3.0, 10.0, 30.0, 100.0), (0.25, 0.5))
 ]
 GRIDS = {"implicit-linrfm": LINRFM_GRID, "ease": EASE_GRID, "implicit-als": ALS_GRID}
 
@@ -148,6 +146,8 @@ def choose(df: pd.DataFrame) -> dict:
         out["validation"].setdefault(model, {})[dataset] = {
             k: float(v) for k, v in g.loc[best].items()
         }
+    if "implicit-linrfm" not in mean.index.get_level_values(0):
+        return out
     lin = mean.loc["implicit-linrfm"]["precision"].unstack(0)  # params x dataset
     relative = (lin / lin.max()).mean(axis=1)
     out["default"] = {"implicit-linrfm": json.loads(relative.idxmax())}
@@ -184,6 +184,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--study", action="store_true", help="also the one-knob study")
     ap.add_argument("--quick", action="store_true", help="3 settings each, one fold (smoke run)")
     ap.add_argument("--out", default="results/topn_defaults", help="output folder")
+    ap.add_argument(
+        "--from-csv",
+        nargs="+",
+        default=None,
+        help="recompute chosen.json from validation.csv files of earlier runs (no fitting)",
+    )
     args = ap.parse_args(argv)
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
     grids = {k: (GRIDS[k][:3] if args.quick else GRIDS[k]) for k in keys}
@@ -195,13 +201,21 @@ def main(argv: list[str] | None = None) -> dict:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)
 
-    splits = {
-        ds: validation_matrices(ds, args.data_home, n_folds) for ds in args.datasets.split(",")
-    }
-    df = run_grid(splits, keys, grids, log)
+    if args.from_csv:
+        df = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
+        keys = sorted(df.model.unique())
+        n_folds = int(df.fold.nunique())
+        args.study = False
+    else:
+        splits = {
+            ds: validation_matrices(ds, args.data_home, n_folds) for ds in args.datasets.split(",")
+        }
+        df = run_grid(splits, keys, grids, log)
     df.to_csv(out / "validation.csv", index=False)
-    chosen = choose(df) if "implicit-linrfm" in keys else {"tuned": {}}
-    chosen["budget"] = {k: len(g) for k, g in grids.items()}
+    chosen = choose(df)
+    chosen["budget"] = {
+        k: int(df[df.model == k].groupby(["dataset", "fold"]).size().max()) for k in keys
+    }
     chosen["protocol"] = (
         f"first {n_folds} training folds of KFold(5, random_state=0, shuffle=True), each split "
         "90/10 by surprise train_test_split(random_state=0); relevant = rating >= 4; "
