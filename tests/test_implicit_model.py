@@ -58,7 +58,7 @@ def _scores(model, X: sp.csr_matrix) -> np.ndarray:
 def test_scores_equal_per_row_kernel_ridge_solves(n_iter, lam, power):
     X = _binary()
     Xb = (X.toarray() > 0).astype(float)
-    model = ImplicitLinRFM(n_iter=n_iter, lam=lam, power=power).fit(X)
+    model = ImplicitLinRFM(n_iter=n_iter, lam=lam, power=power, alpha=0.0).fit(X)
     K, W = _explicit_iteration(Xb, n_iter, lam, power)
     np.testing.assert_allclose(_scores(model, X), W, rtol=1e-4, atol=1e-5)
     # the spectral kernel is the explicit one
@@ -66,16 +66,13 @@ def test_scores_equal_per_row_kernel_ridge_solves(n_iter, lam, power):
     np.testing.assert_allclose((U * k) @ U.T, K, rtol=1e-4, atol=1e-5)
 
 
-def test_confidence_weights_and_user_norm_follow_the_same_iteration():
+def test_confidence_weights_follow_the_same_iteration():
     X = _binary(seed=3)
-    alpha, a = 0.5, 0.5
+    alpha = 0.5
     Xw = X.toarray()
     Xw[Xw > 0] = 1 + alpha * Xw[Xw > 0]
-    deg = (X.toarray() > 0).sum(1)
-    Xg = Xw / np.maximum(deg, 1)[:, None] ** a
-    model = ImplicitLinRFM(n_iter=2, lam=4.0, alpha=alpha, user_norm=a).fit(X)
-    K, W = _explicit_iteration(Xw, 2, 4.0, 1.0, rows=Xg)
-    # the kernel comes from the normalised rows; scores are those of the weighted rows
+    model = ImplicitLinRFM(n_iter=2, lam=4.0, alpha=alpha).fit(X)
+    K, W = _explicit_iteration(Xw, 2, 4.0, 1.0)
     U, k = model.components_.astype(float), model.kernel_spectrum_
     np.testing.assert_allclose((U * k) @ U.T, K, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(_scores(model, X), W, rtol=1e-4, atol=1e-5)
@@ -97,7 +94,7 @@ def test_kernel_spectrum_is_the_matrix_iteration_on_eigenvalues():
 def test_truncated_fit_scores_unseen_items_with_a_flat_tail():
     """rank r: unseen-item scores are those of the kernel whose left-out eigenvalues are equal."""
     X = _binary(40, 25, density=0.3, seed=5)
-    full = ImplicitLinRFM(n_iter=2, lam=3.0).fit(X)
+    full = ImplicitLinRFM(n_iter=2, lam=3.0, alpha=0.0).fit(X)
     s, U = full.spectrum_, full.components_.astype(float)
     r, d = 6, X.shape[1]
     tail = (s.sum() - s[:r].sum()) / (d - r)
@@ -108,7 +105,7 @@ def test_truncated_fit_scores_unseen_items_with_a_flat_tail():
     Xb = (X.toarray() > 0).astype(float)
     # any rows with Gram G_flat give the same kernel: use G_flat^1/2 scaled to n rows
     _, W = _explicit_iteration(Xb, 2, 3.0, 1.0, rows=G_flat_sqrt * np.sqrt(X.shape[0]))
-    model = ImplicitLinRFM(n_iter=2, lam=3.0, solver="exact", rank=r).fit(X)
+    model = ImplicitLinRFM(n_iter=2, lam=3.0, alpha=0.0, solver="exact", rank=r).fit(X)
     unseen = Xb == 0
     np.testing.assert_allclose(_scores(model, X)[unseen], W[unseen], rtol=1e-4, atol=1e-5)
 
@@ -155,7 +152,6 @@ def test_randomized_solver_with_full_rank_scores_like_exact():
         {"n_iter": 1.5},
         {"power": 0.0},
         {"alpha": -0.1},
-        {"user_norm": 2.0},
         {"rank": 0},
         {"solver": "svd"},
         {"num_threads": -1},
