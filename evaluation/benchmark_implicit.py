@@ -118,6 +118,37 @@ def summary_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def plot_precision_vs_fit_time(df: pd.DataFrame, path: Path) -> Path:
+    """precision@10 (mean over folds, with the std as an error bar) against median fit time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(df["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for model, g in df[df.dataset == dataset].groupby("model", sort=False):
+            ax.errorbar(
+                g["fit_s"].median(),
+                g["precision@10"].mean(),
+                yerr=g["precision@10"].std(),
+                fmt="o",
+                capsize=3,
+                label=model,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("fit time (s, median over folds, one BLAS thread)")
+        ax.set_ylabel("precision@10 (5-fold mean ± std)")
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 # ---------------------------------------------------------------------- large fit
 
 
@@ -240,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large-params", default="{}", help="ImplicitLinRFM params as JSON")
     ap.add_argument("--solver-sizes", action="store_true", help="only the solver timing")
     ap.add_argument("--out", default="results/topn_benchmark")
+    ap.add_argument("--replot", default=None, help="table and figure from an earlier folds.csv")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,12 +285,16 @@ def main(argv: list[str] | None = None) -> int:
         df.to_csv(out / "solver_sizes.csv", index=False)
         print(df.to_string())
         return 0
-    chosen = json.loads(Path(args.chosen).read_text()) if args.chosen else None
-    df = run_folds(args.datasets.split(","), args.data_home, chosen, args.folds)
+    if args.replot:
+        df = pd.read_csv(args.replot)
+    else:
+        chosen = json.loads(Path(args.chosen).read_text()) if args.chosen else None
+        df = run_folds(args.datasets.split(","), args.data_home, chosen, args.folds)
     df.to_csv(out / "folds.csv", index=False)
     table = summary_table(df)
     (out / "table.md").write_text(table + "\n")
     print(table)
+    print("figure:", plot_precision_vs_fit_time(df, out / "precision_vs_fit_time.png"))
     return 0
 
 
