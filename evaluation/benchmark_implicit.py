@@ -121,6 +121,7 @@ def summary_table(df: pd.DataFrame) -> str:
 def plot_precision_vs_fit_time(df: pd.DataFrame, path: Path) -> Path:
     """precision@10 (mean over folds, with the std as an error bar) against median fit time."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -138,6 +139,8 @@ def plot_precision_vs_fit_time(df: pd.DataFrame, path: Path) -> Path:
                 label=model,
             )
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_xlabel("fit time (s, median over folds, one BLAS thread)")
         ax.set_ylabel("precision@10 (5-fold mean ± std)")
         ax.set_title(dataset)
