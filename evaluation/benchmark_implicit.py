@@ -139,7 +139,8 @@ def plot_precision_vs_fit_time(df: pd.DataFrame, path: Path) -> Path:
                 label=model,
             )
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_xlabel("fit time (s, median over folds, one BLAS thread)")
         ax.set_ylabel("precision@10 (5-fold mean ± std)")
