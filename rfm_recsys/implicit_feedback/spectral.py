@@ -172,9 +172,14 @@ def randomized_eigenpairs(
     threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         Q = rng.standard_normal((d, width), dtype=np.float32)
-        for _ in range(n_power_iter + 1):
+        for step in range(n_power_iter + 1):
             Y = _threaded_product(XT, _threaded_product(X, Q, pool, threads), pool, threads)
-            Q, _ = np.linalg.qr(Y)
+            if step < n_power_iter:
+                # as scikit-learn's range finder: an LU factor keeps the block well scaled
+                # between products at a fraction of a QR's cost; the last step orthonormalises
+                Q = sla.lu(Y, permute_l=True, check_finite=False, overwrite_a=True)[0]
+            else:
+                Q = _orthonormal(Y)
         Z = _threaded_product(X, Q, pool, threads)
     ZtZ = Z.T.astype(np.float64) @ Z.astype(np.float64)
     del Z
@@ -183,6 +188,23 @@ def randomized_eigenpairs(
     s, V = s[:rank], V[:, :rank]
     U = Q @ V.astype(np.float32)
     return s, np.ascontiguousarray(U, dtype=np.float32)
+
+
+def _orthonormal(Y: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of ``Y``'s columns: Cholesky-QR applied twice (float64 Gram).
+
+    Two BLAS-3 passes instead of Householder QR, which is several times slower on tall blocks
+    (and far slower when other processes share the cores); Householder QR only when the Gram
+    matrix is too ill-conditioned for Cholesky.
+    """
+    Q = Y.astype(np.float64)
+    try:
+        for _ in range(2):
+            R = np.linalg.cholesky(Q.T @ Q).T
+            Q = sla.solve_triangular(R, Q.T, trans="T", lower=False, check_finite=False).T
+    except np.linalg.LinAlgError:
+        Q = sla.qr(Y.astype(np.float64), mode="economic", check_finite=False)[0]
+    return np.ascontiguousarray(Q, dtype=np.float32)
 
 
 def _threaded_product(A: sp.csr_matrix, B: np.ndarray, pool, threads: int) -> np.ndarray:
