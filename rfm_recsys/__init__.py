@@ -10,6 +10,7 @@ from .checks import RatingsError
 from .core.engine import AGOPPower, EngineMemoryError, IRLSUpdate, fit_engine, predict_pairs
 from .implicit_feedback import ImplicitLinRFM
 from .model import LinRFM, NotFittedError, UnknownIdError
+from .params import InvalidParameterError
 from .surprise_algos import IRLSAlgo, LinRFMAlgo
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "IRLSAlgo",
     "IRLSUpdate",
     "ImplicitLinRFM",
+    "InvalidParameterError",
     "LinRFM",
     "LinRFMAlgo",
     "NotFittedError",
