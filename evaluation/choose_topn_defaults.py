@@ -88,7 +88,7 @@ def validation_matrices(dataset: str, data_home: str | None, n_folds: int):
     """``[(fold, train, valid)]``: 90/10 splits of the training parts of the harness's folds."""
     from surprise.model_selection import KFold
 
-    from evaluation.movielens import _validation_split
+    from evaluation.movielens.worker import validation_split
     from rfm_recsys.datasets import load_movielens, to_surprise
     from rfm_recsys.ranking import ranking_matrices
 
@@ -97,7 +97,7 @@ def validation_matrices(dataset: str, data_home: str | None, n_folds: int):
     folds = list(KFold(n_splits=5, random_state=0, shuffle=True).split(data))
     out = []
     for k, (trainset, _test_never_read) in enumerate(folds[:n_folds]):
-        vtrain, vtest = _validation_split(trainset, 0)
+        vtrain, vtest = validation_split(trainset, 0)
         train, valid, _ = ranking_matrices(vtrain, vtest)
         out.append((k, train, valid))
     return out
