@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from recommender_contract import RecommenderContract
+from model_mixin import RecommenderContract
 
 from rfm_recsys.baselines.ease import EASE, ease_weights
 from rfm_recsys.params import InvalidParameterError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from recommender_contract import N_ITEMS, RecommenderContract, block_interactions
+from model_mixin import N_ITEMS, RecommenderContract, block_interactions
 
 from rfm_recsys import ImplicitLinRFM
 from rfm_recsys.implicit_feedback.spectral import (

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from recommender_contract import block_interactions
+from model_mixin import block_interactions
 
 from evaluation.choose_topn_defaults import GRIDS, choose, fit_topn_model
 from rfm_recsys.ranking import ranking_metrics

@@ -1,16 +1,19 @@
-"""implicit's ``RecommenderBase`` face shared by the item-operator recommenders of the package.
+"""The implicit-feedback recommenders' part of the ranking contract and their file format.
 
-A subclass fits an item-to-item operator on a users x items interaction matrix and provides
+:class:`ItemScoringRecommender` builds on :class:`~rfm_recsys.model.base.ScoringRecommenderBase`
+(which implements ``recommend``, ``similar_items`` and ``similar_users`` once for every model)
+for models that score items from a user's row of interactions. A subclass provides
 
-* ``_transform(user_items)``: the interaction values it scores (e.g. binarised or confidence
-  weights) as a float32 CSR matrix;
+* ``_transform(user_items)``: the interaction values it scores (binarised, confidence
+  weights...) as a float32 CSR matrix;
 * ``_scores(rows)``: scores of every item for a batch of such rows (``b x d`` float32);
 * ``_item_vectors()`` and ``_user_vectors(rows)``: vectors whose cosine is the similarity of
   ``similar_items`` and ``similar_users``;
 * ``_state()`` / ``_restore(arrays, meta)``: its fitted arrays for :meth:`save` / :meth:`load`.
 
-Everything else (id checks, filtering, top-N, batching, ``recommend_all``, atomic pickle-free
-``save``/``load``) lives here. Ids are row and column indices of the fitted matrix.
+The base here keeps the transformed training rows (user ``u`` is row ``u``; ids are row and
+column indices), folds in new users for ``recalculate_user`` with the same transform, and saves
+atomically to ``.npz`` + JSON without pickle.
 """
 
 from __future__ import annotations
@@ -23,19 +26,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from implicit.recommender_base import RecommenderBase
 
-from ..params import ParamsMixin
-from ..topn import top_n
+from ..ids import Vocabulary
+from ..model.base import NotFittedError, ScoringRecommenderBase
+from ..topn import score_chunk_rows
 
 __all__ = ["ItemScoringRecommender", "NotFittedError", "check_user_items"]
-
-# Dense score blocks (users x all items) are built in chunks of about this many bytes.
-_SCORE_CHUNK_BYTES = 32 * 2**20
-
-
-class NotFittedError(ValueError, AttributeError):
-    """The model is used before ``fit``."""
 
 
 def check_user_items(user_items, what: str = "user_items") -> sp.csr_matrix:
@@ -75,13 +71,13 @@ def check_user_items(user_items, what: str = "user_items") -> sp.csr_matrix:
     return X
 
 
-class ItemScoringRecommender(ParamsMixin, RecommenderBase):
-    """Recommend, similar items/users and persistence for models scoring items from user rows."""
+class ItemScoringRecommender(ScoringRecommenderBase):
+    """Recommenders that score items from a user's interaction row (see the module docstring)."""
 
     _format: ClassVar[str] = ""
     _format_version: ClassVar[int] = 1
 
-    # ------------------------------------------------------------------ hooks
+    # ------------------------------------------------------------------ hooks of subclasses
 
     def _transform(self, user_items: sp.csr_matrix) -> sp.csr_matrix:  # pragma: no cover
         raise NotImplementedError
@@ -105,25 +101,10 @@ class ItemScoringRecommender(ParamsMixin, RecommenderBase):
 
     def _set_interactions(self, X: sp.csr_matrix) -> None:
         """Keep the transformed training rows: user ``u``'s representation is row ``u``."""
-        for k in [k for k in self.__dict__ if k.startswith("_cache")]:
-            del self.__dict__[k]
+        self._clear_caches()
         self.user_items_ = X
-        self.n_users_, self.n_items_ = X.shape
-
-    def _check_fitted(self) -> None:
-        if "user_items_" not in self.__dict__:
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet: call fit(user_items) first"
-            )
-
-    def _cached(self, name: str, build):
-        key = "_cache_" + name
-        if key not in self.__dict__:
-            self.__dict__[key] = build()
-        return self.__dict__[key]
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_cache")}
+        self.user_vocab_ = Vocabulary.range(X.shape[0])
+        self.item_vocab_ = Vocabulary.range(X.shape[1])
 
     @property
     def item_factors(self) -> np.ndarray:
@@ -131,75 +112,35 @@ class ItemScoringRecommender(ParamsMixin, RecommenderBase):
         self._check_fitted()
         return self._item_vectors()
 
-    # ------------------------------------------------------------------ recommend
+    # ------------------------------------------------------------------ hooks of the base
 
-    def recommend(
-        self,
-        userid,
-        user_items,
-        N: int = 10,
-        filter_already_liked_items: bool = True,
-        filter_items=None,
-        recalculate_user: bool = False,
-        items=None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``N`` items for one user or a batch (implicit's contract).
+    def _score_users(self, codes: np.ndarray) -> np.ndarray:
+        return self._scores(self.user_items_[codes])
 
-        Args:
-            userid: a user id (row of the fitted matrix) or an array of them.
-            user_items: CSR with one row per user in ``userid``: the items filtered out with
-                ``filter_already_liked_items``, and the user's interactions with
-                ``recalculate_user`` (then ``userid`` may be any id, even unknown).
-            N: number of items returned.
-            filter_already_liked_items: never return items stored in ``user_items``.
-            filter_items: item ids never returned.
-            recalculate_user: score from ``user_items`` instead of the training rows.
-            items: rank only these item ids (cannot be combined with ``filter_items``).
+    def _seen_items(self) -> sp.csr_matrix:
+        return self.user_items_
 
-        Returns:
-            ``(ids, scores)`` int32 / float32, best first; 1-d for a scalar ``userid``, else one
-            row per user. Fewer than ``N`` candidates are padded with id -1 and score -inf.
-        """
-        self._check_fitted()
-        scalar = np.isscalar(userid) or np.ndim(userid) == 0
-        users = np.atleast_1d(np.asarray(userid)).astype(np.int64, copy=False).ravel()
-        if filter_already_liked_items or recalculate_user:
-            if not sp.issparse(user_items) or user_items.format != "csr":
-                raise ValueError("user_items needs to be a CSR sparse matrix")
-            if user_items.shape[0] != users.size:
-                raise ValueError("user_items must contain 1 row for every user in userids")
-            if user_items.shape[1] != self.n_items_:
-                raise ValueError(
-                    f"user_items has {user_items.shape[1]} columns, the model {self.n_items_} items"
-                )
-        if recalculate_user:
-            rows = self._transform(check_user_items(user_items))
+    def _score_new_users(self, rows: sp.csr_matrix, start: int, stop: int) -> np.ndarray:
+        return self._scores(self._transform(check_user_items(rows[start:stop])))
+
+    def _similarity(self, side: str, codes: np.ndarray) -> np.ndarray:
+        """Cosine of item vectors, or of user vectors computed in chunks of users."""
+        if side == "item":
+            V = self._cached("item_vectors", self._item_vectors)
+            norms = self._cached("item_norms", lambda: _norms(V))
+            S = (V[codes] @ V.T) / (norms[codes][:, None] * norms[None, :])
         else:
-            self._check_ids(users, self.n_users_, "user")
-            rows = self.user_items_[users]
-        subset = self._subset(items, filter_items)
-        blocked = self._blocked(filter_items)
-        N = int(N) if subset is None else min(int(N), subset.size)
-        ids = np.full((users.size, N), -1, dtype=np.int32)
-        scores = np.full((users.size, N), -np.inf, dtype=np.float32)
-        per = max(1, _SCORE_CHUNK_BYTES // (4 * max(1, self.n_items_)))
-        for lo in range(0, users.size, per):
-            hi = min(lo + per, users.size)
-            S = self._scores(rows[lo:hi])
-            if filter_already_liked_items:
-                seen = user_items[lo:hi]
-                S[np.repeat(np.arange(hi - lo), np.diff(seen.indptr)), seen.indices] = -np.inf
-            if blocked is not None:
-                S[:, blocked] = -np.inf
-            if subset is not None:
-                pos, sc = top_n(S[:, subset], N, np.int64, np.float32)
-                pos = np.where(pos >= 0, subset[np.maximum(pos, 0)], -1)
-            else:
-                pos, sc = top_n(S, N, np.int64, np.float32)
-            ids[lo:hi], scores[lo:hi] = pos, sc
-        if scalar:
-            return ids[0], scores[0]
-        return ids, scores
+            Vq = self._user_vectors(self.user_items_[codes])
+            n = self.n_users_
+            S = np.empty((codes.size, n), dtype=np.float32)
+            norms = np.empty(n, dtype=np.float32)
+            per = score_chunk_rows(Vq.shape[1])
+            for lo in range(0, n, per):
+                V = self._user_vectors(self.user_items_[lo : lo + per])
+                norms[lo : lo + per] = _norms(V)
+                S[:, lo : lo + per] = Vq @ V.T
+            S /= _norms(Vq)[:, None] * norms[None, :]
+        return np.clip(S, -1.0, 1.0, out=S)
 
     def recommend_all(
         self,
@@ -230,103 +171,6 @@ class ItemScoringRecommender(ParamsMixin, RecommenderBase):
             recalculate_user=recalculate_user,
         )
         return ids
-
-    def _subset(self, items, filter_items) -> np.ndarray | None:
-        if items is None:
-            return None
-        if filter_items is not None and np.size(filter_items):
-            raise ValueError("Can't set both items and filter_items in recommend call")
-        subset = np.unique(np.asarray(items, dtype=np.int64).ravel())
-        if subset.size and (subset.min() < 0 or subset.max() >= self.n_items_):
-            raise IndexError("Some itemids in the items parameter are not in the model")
-        return subset
-
-    def _blocked(self, filter_ids, n: int | None = None) -> np.ndarray | None:
-        if filter_ids is None or not np.size(filter_ids):
-            return None
-        ids = np.asarray(filter_ids, dtype=np.int64).ravel()
-        n = self.n_items_ if n is None else n
-        return ids[(ids >= 0) & (ids < n)]
-
-    @staticmethod
-    def _check_ids(ids: np.ndarray, n: int, what: str) -> None:
-        if ids.size and (ids.min() < 0 or ids.max() >= n):
-            bad = ids[(ids < 0) | (ids >= n)]
-            raise IndexError(
-                f"{what} id(s) {bad[:5].tolist()} out of range: the model has {n} {what}s "
-                f"(ids 0..{n - 1}); for a new user pass her interactions with "
-                f"recalculate_user=True"
-                if what == "user"
-                else f"{what} id(s) {bad[:5].tolist()} out of range: the model has {n} {what}s"
-            )
-
-    # ------------------------------------------------------------------ similarity
-
-    def similar_items(
-        self,
-        itemid,
-        N: int = 10,
-        recalculate_item: bool = False,
-        item_users=None,
-        filter_items=None,
-        items=None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Most similar items by cosine of :attr:`item_factors`; the item itself comes first."""
-        self._check_fitted()
-        if recalculate_item:
-            raise NotImplementedError(
-                f"recalculate_item is not supported by {type(self).__name__}: refit to add items"
-            )
-        scalar = np.ndim(itemid) == 0
-        q = np.atleast_1d(np.asarray(itemid, dtype=np.int64)).ravel()
-        self._check_ids(q, self.n_items_, "item")
-        V = self._cached("item_vectors", self._item_vectors)
-        norms = self._cached("item_norms", lambda: _norms(V))
-        S = (V[q] @ V.T) / (norms[q][:, None] * norms[None, :])
-        return self._rank_similar(S, q, N, filter_items, items, self.n_items_, scalar, "item")
-
-    def similar_users(
-        self, userid, N: int = 10, filter_users=None, users=None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Most similar users by cosine of their vectors; the user itself comes first."""
-        self._check_fitted()
-        scalar = np.ndim(userid) == 0
-        q = np.atleast_1d(np.asarray(userid, dtype=np.int64)).ravel()
-        self._check_ids(q, self.n_users_, "user")
-        Vq = self._user_vectors(self.user_items_[q])
-        nq = _norms(Vq)
-        n = self.n_users_
-        S = np.empty((q.size, n), dtype=np.float32)
-        norms = np.empty(n, dtype=np.float32)
-        per = max(1, _SCORE_CHUNK_BYTES // (4 * max(1, Vq.shape[1])))
-        for lo in range(0, n, per):
-            V = self._user_vectors(self.user_items_[lo : lo + per])
-            norms[lo : lo + per] = _norms(V)
-            S[:, lo : lo + per] = Vq @ V.T
-        S /= nq[:, None] * norms[None, :]
-        return self._rank_similar(S, q, N, filter_users, users, n, scalar, "user")
-
-    def _rank_similar(self, S, q, N, filter_ids, subset, n, scalar, what):
-        np.clip(S, -1.0, 1.0, out=S)
-        # ties at cosine 1 (duplicate vectors) must not push the query out of first place
-        S[np.arange(q.size), q] = np.inf
-        blocked = self._blocked(filter_ids, n)
-        if blocked is not None:
-            S[:, blocked] = -np.inf
-        if subset is not None:
-            if filter_ids is not None and np.size(filter_ids):
-                raise ValueError(f"Can't set both {what}s and filter_{what}s")
-            sub = np.unique(np.asarray(subset, dtype=np.int64).ravel())
-            self._check_ids(sub, n, what)
-            pos, sc = top_n(S[:, sub], min(int(N), sub.size), np.int64, np.float32)
-            pos = np.where(pos >= 0, sub[np.maximum(pos, 0)], -1)
-        else:
-            pos, sc = top_n(S, int(N), np.int64, np.float32)
-        sc[np.isposinf(sc)] = 1.0
-        pos = pos.astype(np.int32)
-        if scalar:
-            return pos[0], sc[0]
-        return pos, sc
 
     # ------------------------------------------------------------------ persistence
 
