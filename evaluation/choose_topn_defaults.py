@@ -70,18 +70,10 @@ def fit_topn_model(key: str, params: dict, train, seed: int = 0):
 
 
 def fit_als(train, *, seed: int, values: str = "binary", **params):
-    """implicit's CPU ALS, one BLAS thread, on binarised or rating-valued interactions."""
-    import scipy.sparse as sp
-    from implicit.cpu.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
+    """implicit's CPU ALS, one thread, on binarised or rating-valued interactions."""
+    from rfm_recsys.ranking import fit_implicit_als
 
-    X = sp.csr_matrix(train, dtype=np.float32, copy=True)
-    if values == "binary":
-        X.data[:] = 1.0
-    with threadpool_limits(limits=1, user_api="blas"):
-        model = AlternatingLeastSquares(**params, random_state=seed, num_threads=1)
-        model.fit(X, show_progress=False)
-    return model
+    return fit_implicit_als(train, **params, random_state=seed, num_threads=1, values=values)
 
 
 def validation_matrices(dataset: str, data_home: str | None, n_folds: int):
