@@ -292,7 +292,7 @@ def solver_sizes(seed: int = 0) -> pd.DataFrame:
     from rfm_recsys.datasets import make_ratings
 
     rows = []
-    for nu, ni, nr in ((943, 1682, 100_000), (6040, 3706, 1_000_209), (20000, 6000, 2_000_000)):
+    for nu, ni, nr in ((943, 1682, 100_000), (3000, 6000, 600_000), (6040, 3706, 1_000_209)):
         df = make_ratings(nu, ni, nr, random_state=seed)
         X = sp.csr_matrix(
             (np.ones(len(df), np.float32), (df.user_id - 1, df.item_id - 1)), shape=(nu, ni)
