@@ -63,7 +63,9 @@ class ImplicitLinRFM(ItemScoringRecommender):
         solver: ``"exact"`` (``eigh`` of the smaller of ``X X^T`` and ``X^T X``),
             ``"randomized"`` (seeded subspace iteration from sparse products) or ``"auto"``
             (exact when users or items number at most 2000).
-        n_power_iter, oversample: of the randomized solver.
+        n_power_iter, oversample: of the randomized solver (one power iteration ranks as well
+            as two on ml-100k and ml-latest-small validation splits, and saves a third of the
+            sparse products).
         random_state: seed of the randomized solver.
         num_threads: threads for the sparse products (0: all cores).
 
@@ -99,7 +101,7 @@ class ImplicitLinRFM(ItemScoringRecommender):
         alpha: float = 2.0,
         rank: int | None = None,
         solver: str = "auto",
-        n_power_iter: int = 2,
+        n_power_iter: int = 1,
         oversample: int = 32,
         random_state=None,
         num_threads: int = 0,
