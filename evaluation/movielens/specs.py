@@ -76,6 +76,51 @@ def _implicit_als_class() -> type:
     return AlternatingLeastSquares
 
 
+def _implicit_linrfm_class() -> type:
+    from rfm_recsys import ImplicitLinRFM
+
+    return ImplicitLinRFM
+
+
+def _ease_class() -> type:
+    from rfm_recsys.baselines.ease import EASE
+
+    return EASE
+
+
+def _fit_implicit_als(params: dict, train: Any, seed: int | None, threads: int) -> tuple[Any, str]:
+    from rfm_recsys.ranking import fit_implicit_als
+
+    model = fit_implicit_als(train, **params, random_state=seed, num_threads=threads)
+    values = "rating-valued" if params.get("values") == "ratings" else "binarised"
+    return model, f"implicit AlternatingLeastSquares ({values} train)"
+
+
+def _fit_implicit_linrfm(
+    params: dict, train: Any, seed: int | None, threads: int
+) -> tuple[Any, str]:
+    model = _implicit_linrfm_class()(**params, random_state=seed, num_threads=threads or 1)
+    return model.fit(train), "ImplicitLinRFM (RecommenderBase)"
+
+
+def _fit_ease(params: dict, train: Any, seed: int | None, threads: int) -> tuple[Any, str]:
+    return _ease_class()(**params).fit(train), "EASE (RecommenderBase)"
+
+
+def _ease_memory(params: dict, shape: DataShape, args: Any) -> str | None:
+    """EASE holds a dense items x items float64 inverse, its float32 weights and a copy."""
+    from rfm_recsys.core.engine import available_memory
+
+    need = 20 * shape.n_items**2
+    have = available_memory()
+    if need <= have:
+        return None
+    return (
+        f"needs about {need / 2**30:.1f} GiB for its dense {shape.n_items:,} x "
+        f"{shape.n_items:,} item weights, {have / 2**30:.1f} GiB available"
+    )
+
+
 def _linrfm_ranker(algo: Any, params: dict, train: Any, seed: int | None) -> tuple[Any, str]:
     # lin-RFM ranks through its own RecommenderBase face, fitted on the same training matrix
     from rfm_recsys.model import LinRFM
@@ -150,6 +195,9 @@ class AlgoSpec:
         param_class: the class whose constructor defaults :func:`effective_params` reports
             (default: the class ``make`` builds).
         options_dict: the parameters are one options dict (``defaults`` lists all of them).
+        fit_topn: ``fit_topn(params, train, seed, threads) -> (model, label)`` fits a top-N
+            model (kind ``"topn"``) on the fold's users x items training matrix; with
+            ``--tune`` its ``grid`` is searched on validation precision@10.
     """
 
     key: str
@@ -165,6 +213,7 @@ class AlgoSpec:
     skip: Callable[[dict, DataShape, Any], str | None] | None = None
     param_class: Callable[[], type] | None = None
     options_dict: bool = False
+    fit_topn: Callable[[dict, Any, int | None, int], tuple[Any, str]] | None = None
 
 
 _ENGINE_GRID = {"lam": [10.0, 20.0, 40.0], "n_iter": [2, 3, 5]}
@@ -205,18 +254,39 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             options_dict=True,
         ),
         AlgoSpec(
+            "implicit-linrfm", "ImplicitLinRFM", "topn",
+            grid={"n_iter": [1, 2], "lam": [10.0, 20.0, 40.0]},
+            quick_grid={"lam": [10.0, 40.0]},
+            param_class=_implicit_linrfm_class, fit_topn=_fit_implicit_linrfm,
+        ),
+        AlgoSpec(
+            "ease", "EASE", "topn", defaults={"lam": 500.0},
+            grid={"lam": [100.0, 200.0, 350.0, 500.0, 750.0, 1000.0]},
+            quick_grid={"lam": [200.0, 500.0]},
+            param_class=_ease_class, fit_topn=_fit_ease, skip=_ease_memory,
+        ),
+        AlgoSpec(
             "implicit-als", "implicit-ALS", "topn",
             defaults={"factors": 100, "regularization": 0.01, "alpha": 1.0, "iterations": 15},
             quick={"iterations": 5}, param_class=_implicit_als_class,
+            grid={
+                "factors": [16, 32], "regularization": [3.0, 10.0, 30.0], "alpha": [0.5],
+                "values": ["ratings"],
+            },
+            quick_grid={"factors": [16, 32]},
+            fit_topn=_fit_implicit_als,
         ),
     ]
 }  # fmt: skip
 RATING_ORDER = ["linrfm", "irls", "als", "svd", "svdpp", "baseline"]
+#: Top-N models (implicit feedback): only in the top-N table, each tuned with the same budget.
+TOPN_ORDER = ["implicit-linrfm", "ease", "implicit-als"]
 ALIASES = {
     "lin-rfm": "linrfm", "rfm": "linrfm", "linrfmalgo": "linrfm", "irls-p": "irls",
     "irlsalgo": "irls",
     "alsalgo": "als", "svd++": "svdpp", "baselineonly": "baseline", "implicit": "implicit-als",
-    "implicit_als": "implicit-als", "ials": "implicit-als",
+    "implicit_als": "implicit-als", "ials": "implicit-als", "implicitlinrfm": "implicit-linrfm",
+    "implicit_linrfm": "implicit-linrfm", "irfm": "implicit-linrfm",
 }  # fmt: skip
 
 
@@ -234,12 +304,13 @@ def _named_keys(text: str, ranking: bool, notes: list[str]) -> list[str]:
             )
         if k not in keys:
             keys.append(k)
-    if "implicit-als" in keys and not ranking:
+    topn = [k for k in keys if ALGORITHMS[k].kind == "topn"]
+    if topn and not ranking:
+        labels = ", ".join(ALGORITHMS[k].label for k in topn)
         notes.append(
-            "implicit-ALS models implicit feedback and appears only in the top-N table: "
-            "add --ranking"
+            f"{labels} model implicit feedback and appear only in the top-N table: add --ranking"
         )
-        keys.remove("implicit-als")
+        keys = [k for k in keys if k not in topn]
     return keys
 
 
@@ -259,8 +330,8 @@ def resolve_algorithms(
                 "add --svdpp or name it in --algorithms"
             )
         if ranking:
-            keys.append("implicit-als")
-    order = RATING_ORDER + ["implicit-als"]
+            keys += TOPN_ORDER
+    order = RATING_ORDER + TOPN_ORDER
     return sorted(keys, key=order.index), notes
 
 
