@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import inspect
 import io
+import os
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+
+from rfm_recsys.fileformat import ModelFileError
 
 RATING_SCALE = (1.0, 5.0)
 UNKNOWN_USER = 10**9 + 7
@@ -501,8 +504,34 @@ class RecommenderContract:
 
     def test_load_rejects_other_files(self, tmp_path):
         np.savez(tmp_path / "x.npz", a=np.arange(3))
-        with pytest.raises(ValueError, match="no 'meta'"):
+        with pytest.raises(ModelFileError, match="x.npz"):
             type(self.make_model()).load(tmp_path / "x.npz")
+
+    def test_load_rejects_damaged_files(self, fitted, tmp_path):
+        path = tmp_path / "model.npz"
+        fitted.save(path)
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        path.write_bytes(bytes(raw))
+        with pytest.raises(ModelFileError, match="model.npz"):
+            type(fitted).load(path)
+        path.write_bytes(bytes(raw[: len(raw) // 3]))
+        with pytest.raises(ModelFileError, match="model.npz"):
+            type(fitted).load(path)
+
+    def test_failed_save_keeps_the_previous_file(self, fitted, tmp_path, monkeypatch):
+        path = tmp_path / "model.npz"
+        fitted.save(path)
+        before = path.read_bytes()
+
+        def fail(*args, **kwargs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(os, "replace", fail)
+        with pytest.raises(OSError, match="disk full"):
+            fitted.save(path)
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
 
     def test_pickle_round_trip(self, fitted, X):
         clone = pickle.loads(pickle.dumps(fitted))

@@ -18,15 +18,14 @@ atomically to ``.npz`` + JSON without pickle.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..fileformat import ModelFileError, file_label, read_model_file, write_model_file
 from ..ids import Vocabulary
 from ..model.base import NotFittedError, ScoringRecommenderBase
 from ..topn import score_chunk_rows
@@ -175,15 +174,13 @@ class ItemScoringRecommender(ScoringRecommenderBase):
     # ------------------------------------------------------------------ persistence
 
     def save(self, file) -> None:
-        """Save to ``.npz`` (arrays plus one JSON string): no pickle, no code.
+        """Save in the package's checked model format (:mod:`rfm_recsys.fileformat`).
 
-        A path gets ``.npz`` appended when missing (as implicit does) and is written
-        atomically: a temporary file beside it, then ``os.replace``. A binary file object is
-        written in place.
+        No pickle, no code: arrays plus JSON metadata with a sha256 per array. A path gets
+        ``.npz`` appended when missing (as implicit does) and is written atomically: a failed
+        or interrupted save leaves the previous file at that path intact.
         """
         meta: dict[str, Any] = {
-            "format": self._format,
-            "version": self._format_version,
             "params": self._json_params(),
             "fitted": "user_items_" in self.__dict__,
         }
@@ -195,56 +192,34 @@ class ItemScoringRecommender(ScoringRecommenderBase):
             extra_arrays, extra_meta = self._state()
             arrays.update(extra_arrays)
             meta.update(extra_meta)
-        arrays["meta"] = np.array(json.dumps(meta, allow_nan=False))
-        if not isinstance(file, (str, os.PathLike)):
-            np.savez(file, **arrays)
-            return
-        path = os.fspath(file)
-        if not path.endswith(".npz"):
-            path += ".npz"
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_model_file(
+            _npz_path(file), arrays, meta, format=self._format, version=self._format_version
+        )
 
     @classmethod
     def load(cls, fileobj_or_path):
-        """Load a model written by :meth:`save` (``np.load(..., allow_pickle=False)``)."""
-        if isinstance(fileobj_or_path, (str, os.PathLike)):
-            fileobj_or_path = os.fspath(fileobj_or_path)
-            if not fileobj_or_path.endswith(".npz"):
-                fileobj_or_path += ".npz"
-        with np.load(fileobj_or_path, allow_pickle=False) as data:
-            if "meta" not in data.files:
-                raise ValueError(f"not a {cls.__name__} file: no 'meta' entry")
-            meta = json.loads(str(data["meta"][()]))
-            if meta.get("format") != cls._format:
-                raise ValueError(
-                    f"not a {cls.__name__} file (format {meta.get('format')!r}, "
-                    f"expected {cls._format!r})"
-                )
-            if meta.get("version", 0) > cls._format_version:
-                raise ValueError(
-                    f"file format version {meta['version']} is newer than this rfm_recsys "
-                    f"understands ({cls._format_version}): upgrade rfm_recsys"
-                )
+        """Load a model written by :meth:`save`.
+
+        Raises:
+            ModelFileError: the file is damaged, truncated, of another model or too new.
+        """
+        path = _npz_path(fileobj_or_path)
+        arrays, meta, _ = read_model_file(path, format=cls._format, max_version=cls._format_version)
+        try:
             model = cls(**meta["params"])
             if meta["fitted"]:
-                arrays = {k: data[k] for k in data.files if k != "meta"}
                 X = sp.csr_matrix(
                     (arrays.pop("X_data"), arrays.pop("X_indices"), arrays.pop("X_indptr")),
                     shape=tuple(meta["shape"]),
                 )
                 model._set_interactions(X)
                 model._restore(arrays, meta)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            # The checksums matched, so the file is as written: by another program or version.
+            raise ModelFileError(
+                file_label(path),
+                f"the content does not describe a {cls.__name__} ({type(exc).__name__}: {exc})",
+            ) from exc
         return model
 
     def _json_params(self) -> dict[str, Any]:
@@ -268,3 +243,11 @@ def _norms(V: np.ndarray) -> np.ndarray:
     n = np.sqrt(np.einsum("ij,ij->i", V, V, dtype=np.float64)).astype(np.float32)
     n[n == 0] = 1e-10
     return n
+
+
+def _npz_path(file):
+    if isinstance(file, (str, os.PathLike)):
+        file = os.fspath(file)
+        if not file.endswith(".npz"):
+            file += ".npz"
+    return file
