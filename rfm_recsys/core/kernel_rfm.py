@@ -1,0 +1,255 @@
+"""Kernel RFM for ratings: nonlinear kernels over the geometry that lin-RFM's AGOP learns.
+
+lin-RFM regresses each row on the feature columns ``e_j`` with the linear kernel
+``k(e_j, e_k) = M_jk``, ``M`` the learned (AGOP) matrix. Kernel RFM (Radhakrishnan et al.,
+Science 2024) keeps the learned Mahalanobis geometry but swaps the linear kernel for a radial
+one over its distances::
+
+    d_jk^2 = M_jj + M_kk - 2 M_jk            (||e_j - e_k||_M^2)
+    gaussian:  k_jk = exp(-d_jk^2 / (2 h^2))        laplace:  k_jk = exp(-d_jk / h)
+
+Both are positive definite functions of a Euclidean distance (Schoenberg), so the ``d x d``
+kernel matrix is symmetric PSD whatever ``M`` is (``M`` PSD makes ``d`` Euclidean). With
+``geometry="cosine"`` the distance is that of the unit-normalised columns (``d_jk^2 = 2 - 2
+cos_jk``) and the kernel is rescaled by the norms, ``k_jk = |e_j|_M |e_k|_M f(d_jk)`` (still PSD:
+a product with the rank-one PSD ``n n^T``), which keeps the strength the AGOP gives each feature.
+``"linear"`` returns ``M`` itself, so that kernel is today's model exactly.
+
+Rows are then refitted with the kernel matrix in the ridge solves of the engine
+(``a_r = (k[S_r, S_r] + lam I)^-1 y_r``); prediction is unchanged in form
+(``sum_s k[c, s] a_rs``), so a :class:`~rfm_recsys.core.fitting.RatingsFit` holding the kernel
+matrix predicts, folds in and saves as before. The feature update is either the AGOP of the
+completed matrix ``W = A k`` (as lin-RFM does) or the AGOP of the nonlinear predictors
+themselves, ``sum_r sum_j grad f_r(e_j) grad f_r(e_j)^T`` with
+``f_r(x) = sum_s a_rs k(x, e_s)`` (:func:`predictor_agop`, in closed form with ``d x d``
+products only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from .engine import RowPlan, gram_of_completion, solve_rows
+from .fitting import RatingsFit
+
+KERNELS = ("linear", "laplace", "gaussian")
+GEOMETRIES = ("mahalanobis", "cosine")
+FEATURE_UPDATES = ("completion", "gradient")
+
+
+def _check(kernel: str, geometry: str, bandwidth: float) -> None:
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
+    if not (np.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(f"bandwidth must be a positive number, got {bandwidth!r}")
+
+
+def squared_distances(M: np.ndarray) -> np.ndarray:
+    """``d_jk^2 = M_jj + M_kk - 2 M_jk`` in float64, round-off negatives clipped to 0."""
+    M64 = np.asarray(M, dtype=np.float64)
+    diag = np.diag(M64)
+    D2 = diag[:, None] + diag[None, :] - 2.0 * M64
+    np.maximum(D2, 0.0, out=D2)
+    np.fill_diagonal(D2, 0.0)
+    return D2
+
+
+def _radial(D2: np.ndarray, kernel: str, bandwidth: float) -> np.ndarray:
+    if kernel == "gaussian":
+        return np.exp(D2 * (-0.5 / bandwidth**2))
+    return np.exp(np.sqrt(D2) * (-1.0 / bandwidth))
+
+
+def kernel_matrix(
+    M: np.ndarray, kernel: str = "linear", bandwidth: float = 1.0, geometry: str = "mahalanobis"
+) -> np.ndarray:
+    """The ``d x d`` kernel matrix ``k(e_j, e_k)`` over the geometry of ``M`` (symmetric PSD).
+
+    Args:
+        M: the learned feature matrix (symmetric PSD, mean diagonal 1 as the engine keeps it,
+            so distances are of order 1 and ``bandwidth`` means the same on every data set).
+        kernel: ``"linear"`` (returns ``M`` itself), ``"gaussian"`` or ``"laplace"``.
+        bandwidth: ``h`` of the radial function.
+        geometry: ``"mahalanobis"`` (distances of ``M``) or ``"cosine"`` (distances of the
+            unit-normalised features, kernel rescaled by the norms).
+
+    Returns:
+        The kernel matrix in ``M``'s dtype.
+    """
+    _check(kernel, geometry, bandwidth)
+    if kernel == "linear":
+        return M
+    if geometry == "mahalanobis":
+        Kn = _radial(squared_distances(M), kernel, bandwidth)
+    else:
+        norms = np.sqrt(np.clip(np.diag(M).astype(np.float64), 0.0, None))
+        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        C = np.asarray(M, dtype=np.float64) * inv[:, None] * inv[None, :]
+        D2 = np.clip(2.0 - 2.0 * C, 0.0, 4.0)
+        np.fill_diagonal(D2, 0.0)
+        Kn = _radial(D2, kernel, bandwidth) * norms[:, None] * norms[None, :]
+    Kn = 0.5 * (Kn + Kn.T)
+    return Kn.astype(M.dtype, copy=False)
+
+
+def _derivative_factor(D2: np.ndarray, Kn: np.ndarray, kernel: str, bandwidth: float) -> np.ndarray:
+    """``c_jk`` with ``grad_x k(x, e_k) = c_jk M (x - e_k)`` at ``x = e_j`` (Mahalanobis only)."""
+    if kernel == "gaussian":
+        return Kn * (-1.0 / bandwidth**2)
+    D = np.sqrt(D2)
+    # the Laplace kernel has no gradient at d = 0; RFM's implementation sets that term to 0
+    return np.divide(-Kn, bandwidth * D, out=np.zeros_like(Kn), where=D > 0)
+
+
+def predictor_agop(M: np.ndarray, A: sp.csr_matrix, kernel: str, bandwidth: float) -> np.ndarray:
+    """AGOP of the row predictors ``f_r(x) = sum_s A_rs k(x, e_s)`` over all ``x = e_j``.
+
+    With ``grad f_r(e_j) = M v_rj``, ``v_rj = sum_s A_rs c_js (e_j - e_s)``, the stacked
+    ``V_r = diag(C a_r) - C diag(a_r)`` give ``sum_r V_r^T V_r`` as
+    ``diag(sum_r (C a_r)^2) - C o P - (C o P)^T + (C C) o (A^T A)`` with ``P = (A C)^T A``
+    (``o`` the elementwise product), so no ``n x d x d`` array is formed. The result is
+    ``M (sum_r V_r^T V_r) M / (n d)``, float64.
+
+    Only for the Mahalanobis geometry (``gaussian`` or ``laplace``): the linear kernel's
+    gradient is the completed row itself (:func:`~rfm_recsys.core.engine.gram_of_completion`).
+    """
+    _check(kernel, "mahalanobis", bandwidth)
+    if kernel == "linear":
+        raise ValueError("the linear kernel's AGOP is that of the completed matrix")
+    M64 = np.asarray(M, dtype=np.float64)
+    D2 = squared_distances(M64)
+    Kn = _radial(D2, kernel, bandwidth)
+    C = _derivative_factor(D2, Kn, kernel, bandwidth)
+    A64 = sp.csr_matrix(A, dtype=np.float64)
+    AC = np.asarray(A64 @ C)  # n x d, rows c_r = C a_r
+    P = np.asarray(A64.T @ AC).T  # sum_r c_r a_r^T
+    T2 = C * P
+    ata = (A64.T @ A64).toarray()
+    S = np.diag((AC**2).sum(axis=0)) - T2 - T2.T + (C @ C) * ata
+    n, d = A.shape
+    G = M64 @ S @ M64 / (n * d)
+    return 0.5 * (G + G.T)
+
+
+def solve_rows_scaled(
+    K: np.ndarray, plan: RowPlan, y: np.ndarray, lam: float, count_power: float = 0.0
+) -> np.ndarray:
+    """Row fits with ridge ``lam * (c_r / mean c)^count_power`` for a row of ``c_r`` ratings.
+
+    ``count_power = 0`` is the engine's :func:`~rfm_recsys.core.engine.solve_rows` with one
+    ``lam``. Rows are grouped by count already, so each group is one call with its own ridge.
+    """
+    if count_power == 0.0:
+        return solve_rows(K, plan, y, lam)
+    counts = np.diff(plan.indptr)
+    mean_c = float(counts[counts > 0].mean())
+    a = np.zeros(y.shape[0], dtype=K.dtype)
+    for group in plan.groups:
+        sub = RowPlan(plan.n_rows, plan.n_cols, plan.indptr, plan.indices, [group])
+        lam_c = lam * (group[0] / mean_c) ** count_power
+        a += solve_rows(K, sub, y, lam_c, n_threads=1)
+    return a
+
+
+def _normalise(G: np.ndarray) -> np.ndarray:
+    s = float(np.mean(np.diag(G)))
+    if not np.isfinite(s) or s <= 0:
+        raise FloatingPointError("the feature matrix collapsed to zero: lower the ridge")
+    return G / s
+
+
+@dataclass(frozen=True)
+class KernelSettings:
+    """How the rows are refitted on top of a fitted lin-RFM.
+
+    Attributes:
+        kernel: ``"linear"``, ``"laplace"`` or ``"gaussian"``.
+        bandwidth: ``h`` of the radial kernel (distances of a mean-diagonal-1 ``M``).
+        geometry: ``"mahalanobis"`` or ``"cosine"`` (see :func:`kernel_matrix`).
+        lam: ridge of the refitted rows (relative to the kernel's scale).
+        n_updates: feature updates after the first refit (0 = one refit with the lin-RFM ``M``).
+        feature_update: ``"completion"`` (AGOP of ``W = A k``) or ``"gradient"`` (AGOP of the
+            nonlinear predictors, Mahalanobis geometry only).
+        count_power: the ridge of a row with ``c`` ratings is ``lam (c / mean c)^count_power``.
+        implicit_weight: weight of the co-rating matrix ``B^T B`` (``B`` the 0/1 pattern of who
+            rated what), mean-diagonal normalised, added to ``M`` before the kernel is built.
+    """
+
+    kernel: str = "linear"
+    bandwidth: float = 1.0
+    geometry: str = "mahalanobis"
+    lam: float = 10.0
+    n_updates: int = 0
+    feature_update: str = "completion"
+    count_power: float = 0.0
+    implicit_weight: float = 0.0
+
+
+def residual_matrix(
+    fit: RatingsFit, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, dtype
+) -> sp.csr_matrix:
+    """Baseline residuals of the training triples in the fit's orientation, as the engine's."""
+    # same order of operations as Baseline.predict, so the linear refit is bit-identical
+    base = np.full(ratings.shape, fit.mu) + fit.b_user[users] + fit.b_item[items]
+    resid = ratings - base
+    rows, cols = (users, items) if fit.users_are_rows else (items, users)
+    shape = (fit.n_users, fit.n_items) if fit.users_are_rows else (fit.n_items, fit.n_users)
+    R = sp.csr_matrix((resid.astype(dtype), (rows, cols)), shape=shape)
+    R.sort_indices()
+    return R
+
+
+def refit_kernel(
+    fit: RatingsFit,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    settings: KernelSettings,
+) -> tuple[RatingsFit, np.ndarray]:
+    """Refit the rows of a lin-RFM fit with a (nonlinear) kernel over its learned geometry.
+
+    Args:
+        fit: the fitted lin-RFM (its ``K`` is the geometry ``M``; its baseline is kept).
+        users, items, ratings: the training triples the fit was made on (inner ids).
+        settings: the kernel and the refit's ridge and updates.
+
+    Returns:
+        ``(fit with the kernel matrix as K and the refitted A, final geometry M)``.
+    """
+    s = settings
+    _check(s.kernel, s.geometry, s.bandwidth)
+    if s.feature_update not in FEATURE_UPDATES:
+        raise ValueError(
+            f"feature_update must be one of {', '.join(FEATURE_UPDATES)}, got {s.feature_update!r}"
+        )
+    if s.feature_update == "gradient" and (s.kernel == "linear" or s.geometry != "mahalanobis"):
+        raise ValueError(
+            "feature_update='gradient' needs a radial kernel over the Mahalanobis geometry"
+        )
+    dtype = fit.K.dtype
+    R = residual_matrix(fit, users, items, ratings, dtype)
+    plan = RowPlan.from_csr(R)
+    y = R.data.astype(dtype)
+    M = fit.K
+    implicit = None
+    if s.implicit_weight:
+        B = sp.csr_matrix((np.ones_like(R.data, dtype=np.float64), R.indices, R.indptr), R.shape)
+        implicit = _normalise((B.T @ B).toarray()) * s.implicit_weight
+    for step in range(s.n_updates + 1):
+        geometry = M if implicit is None else (M + implicit).astype(dtype)
+        Kn = kernel_matrix(geometry, s.kernel, s.bandwidth, s.geometry)
+        a = solve_rows_scaled(Kn, plan, y, s.lam, s.count_power)
+        A = sp.csr_matrix((a, R.indices, R.indptr), shape=R.shape)
+        if step == s.n_updates:
+            break
+        if s.feature_update == "gradient":
+            G = predictor_agop(geometry, A, s.kernel, s.bandwidth)
+        else:
+            G = gram_of_completion(Kn, A, dtype=np.float64)
+        M = _normalise(G).astype(dtype)
+    return replace(fit, K=Kn, A=A, lam=float(s.lam)), M
