@@ -204,3 +204,33 @@ def test_bad_settings_are_named():
             r,
             KernelSettings("gaussian", geometry="cosine", n_updates=1, feature_update="gradient"),
         )
+
+
+def test_plain_settings_give_the_lin_rfm_fit():
+    from rfm_recsys.core.kernel_rfm import fit_kernel_ratings
+
+    u, i, r, nu, ni = triples()
+    ref = fit_ratings(u, i, r, nu, ni, lam=7.0, n_iter=2)
+    fit = fit_kernel_ratings(u, i, r, nu, ni, KernelSettings(lam=7.0), lam=7.0, n_iter=2)
+    np.testing.assert_array_equal(fit.K, ref.K)
+    np.testing.assert_array_equal(fit.predict(u, i)[0], ref.predict(u, i)[0])
+
+
+def test_both_orientations_average_the_kernel_parts():
+    from rfm_recsys.core.kernel_rfm import CombinedFit, fit_kernel_ratings
+
+    u, i, r, nu, ni = triples()
+    s = KernelSettings(lam=7.0, implicit_weight=1.0, n_updates=1)
+    both = fit_kernel_ratings(u, i, r, nu, ni, s, orient="both", both_weight=0.7, lam=7.0)
+    assert isinstance(both, CombinedFit)
+    assert both.first.users_are_rows and not both.second.users_are_rows
+    qu = np.array([0, 1, -1, 5, -1])
+    qi = np.array([3, -1, 2, 4, -1])
+    est, impossible = both.predict(qu, qi)
+    e1, _ = both.first.predict(qu, qi)
+    e2, _ = both.second.predict(qu, qi)
+    np.testing.assert_allclose(est, 0.7 * e1 + 0.3 * e2)
+    np.testing.assert_array_equal(impossible, [False, False, False, False, True])
+    np.testing.assert_allclose(both.user_scores(5)[4], est[3], rtol=1e-6)
+    scores, b_u = both.fold_in(i[u == 5], r[u == 5])
+    assert scores.shape == (ni,) and np.isfinite(b_u)

@@ -17,9 +17,11 @@ one dot product per pair and the myfm objects are dropped.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
+from unittest import mock
 
 import numpy as np
 import scipy.sparse as sp
@@ -99,7 +101,9 @@ def fit_bayesian_mf(
         random_state: myfm's seed (an int).
         verbose: show myfm's progress bar.
     """
-    import myfm  # optional dependency: imported where used so the package imports without it
+    # optional dependency: imported where used so the package imports without it
+    import myfm
+    import myfm.base
 
     n = ratings.shape[0]
     rows = np.repeat(np.arange(n), 2)
@@ -107,15 +111,17 @@ def fit_bayesian_mf(
     X = sp.csr_matrix((np.ones(2 * n), (rows, cols)), shape=(n, n_users + n_items))
     fm = myfm.MyFMRegressor(rank=rank, init_stdev=init_stdev, random_seed=int(random_state))
     t0 = time.perf_counter()
-    fm.fit(
-        X,
-        np.asarray(ratings, dtype=np.float64),
-        n_iter=n_iter,
-        n_kept_samples=n_kept_samples,
-        grouping=[0] * n_users + [1] * n_items,
-        # myfm shows a progress bar unless given a callback; ours never stops the sampler
-        callback=None if verbose else (lambda *_: (False, None)),
-    )
+    # myfm always draws a tqdm bar (stderr); it has no switch, so the bar is disabled here
+    bar = myfm.base.tqdm if verbose else functools.partial(myfm.base.tqdm, disable=True)
+    with mock.patch.object(myfm.base, "tqdm", bar):
+        fm.fit(
+            X,
+            np.asarray(ratings, dtype=np.float64),
+            n_iter=n_iter,
+            n_kept_samples=n_kept_samples,
+            grouping=[0] * n_users + [1] * n_items,
+            callback=None if verbose else (lambda *_: (False, None)),
+        )
     seconds = time.perf_counter() - t0
     samples = fm.predictor_.samples
     S = len(samples)

@@ -160,7 +160,8 @@ def _normalise(G: np.ndarray) -> np.ndarray:
     s = float(np.mean(np.diag(G)))
     if not np.isfinite(s) or s <= 0:
         raise FloatingPointError("the feature matrix collapsed to zero: lower the ridge")
-    return G / s
+    G /= G.dtype.type(s)
+    return G
 
 
 @dataclass(frozen=True)
@@ -238,8 +239,7 @@ def refit_kernel(
     M = fit.K
     implicit = None
     if s.implicit_weight:
-        B = sp.csr_matrix((np.ones_like(R.data, dtype=np.float64), R.indices, R.indptr), R.shape)
-        implicit = _normalise((B.T @ B).toarray()) * s.implicit_weight
+        implicit = co_rating_matrix(R, s.implicit_weight, dtype)
     for step in range(s.n_updates + 1):
         geometry = M if implicit is None else (M + implicit).astype(dtype)
         Kn = kernel_matrix(geometry, s.kernel, s.bandwidth, s.geometry)
@@ -250,6 +250,128 @@ def refit_kernel(
         if s.feature_update == "gradient":
             G = predictor_agop(geometry, A, s.kernel, s.bandwidth)
         else:
-            G = gram_of_completion(Kn, A, dtype=np.float64)
-        M = _normalise(G).astype(dtype)
+            G = gram_of_completion(Kn, A, dtype=dtype)
+        M = _normalise(G).astype(dtype, copy=False)
     return replace(fit, K=Kn, A=A, lam=float(s.lam)), M
+
+
+def co_rating_matrix(R: sp.csr_matrix, weight: float, dtype) -> np.ndarray:
+    """``weight * B^T B`` rescaled to mean diagonal ``weight``, ``B`` the 0/1 pattern of ``R``.
+
+    Entry ``(j, k)`` counts the rows that rated both features ``j`` and ``k``: the implicit
+    signal of which items a user rated (SVD++'s), here shaping the kernel the rows are fitted
+    with rather than added as a fixed regressor.
+    """
+    B = sp.csr_matrix((np.ones(R.nnz, dtype=dtype), R.indices, R.indptr), shape=R.shape)
+    C = (B.T @ B).toarray()
+    scale = float(np.mean(np.diag(C)))
+    if scale > 0:
+        C *= dtype.type(weight / scale)
+    return C
+
+
+def is_plain(settings: KernelSettings, lam: float) -> bool:
+    """Whether the refit would reproduce the lin-RFM fit (nothing to do)."""
+    s = settings
+    return (
+        s.kernel == "linear"
+        and s.n_updates == 0
+        and s.count_power == 0
+        and s.implicit_weight == 0
+        and s.lam == lam
+    )
+
+
+@dataclass
+class CombinedFit:
+    """Two fits of the same ratings, users as rows in one and items as rows in the other.
+
+    Both share the baseline (it does not depend on the orientation); the kernel parts are
+    averaged with ``weight`` on the first: ``mu + b_u + b_i + w k_1(u, i) + (1 - w) k_2(u, i)``.
+    Each side's kernel sees a different similarity (between items in one, between users in the
+    other), so their errors are far from identical and the average gains.
+    """
+
+    first: RatingsFit
+    second: RatingsFit
+    weight: float = 0.5
+
+    @property
+    def mu(self) -> float:
+        return self.first.mu
+
+    @property
+    def b_user(self) -> np.ndarray:
+        return self.first.b_user
+
+    @property
+    def b_item(self) -> np.ndarray:
+        return self.first.b_item
+
+    @property
+    def n_users(self) -> int:
+        return self.first.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.first.n_items
+
+    @property
+    def history(self) -> list[dict]:
+        return self.first.history
+
+    def _mix(self, a: np.ndarray, b: np.ndarray, base) -> np.ndarray:
+        return base + self.weight * (a - base) + (1.0 - self.weight) * (b - base)
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`RatingsFit.predict`, the kernel parts of both sides averaged."""
+        e1, impossible = self.first.predict(users, items)
+        e2, _ = self.second.predict(users, items)
+        # the baseline parts are identical, so mixing the estimates mixes the kernel parts
+        return self.weight * e1 + (1.0 - self.weight) * e2, impossible
+
+    def user_scores(self, user: int) -> np.ndarray:
+        """Predicted ratings of every item for a known user."""
+        return self.weight * self.first.user_scores(user) + (
+            1.0 - self.weight
+        ) * self.second.user_scores(user)
+
+    def fold_in(self, items: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, float]:
+        """Both sides' fold-ins averaged (the user bias is the same in both)."""
+        s1, b_u = self.first.fold_in(items, ratings)
+        s2, _ = self.second.fold_in(items, ratings)
+        return self.weight * s1 + (1.0 - self.weight) * s2, b_u
+
+
+def fit_kernel_ratings(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    n_users: int,
+    n_items: int,
+    settings: KernelSettings,
+    *,
+    orient: str = "auto",
+    both_weight: float = 0.5,
+    **fit_kwargs,
+) -> RatingsFit | CombinedFit:
+    """lin-RFM (:func:`~rfm_recsys.core.fitting.fit_ratings`), then the kernel refit.
+
+    ``orient="both"`` fits users as rows and items as rows and averages them
+    (:class:`CombinedFit`, ``both_weight`` on the side whose kernel is over items); any other
+    ``orient`` gives one :class:`RatingsFit`. ``fit_kwargs`` go to ``fit_ratings`` (``lam``,
+    ``n_iter``, biases, ``validation_share``...).
+    """
+    from .fitting import fit_ratings
+
+    def one(side: str) -> RatingsFit:
+        fit = fit_ratings(users, items, ratings, n_users, n_items, orient=side, **fit_kwargs)
+        if is_plain(settings, fit.lam):
+            return fit
+        refit, _ = refit_kernel(fit, users, items, ratings, settings)
+        refit.history = fit.history
+        return refit
+
+    if orient != "both":
+        return one(orient)
+    return CombinedFit(one("items"), one("users"), weight=both_weight)
