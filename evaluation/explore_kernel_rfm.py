@@ -13,7 +13,8 @@ kernel setting refits its rows (:func:`rfm_recsys.core.kernel_rfm.refit_kernel`)
 - ``updates``: 1-2 feature updates after the refit, AGOP of the completion or of the gradient.
 - ``count``: ridge scaled by the row's number of ratings (also on the linear kernel).
 - ``implicit``: the co-rating matrix added to the geometry.
-- ``orient``: both orientations' kernel parts blended, ``alpha`` chosen on validation.
+- ``orient``: both orientations' kernel parts blended, ``alpha`` (the weight of ``--orient``'s
+  side) chosen on validation; a setting's ``"other"`` entry holds the other side's settings.
 - ``bmf``: Bayesian MF (myfm, rank 10 and 32, default sampling) on the same splits.
 - ``confirm``: the settings of ``--settings`` (a JSON list, or a dict of lists meaning their
   product) on every fold given.
@@ -189,15 +190,24 @@ def run_experiment(args, given, train, valid, nu, ni, scale, record) -> None:
         fit2 = base_fit(train, nu, ni, args, orient=other)
         secs = time.perf_counter() - t0
         given = given or [asdict(KernelSettings())]
+        cache: dict = {}
+
+        def side(f, settings: dict):
+            # one refit per (side, settings): pairs share the refits they have in common
+            key = (f.users_are_rows, json.dumps(settings, sort_keys=True))
+            if key not in cache:
+                cache[key] = refit_kernel(f, *train, KernelSettings(**settings))[0]
+            return cache[key].predict(*valid[:2])[0]
+
         for s in given:
-            ks = KernelSettings(**s)
-            f1, _ = refit_kernel(fit, *train, ks)
-            f2, _ = refit_kernel(fit2, *train, ks)
-            e1, e2 = f1.predict(*valid[:2])[0], f2.predict(*valid[:2])[0]
+            # "other": settings of the other orientation's side, if they differ
+            mine = {k: v for k, v in s.items() if k != "other"}
+            e1, e2 = side(fit, mine), side(fit2, s.get("other", mine))
             for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
                 est = np.clip(alpha * e1 + (1 - alpha) * e2, *scale)
                 score = float(np.sqrt(np.mean((est - valid[2]) ** 2)))
-                record({**s, "alpha_auto_side": alpha}, score, secs)
+                rec = {**mine, "other": json.dumps(s.get("other", "same"))}
+                record({**rec, "alpha_auto_side": alpha}, score, secs)
         return
     if args.experiment == "oneshot":
         settings = list(oneshot_grid())

@@ -49,20 +49,30 @@ def _check(kernel: str, geometry: str, bandwidth: float) -> None:
         raise ValueError(f"bandwidth must be a positive number, got {bandwidth!r}")
 
 
-def squared_distances(M: np.ndarray) -> np.ndarray:
-    """``d_jk^2 = M_jj + M_kk - 2 M_jk`` in float64, round-off negatives clipped to 0."""
-    M64 = np.asarray(M, dtype=np.float64)
-    diag = np.diag(M64)
-    D2 = diag[:, None] + diag[None, :] - 2.0 * M64
+def squared_distances(M: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """``d_jk^2 = M_jj + M_kk - 2 M_jk`` (a new array), round-off negatives clipped to 0."""
+    D2 = np.array(M, dtype=dtype)
+    diag = np.diag(D2).copy()
+    D2 *= -2.0
+    D2 += diag[:, None]
+    D2 += diag[None, :]
     np.maximum(D2, 0.0, out=D2)
     np.fill_diagonal(D2, 0.0)
     return D2
 
 
-def _radial(D2: np.ndarray, kernel: str, bandwidth: float) -> np.ndarray:
+def _radial_inplace(D2: np.ndarray, kernel: str, bandwidth: float) -> np.ndarray:
+    # d x d temporaries are the memory peak for large d: work in place
     if kernel == "gaussian":
-        return np.exp(D2 * (-0.5 / bandwidth**2))
-    return np.exp(np.sqrt(D2) * (-1.0 / bandwidth))
+        D2 *= D2.dtype.type(-0.5 / bandwidth**2)
+    else:
+        np.sqrt(D2, out=D2)
+        D2 *= D2.dtype.type(-1.0 / bandwidth)
+    return np.exp(D2, out=D2)
+
+
+def _radial(D2: np.ndarray, kernel: str, bandwidth: float) -> np.ndarray:
+    return _radial_inplace(D2.copy(), kernel, bandwidth)
 
 
 def kernel_matrix(
@@ -79,22 +89,32 @@ def kernel_matrix(
             unit-normalised features, kernel rescaled by the norms).
 
     Returns:
-        The kernel matrix in ``M``'s dtype.
+        The kernel matrix in ``M``'s dtype (computed in it, in place, to bound memory).
     """
     _check(kernel, geometry, bandwidth)
     if kernel == "linear":
         return M
+    dtype = M.dtype if M.dtype.kind == "f" else np.dtype(np.float64)
     if geometry == "mahalanobis":
-        Kn = _radial(squared_distances(M), kernel, bandwidth)
+        Kn = _radial_inplace(squared_distances(M, dtype), kernel, bandwidth)
     else:
         norms = np.sqrt(np.clip(np.diag(M).astype(np.float64), 0.0, None))
-        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        C = np.asarray(M, dtype=np.float64) * inv[:, None] * inv[None, :]
-        D2 = np.clip(2.0 - 2.0 * C, 0.0, 4.0)
+        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(dtype)
+        D2 = np.array(M, dtype=dtype)
+        D2 *= inv[:, None]
+        D2 *= inv[None, :]  # cosines
+        D2 *= -2.0
+        D2 += 2.0
+        np.clip(D2, 0.0, 4.0, out=D2)
         np.fill_diagonal(D2, 0.0)
-        Kn = _radial(D2, kernel, bandwidth) * norms[:, None] * norms[None, :]
-    Kn = 0.5 * (Kn + Kn.T)
-    return Kn.astype(M.dtype, copy=False)
+        Kn = _radial_inplace(D2, kernel, bandwidth)
+        n = norms.astype(dtype)
+        Kn *= n[:, None]
+        Kn *= n[None, :]
+    # exact symmetry for Cholesky and eigh downstream
+    Kn += Kn.T
+    Kn *= 0.5
+    return Kn
 
 
 def _derivative_factor(D2: np.ndarray, Kn: np.ndarray, kernel: str, bandwidth: float) -> np.ndarray:
@@ -375,3 +395,34 @@ def fit_kernel_ratings(
     if orient != "both":
         return one(orient)
     return CombinedFit(one("items"), one("users"), weight=both_weight)
+
+
+def apply_kernel(
+    fit: RatingsFit,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    *,
+    kernel: str = "linear",
+    bandwidth: float = 1.0,
+    implicit: float = 0.0,
+    kernel_updates: int = 0,
+    kernel_lam: float | None = None,
+) -> RatingsFit:
+    """The user-facing classes' kernel step on a fitted lin-RFM (cosine geometry, completion AGOP).
+
+    Returns ``fit`` itself when the settings change nothing (linear kernel, no implicit signal,
+    no update, the same ridge), so the linear default is today's model exactly.
+    """
+    settings = KernelSettings(
+        kernel=kernel,
+        bandwidth=bandwidth,
+        geometry="cosine",
+        lam=fit.lam if kernel_lam is None else float(kernel_lam),
+        n_updates=kernel_updates,
+        implicit_weight=implicit,
+    )
+    if is_plain(settings, fit.lam):
+        return fit
+    refit, _ = refit_kernel(fit, users, items, ratings, settings)
+    return refit
