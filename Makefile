@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-.PHONY: install evaluate test
+.PHONY: install evaluate test lint
 install: $(STAMP)
 
 evaluate: $(STAMP)
@@ -20,3 +20,7 @@ evaluate: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

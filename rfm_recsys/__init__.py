@@ -9,6 +9,7 @@ from .baselines.als import ALSAlgo
 from .checks import RatingsError
 from .core.engine import AGOPPower, EngineMemoryError, IRLSUpdate, fit_engine, predict_pairs
 from .model import LinRFM, NotFittedError, UnknownIdError
+from .params import InvalidParameterError
 from .surprise_algos import IRLSAlgo, LinRFMAlgo
 
 __version__ = "0.1.0"
@@ -19,6 +20,7 @@ __all__ = [
     "EngineMemoryError",
     "IRLSAlgo",
     "IRLSUpdate",
+    "InvalidParameterError",
     "LinRFM",
     "LinRFMAlgo",
     "NotFittedError",

@@ -6,7 +6,7 @@ import numpy as np
 
 
 class RatingsError(ValueError):
-    """The ratings given to ``fit`` cannot be used as they are; the message says why and what to do."""
+    """The ratings given to ``fit`` cannot be used as they are; the message says why and how."""
 
 
 def check_triples(
@@ -49,8 +49,9 @@ def check_triples(
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise RatingsError(
-            f"{int(bad.sum()):,} ratings are NaN or infinite (first at position {k}: {ratings[k]!r}); "
-            f"drop or impute them before fitting (e.g. df.dropna(subset=[rating_col]))"
+            f"{int(bad.sum()):,} ratings are NaN or infinite (first at position {k}: "
+            f"{ratings[k]!r}); drop or impute them before fitting "
+            f"(e.g. df.dropna(subset=[rating_col]))"
         )
     if rating_scale is not None:
         lo, hi = rating_scale

@@ -11,9 +11,9 @@ module supplies the pieces the project's top-N table needs:
   rated, which are never candidates), ``test`` holds a 1 for each *relevant* test pair
   (test rating ``>= threshold``, 4 stars by default) whose user and item are known in training.
 * :class:`SurpriseTopN` is a thin ``RecommenderBase`` over any fitted Surprise-style algorithm:
-  it scores every item for a batch of users with the algorithm's own prediction rule
-  (vectorised for lin-RFM/IRLS, ALS, SVD, SVD++ and BaselineOnly; one ``estimate`` call per
-  pair otherwise) and ranks by predicted rating.
+  it scores every item for a batch of users with the algorithm's own prediction rule (its
+  ``score_all_items`` method, vectorised for Surprise's SVD, SVD++ and BaselineOnly, one
+  ``estimate`` call per pair otherwise) and ranks by predicted rating.
 * :func:`fit_implicit_als` fits implicit's ``AlternatingLeastSquares`` (implicit feedback:
   every training rating is a positive interaction of confidence ``alpha``).
 * :func:`ranking_metrics` calls implicit's ``ranking_metrics_at_k`` and returns its dict.
@@ -35,8 +35,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from implicit.recommender_base import RecommenderBase
+from threadpoolctl import threadpool_limits
 
-from .topn import top_n
+from .topn import Candidates, block_seen, score_chunk_rows, top_n
 
 __all__ = [
     "SurpriseTopN",
@@ -46,9 +47,6 @@ __all__ = [
     "score_all_items",
     "top_n",
 ]
-
-# Dense score blocks (users x all items) are built in chunks of about this many bytes.
-_SCORE_CHUNK_BYTES = 32 * 2**20
 
 
 def ranking_matrices(
@@ -111,54 +109,59 @@ def ranking_matrices(
 
 
 def score_all_items(algo, users: np.ndarray) -> np.ndarray:
-    """Predicted ratings of every item for a batch of known users (inner ids), ``len(users) x n_items``.
+    """Predicted ratings of every item for a batch of known users (inner ids).
 
-    Uses the algorithm's own prediction rule, vectorised where the algorithm is known:
+    Uses the algorithm's own prediction rule:
 
-    * lin-RFM / IRLS (anything with a ``fit_`` :class:`~rfm_recsys.core.fitting.RatingsFit`):
-      ``mu + b_u + b_i + (A K)`` restricted to the users' rows (or columns);
-    * :class:`~rfm_recsys.baselines.als.ALSAlgo`: ``mu + b_u + b_i + P_u Q^T``;
-    * Surprise ``SVD``: ``mu + b_u + b_i + p_u Q^T`` (no biases when ``biased=False``);
-    * Surprise ``SVDpp``: as SVD with ``p_u + |I_u|^-1/2 sum_{j in I_u} y_j``;
-    * Surprise ``BaselineOnly``: ``mu + b_u + b_i``;
+    * an algorithm with a ``score_all_items(users)`` method (the package's
+      :class:`~rfm_recsys.surprise_algos.LinRFMAlgo`, ``IRLSAlgo`` and
+      :class:`~rfm_recsys.baselines.als.ALSAlgo`) scores itself;
+    * Surprise's ``SVD``, ``SVDpp`` and ``BaselineOnly`` are scored from their fitted factors
+      and biases (:data:`_SURPRISE_SCORERS`);
     * anything else: ``algo.estimate(u, i)`` per pair (slow; ``PredictionImpossible`` gives
       the default prediction).
 
     Scores are not clipped to the rating scale: clipping only creates ties at the top.
+
+    Returns:
+        A ``len(users) x n_items`` float64 array.
     """
     users = np.asarray(users, dtype=np.int64)
-    ts = algo.trainset
-    n_items = ts.n_items
-    fit = getattr(algo, "fit_", None)
-    name = type(algo).__name__
-    if fit is not None and hasattr(fit, "K") and hasattr(fit, "A"):
-        mu = fit.mu
-        if fit.users_are_rows:
-            kernel = np.asarray(fit.A[users] @ fit.K, dtype=np.float64)
-        else:
-            kernel = np.asarray(fit.A @ fit.K[:, users], dtype=np.float64).T
-        return mu + fit.b_user[users][:, None] + fit.b_item[None, :] + kernel
-    if fit is not None and hasattr(fit, "P") and hasattr(fit, "Q"):
-        return np.asarray(fit.user_scores(users), dtype=np.float64)
-    if name in ("SVD", "SVDpp", "BaselineOnly"):
-        mu = ts.global_mean
-    if name == "SVD" and hasattr(algo, "pu"):
-        dots = algo.pu[users] @ algo.qi.T
-        if getattr(algo, "biased", True):
-            return mu + algo.bu[users][:, None] + algo.bi[None, :] + dots
+    own = getattr(algo, "score_all_items", None)
+    if callable(own):
+        return np.asarray(own(users), dtype=np.float64)
+    for cls, scorer in _SURPRISE_SCORERS:
+        if type(algo) is cls:
+            return scorer(algo, users)
+    return _score_by_estimate(algo, users)
+
+
+def _svd_scores(algo, users: np.ndarray) -> np.ndarray:
+    dots = algo.pu[users] @ algo.qi.T
+    if not algo.biased:
         return dots
-    if name == "SVDpp" and hasattr(algo, "yj"):
-        rows = []
-        for u in users:
-            js = np.fromiter((j for j, _ in ts.ur[int(u)]), dtype=np.int64)
-            implicit = algo.yj[js].sum(axis=0) / np.sqrt(max(js.size, 1))
-            rows.append(algo.pu[u] + implicit)
-        P = np.asarray(rows)
-        return mu + algo.bu[users][:, None] + algo.bi[None, :] + P @ algo.qi.T
-    if name == "BaselineOnly" and hasattr(algo, "bu"):
-        return mu + algo.bu[users][:, None] + algo.bi[None, :]
+    return algo.trainset.global_mean + algo.bu[users][:, None] + algo.bi[None, :] + dots
+
+
+def _svdpp_scores(algo, users: np.ndarray) -> np.ndarray:
+    ts = algo.trainset
+    rows = []
+    for u in users:
+        js = np.fromiter((j for j, _ in ts.ur[int(u)]), dtype=np.int64)
+        implicit = algo.yj[js].sum(axis=0) / np.sqrt(max(js.size, 1))
+        rows.append(algo.pu[u] + implicit)
+    P = np.asarray(rows)
+    return ts.global_mean + algo.bu[users][:, None] + algo.bi[None, :] + P @ algo.qi.T
+
+
+def _baseline_only_scores(algo, users: np.ndarray) -> np.ndarray:
+    return algo.trainset.global_mean + algo.bu[users][:, None] + algo.bi[None, :]
+
+
+def _score_by_estimate(algo, users: np.ndarray) -> np.ndarray:
     from surprise import PredictionImpossible
 
+    n_items = algo.trainset.n_items
     out = np.empty((users.size, n_items), dtype=np.float64)
     default = algo.default_prediction()
     for a, u in enumerate(users):
@@ -169,6 +172,16 @@ def score_all_items(algo, users: np.ndarray) -> np.ndarray:
                 est = default
             out[a, i] = est[0] if isinstance(est, tuple) else est
     return out
+
+
+def _surprise_scorers() -> tuple:
+    # Surprise's own algorithms cannot be given a method: score them from their fitted attributes.
+    from surprise import SVD, BaselineOnly, SVDpp
+
+    return ((SVD, _svd_scores), (SVDpp, _svdpp_scores), (BaselineOnly, _baseline_only_scores))
+
+
+_SURPRISE_SCORERS = _surprise_scorers()
 
 
 class SurpriseTopN(RecommenderBase):
@@ -252,24 +265,19 @@ class SurpriseTopN(RecommenderBase):
             if subset.size and (subset.min() < 0 or subset.max() >= self.n_items):
                 raise IndexError("Some itemids in the items parameter are not in the model")
         N = int(N)
+        cand = Candidates(subset=subset)
+        if subset is None and filter_items is not None and len(filter_items):
+            cand = Candidates(blocked=np.asarray(filter_items, dtype=np.int64))
         ids_all = np.full((users.size, N), -1, dtype=np.int32)
         sc_all = np.full((users.size, N), -np.inf, dtype=np.float32)
-        per = max(1, _SCORE_CHUNK_BYTES // (8 * max(1, self.n_items)))
+        per = score_chunk_rows(self.n_items)
         for s in range(0, users.size, per):
             ub = users[s : s + per]
             S = score_all_items(self.algo, ub)
             if filter_already_liked_items:
-                sub = user_items[s : s + per]
-                rows = np.repeat(np.arange(ub.size), np.diff(sub.indptr))
-                S[rows, sub.indices] = -np.inf
-            if filter_items is not None and len(filter_items):
-                S[:, np.asarray(filter_items, dtype=np.int64)] = -np.inf
-            if subset is not None:
-                ids, sc = top_n(S[:, subset], N, np.int32, np.float32)
-                ids = np.where(ids >= 0, subset[np.maximum(ids, 0)], -1).astype(np.int32)
-            else:
-                ids, sc = top_n(S, N, np.int32, np.float32)
-            ids_all[s : s + per] = ids
+                block_seen(S, user_items[s : s + per])
+            ids, sc = top_n(cand.apply(S), N, np.int32, np.float32)
+            ids_all[s : s + per] = cand.to_codes(ids)
             sc_all[s : s + per] = sc
         if scalar:
             return ids_all[0], sc_all[0]
@@ -305,25 +313,18 @@ def fit_implicit_als(
     """implicit's ``AlternatingLeastSquares`` (CPU) on the binarised training matrix.
 
     Every training rating, whatever its value, is one positive interaction; implicit turns it
-    into confidence ``1 + alpha``. The defaults are implicit's. BLAS is held at one thread during the fit (implicit's own
-    advice: its solver is already parallel over ``num_threads``).
+    into confidence ``1 + alpha``. The defaults are implicit's. BLAS is held at one thread
+    during the fit (implicit's own advice: its solver is already parallel over
+    ``num_threads``).
 
     Returns:
         The fitted ``implicit.cpu.als.AlternatingLeastSquares``.
     """
-    import contextlib
-
     from implicit.cpu.als import AlternatingLeastSquares
 
     X = sp.csr_matrix(train, dtype=np.float32, copy=True)
     X.data[:] = 1.0
-    try:
-        from threadpoolctl import threadpool_limits
-
-        limit = threadpool_limits(limits=1, user_api="blas")
-    except ImportError:  # pragma: no cover
-        limit = contextlib.nullcontext()
-    with limit:
+    with threadpool_limits(limits=1, user_api="blas"):
         # constructed inside the limit too: its constructor warns about a multithreaded BLAS
         model = AlternatingLeastSquares(
             factors=factors,

@@ -15,8 +15,8 @@ from surprise import AlgoBase, PredictionImpossible
 from surprise.prediction_algorithms.predictions import Prediction
 
 from .checks import check_shape, check_triples
-from .core.engine import AGOPPower, FeatureUpdate, IRLSUpdate
-from .core.fitting import RatingsFit, fit_with_params
+from .config import IRLS, LINRFM, ModelConfig, with_config
+from .core.fitting import RatingsFit, fit_with_config
 from .params import ParamsMixin
 
 
@@ -25,7 +25,16 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
 
     ``fit_.predict(users, items)`` takes inner ids (-1 for unknown) and returns the estimates
     and the mask of impossible pairs; ``estimate`` and a vectorised ``test`` follow from it.
+    ``fit_.score_users(users)`` scores every item for known users: :meth:`score_all_items`.
     """
+
+    def score_all_items(self, users: np.ndarray) -> np.ndarray:
+        """Predicted ratings (unclipped) of every item for known inner user ids.
+
+        Returns:
+            A ``len(users) x n_items`` float64 array.
+        """
+        return np.asarray(self.fit_.score_users(np.asarray(users, dtype=np.int64)), np.float64)
 
     def estimate(self, u, i) -> float:
         known_u = self.trainset.knows_user(u)
@@ -68,17 +77,25 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
 class _EngineAlgo(_VectorisedAlgo):
     """Shared fitting and vectorised prediction for algorithms built on the engine."""
 
-    def _update(self) -> FeatureUpdate:  # pragma: no cover - abstract
-        raise NotImplementedError
+    config: ModelConfig  # set by with_config on each algorithm
+
+    def _update(self):
+        """The engine's feature update for the current hyperparameters."""
+        return self.config.update(self.get_params())
 
     def fit(self, trainset) -> _EngineAlgo:
-        """Fit the baseline and the kernel on a Surprise ``Trainset``; returns ``self``."""
+        """Fit the baseline and the kernel on a Surprise ``Trainset``; returns ``self``.
+
+        Raises:
+            InvalidParameterError: a hyperparameter outside its allowed range.
+        """
+        self._validate_params()
         AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)
         u, i, r = check_triples(u, i, r, duplicates=self.duplicates)
         check_shape(trainset.n_users, trainset.n_items)
-        self.fit_: RatingsFit = fit_with_params(
-            self, self._update(), u, i, r, trainset.n_users, trainset.n_items
+        self.fit_: RatingsFit = fit_with_config(
+            self.config, self.get_params(), u, i, r, trainset.n_users, trainset.n_items
         )
         return self
 
@@ -101,6 +118,7 @@ def _trainset_arrays(trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return users, flat[0::2].astype(np.int64), flat[1::2]
 
 
+@with_config(LINRFM)
 class LinRFMAlgo(_EngineAlgo):
     """Linear Recursive Feature Machine (lin-RFM) for rating prediction.
 
@@ -117,68 +135,13 @@ class LinRFMAlgo(_EngineAlgo):
     ``mu + b_i``, if the item is unknown ``mu + b_u``; if both are unknown
     ``PredictionImpossible`` is raised (Surprise then predicts the global mean).
 
-    Args:
-        n_iter: kernel updates (the AGOP steps). The defaults (n_iter 2, lam 10, power 1,
-            bias penalties 2) were chosen on validation shares of ml-100k and ml-latest-small
-            training folds: `python -m evaluation.choose_defaults` (see the README).
-        lam: ridge penalty of the row fits, relative to the kernel's unit mean diagonal.
-        power: exponent of the AGOP; 1 is the SVD-free variant (no eigendecomposition), any
-            other value takes ``eigh`` of a ``d x d`` matrix. Reference code's alpha = power / 2.
-        orient: which side is the feature (kernel) side: ``"auto"`` (the smaller one),
-            ``"users"`` or ``"items"``.
-        reg_user, reg_item: ridge penalties of the user and item biases.
-        baseline_epochs: alternating sweeps of the bias fit.
-        dtype: ``"float32"`` or ``"float64"``.
-        tol: stop early once the kernel's relative change falls below it.
-        validation_share: share of the training ratings held out for early stopping on
-            validation RMSE (then refit on all with the best iteration count). 0 disables it.
-        patience: iterations without validation improvement before stopping.
-        duplicates: what to do with repeated (user, item) pairs: ``"raise"``, ``"mean"``,
-            ``"last"``.
-        random_state: seed of the validation split.
-        max_memory: refuse fits whose estimated peak memory exceeds this many bytes.
-        verbose: show a progress bar.
+    The hyperparameters are :data:`rfm_recsys.config.LINRFM`'s. The defaults (n_iter 2, lam 10,
+    power 1, bias penalties 2) were chosen on validation shares of ml-100k and ml-latest-small
+    training folds: ``python -m evaluation.choose_defaults`` (see the README).
     """
 
-    def __init__(
-        self,
-        n_iter: int = 2,
-        lam: float = 10.0,
-        power: float = 1.0,
-        orient: str = "auto",
-        reg_user: float = 2.0,
-        reg_item: float = 2.0,
-        baseline_epochs: int = 10,
-        dtype: str = "float32",
-        tol: float | None = None,
-        validation_share: float = 0.0,
-        patience: int = 2,
-        duplicates: str = "raise",
-        random_state=None,
-        max_memory: int | None = None,
-        verbose: bool = False,
-    ):
-        AlgoBase.__init__(self)
-        self.n_iter = n_iter
-        self.lam = lam
-        self.power = power
-        self.orient = orient
-        self.reg_user = reg_user
-        self.reg_item = reg_item
-        self.baseline_epochs = baseline_epochs
-        self.dtype = dtype
-        self.tol = tol
-        self.validation_share = validation_share
-        self.patience = patience
-        self.duplicates = duplicates
-        self.random_state = random_state
-        self.max_memory = max_memory
-        self.verbose = verbose
 
-    def _update(self) -> FeatureUpdate:
-        return AGOPPower(power=self.power, normalize="diag")
-
-
+@with_config(IRLS)
 class IRLSAlgo(_EngineAlgo):
     """IRLS-p matrix completion (Mohan & Fazel 2012) on ratings, the baseline of lin-RFM.
 
@@ -188,53 +151,6 @@ class IRLSAlgo(_EngineAlgo):
     schedule ``gamma_0 = gamma0 * lambda_max(X^T X)``, ``gamma_{k+1} = max(gamma_k / eta,
     gamma_min)``. The prediction rule is that of :class:`LinRFMAlgo`.
 
-    Args:
-        p: 0 (log-det), 0.5 or 1 (nuclear norm). Defaults (p = 0.5, lam = 10, 4 iterations)
-            were chosen like LinRFMAlgo's: ``python -m evaluation.choose_defaults --irls``.
-        gamma0, eta, gamma_min: the smoothing schedule.
-        Others: as :class:`LinRFMAlgo`.
+    The hyperparameters are :data:`rfm_recsys.config.IRLS`'s. The defaults (p = 0.5, lam = 10,
+    4 iterations) were chosen like LinRFMAlgo's: ``python -m evaluation.choose_defaults --irls``.
     """
-
-    def __init__(
-        self,
-        p: float = 0.5,
-        n_iter: int = 4,
-        lam: float = 10.0,
-        gamma0: float = 1e-2,
-        eta: float = 1.1,
-        gamma_min: float = 1e-10,
-        orient: str = "auto",
-        reg_user: float = 2.0,
-        reg_item: float = 2.0,
-        baseline_epochs: int = 10,
-        dtype: str = "float32",
-        tol: float | None = None,
-        validation_share: float = 0.0,
-        patience: int = 2,
-        duplicates: str = "raise",
-        random_state=None,
-        max_memory: int | None = None,
-        verbose: bool = False,
-    ):
-        AlgoBase.__init__(self)
-        self.p = p
-        self.n_iter = n_iter
-        self.lam = lam
-        self.gamma0 = gamma0
-        self.eta = eta
-        self.gamma_min = gamma_min
-        self.orient = orient
-        self.reg_user = reg_user
-        self.reg_item = reg_item
-        self.baseline_epochs = baseline_epochs
-        self.dtype = dtype
-        self.tol = tol
-        self.validation_share = validation_share
-        self.patience = patience
-        self.duplicates = duplicates
-        self.random_state = random_state
-        self.max_memory = max_memory
-        self.verbose = verbose
-
-    def _update(self) -> FeatureUpdate:
-        return IRLSUpdate(p=self.p, gamma0=self.gamma0, eta=self.eta, gamma_min=self.gamma_min)

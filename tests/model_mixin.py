@@ -24,6 +24,7 @@ import functools
 import inspect
 import pickle
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -109,11 +110,11 @@ class ModelTestMixin:
         raise NotImplementedError
 
     def item_baseline(self, model, items) -> np.ndarray | None:
-        """Documented prediction for an unknown user and these known items (None: not documented)."""
+        """Documented prediction for an unknown user and these known items (None: undocumented)."""
         return None
 
     def user_baseline(self, model, users) -> np.ndarray | None:
-        """Documented prediction for these known users and an unknown item (None: not documented)."""
+        """Documented prediction for these known users and an unknown item (None: undocumented)."""
         return None
 
     def global_mean(self, model, train: pd.DataFrame) -> float | None:
@@ -249,7 +250,7 @@ class SurpriseAdapter:
     """
 
     algo_class: type = None  # type: ignore[assignment]
-    default_params: dict = {}
+    default_params: ClassVar[dict] = {}
 
     def make_model(self, **params):
         return self.algo_class(**{**self.default_params, **params})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
 from surprise import SVD, Dataset, Reader, accuracy, dump
 from surprise.model_selection import GridSearchCV, PredefinedKFold, cross_validate
 
-from rfm_recsys import IRLSAlgo, LinRFMAlgo, RatingsError
+from rfm_recsys import ALSAlgo, InvalidParameterError, IRLSAlgo, LinRFMAlgo, RatingsError
 from rfm_recsys.core.engine import EngineMemoryError
 
 
@@ -166,3 +168,32 @@ def test_ml100k_u1_with_defaults(ml100k_dir):
     algo = LinRFMAlgo().fit(trainset)
     rmse = accuracy.rmse(algo.test(testset), verbose=False)
     assert rmse <= 0.929, rmse
+
+
+@pytest.mark.parametrize(
+    "cls, params, pattern",
+    [
+        (LinRFMAlgo, {"lam": -1}, r"LinRFMAlgo: lam must be .*>= 0, got -1"),
+        (LinRFMAlgo, {"n_iter": "3"}, r"n_iter must be an integer >= 0, got '3' \(str\)"),
+        (LinRFMAlgo, {"orient": "rows"}, r"orient must be one of 'auto', 'users', 'items'"),
+        (IRLSAlgo, {"p": 3}, r"IRLSAlgo: p must be .* in \[0, 1\], got 3"),
+        (IRLSAlgo, {"validation_share": 1.0}, r"validation_share must be .*\[0, 1\), got 1.0"),
+        (ALSAlgo, {"n_factors": 0}, r"ALSAlgo: n_factors must be an integer >= 1, got 0"),
+        (ALSAlgo, {"dtype": "int8"}, r"dtype must be 'float32' or 'float64', got 'int8'"),
+    ],
+)
+def test_bad_hyperparameters_raise_at_fit(data, cls, params, pattern):
+    algo = cls(**params)  # stored verbatim, checked only by fit
+    assert all(getattr(algo, k) == v for k, v in params.items())
+    with pytest.raises(InvalidParameterError, match=pattern):
+        algo.fit(data.build_full_trainset())
+    assert not hasattr(algo, "fit_")
+
+
+@pytest.mark.parametrize("cls", [LinRFMAlgo, IRLSAlgo, ALSAlgo])
+def test_signature_lists_the_config(cls):
+    sig = inspect.signature(cls)
+    assert list(sig.parameters) == cls.config.names()
+    assert {k: p.default for k, p in sig.parameters.items()} == cls.config.defaults()
+    assert cls().get_params() == cls.config.defaults()
+    assert set(cls._parameter_constraints) == set(cls.config.names())

@@ -212,3 +212,129 @@ def test_memory_refused_with_figures():
     big = sp.csr_matrix((1, 200_000), dtype=np.float32)
     with pytest.raises(EngineMemoryError, match="d = 200,000"):
         fit_engine(big, lam=1.0, n_iter=1, update=AGOPPower())
+
+
+def _hand_loop(R, lams, n_iter, update):
+    """The engine's iteration written out plainly, with ridge ``lams[k]`` at iteration ``k``."""
+    n, d = R.shape
+    K = np.eye(d)
+    for k in range(n_iter + 1):
+        A = np.zeros((n, d))
+        for i in range(n):
+            S = R.indices[R.indptr[i] : R.indptr[i + 1]]
+            y = R.data[R.indptr[i] : R.indptr[i + 1]]
+            if S.size:
+                A[i, S] = np.linalg.solve(K[np.ix_(S, S)] + lams[k] * np.eye(S.size), y)
+        if k == n_iter:
+            return K, A
+        W = A @ K
+        K = update(W.T @ W, n, k)
+
+
+def test_decaying_ridge_schedule_equals_hand_loop():
+    Y, mask, R = low_rank_problem(n=30, d=20, rank=2, frac=0.5, seed=12)
+    schedule = [max(1.0 / 1.5**k, 0.05) for k in range(6)]
+    res = fit_engine(
+        R,
+        lam=123.0,  # ignored: the schedule gives every iteration's ridge
+        n_iter=5,
+        update=AGOPPower(1.0),
+        dtype=np.float64,
+        lam_schedule=lambda k: schedule[k],
+    )
+    K, A = _hand_loop(R, schedule, 5, AGOPPower(1.0))
+    np.testing.assert_allclose(res.K, K, atol=1e-10)
+    np.testing.assert_allclose(res.A.toarray(), A, atol=1e-10)
+    # and the recorded training residual uses each iteration's own ridge
+    a_last = res.A.data
+    assert res.history[-1]["train_rmse"] == pytest.approx(schedule[5] * np.sqrt(np.mean(a_last**2)))
+
+
+def test_constant_schedule_equals_no_schedule():
+    Y, mask, R = low_rank_problem(n=30, d=20, rank=2, seed=13)
+    r1 = fit_engine(R, lam=0.3, n_iter=3, update=AGOPPower(1.0), dtype=np.float64)
+    r2 = fit_engine(
+        R, lam=9.0, n_iter=3, update=AGOPPower(1.0), dtype=np.float64, lam_schedule=lambda k: 0.3
+    )
+    np.testing.assert_allclose(r1.K, r2.K)
+    np.testing.assert_allclose(r1.A.toarray(), r2.A.toarray())
+
+
+def test_bad_schedule_value_is_refused():
+    Y, mask, R = low_rank_problem(n=10, d=8, seed=14)
+    with pytest.raises(ValueError, match=r"lam_schedule\(1\) returned -1"):
+        fit_engine(R, lam=1.0, n_iter=2, update=AGOPPower(), lam_schedule=lambda k: 1.0 - 2 * k)
+
+
+def test_on_iteration_hook_sees_state_and_can_stop():
+    from rfm_recsys.core.engine import IterationState
+
+    Y, mask, R = low_rank_problem(n=30, d=20, rank=2, seed=15)
+    seen = []
+    calls = []
+
+    def hook(state):
+        assert isinstance(state, IterationState)
+        seen.append((state.iteration, state.lam, state.record["iteration"]))
+        # the state is the pair the rows were fitted with: A K is the completion of this step
+        calls.append(complete_dense(state.K, state.A))
+        return state.iteration == 2
+
+    res = fit_engine(
+        R,
+        lam=0.5,
+        n_iter=10,
+        update=AGOPPower(1.0),
+        dtype=np.float64,
+        lam_schedule=lambda k: 0.5 + k,
+        on_iteration=hook,
+        callback=lambda it, rec: calls.append(it),  # the old callback keeps working
+    )
+    assert [s[0] for s in seen] == [0, 1, 2]
+    assert [s[1] for s in seen] == [0.5, 1.5, 2.5]
+    assert len(res.history) == 3 and res.best_iteration == 2
+    np.testing.assert_allclose(calls[-1], complete_dense(res.K, res.A))
+    assert [c for c in calls if isinstance(c, int)] == [0, 1, 2]
+
+
+def test_hook_time_is_excluded_from_seconds(monkeypatch):
+    import time
+
+    Y, mask, R = low_rank_problem(n=20, d=10, rank=2, seed=16)
+    # a clock that only moves inside the hook: every recorded second would be hook time
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+
+    def slow_hook(state):
+        clock[0] += 100.0
+
+    res = fit_engine(R, lam=0.5, n_iter=3, update=AGOPPower(), on_iteration=slow_hook)
+    assert len(res.history) == 4
+    assert [h["seconds"] for h in res.history] == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_time_budget_through_the_hook():
+    Y, mask, R = low_rank_problem(n=20, d=10, rank=2, seed=17)
+    res = fit_engine(
+        R,
+        lam=0.5,
+        n_iter=1000,
+        update=AGOPPower(),
+        on_iteration=lambda s: s.record["seconds"] > 0.0 and s.iteration >= 4,
+    )
+    assert len(res.history) == 5
+
+
+def test_blas_threads_limits_and_restores():
+    from rfm_recsys.core.blas import blas_threads, controller, default_threads
+
+    def blas_counts():
+        return [lib.num_threads for lib in controller().lib_controllers if lib.user_api == "blas"]
+
+    before = blas_counts()
+    with blas_threads(1):
+        assert all(c == 1 for c in blas_counts())
+        assert default_threads() == 1
+    assert blas_counts() == before
+    with blas_threads(None):  # no setting: limits untouched
+        assert blas_counts() == before

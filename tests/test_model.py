@@ -1,4 +1,4 @@
-"""LinRFM specifics: the two input faces, recommendation, fold-in, similarity, persistence, bad input.
+"""LinRFM specifics: both input faces, recommendation, fold-in, similarity, persistence, bad input.
 
 The shared contract (fit/predict, unknown ids, pickle, params, seeds) is in test_models_common.py.
 Data: the synthetic 60 x 80 low-rank ratings of model_mixin.synthetic_ratings.
@@ -6,11 +6,13 @@ Data: the synthetic 60 x 80 low-rank ratings of model_mixin.synthetic_ratings.
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import pickle
 import warnings
 import zipfile
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -19,8 +21,10 @@ import scipy.sparse as sp
 from implicit.evaluation import ranking_metrics_at_k
 from model_mixin import RATING_SCALE, rmse, synthetic_ratings
 
+from rfm_recsys import InvalidParameterError
 from rfm_recsys.checks import RatingsError
-from rfm_recsys.model import LinRFM, NotFittedError, UnknownIdError
+from rfm_recsys.ids import Vocabulary
+from rfm_recsys.model import LinRFM, NotFittedError, ScoringRecommenderBase, UnknownIdError
 
 N_USERS, N_ITEMS = 60, 80
 
@@ -147,7 +151,7 @@ def test_recommend_excludes_seen_and_ranks_by_prediction(data, df_model):
     m = df_model
     user = int(data.train.user_id[0])
     seen = set(data.train.item_id[data.train.user_id == user])
-    ids, scores = m.recommend(user, n=7)
+    ids, scores = m.recommend(user, N=7)
     assert ids.shape == scores.shape == (7,)
     assert not seen & set(ids.tolist())
     assert np.all(np.diff(scores) <= 0)
@@ -156,7 +160,7 @@ def test_recommend_excludes_seen_and_ranks_by_prediction(data, df_model):
     unseen = np.array(sorted(set(m.item_ids_) - seen))
     best = unseen[np.argsort(-m.predict(user, unseen), kind="stable")[:7]]
     assert ids.tolist() == best.tolist()
-    ids_all, _ = m.recommend(user, n=N_ITEMS, exclude_seen=False)
+    ids_all, _ = m.recommend(user, N=N_ITEMS, filter_already_liked_items=False)
     assert sorted(ids_all.tolist()) == sorted(m.item_ids_.tolist())
     # implicit's spelling of the same call
     ids2, scores2 = m.recommend(user, N=7, filter_already_liked_items=True)
@@ -188,7 +192,7 @@ def test_recommend_batch_shape_and_padding(data, sp_model):
     )
     # a batch of raw string ids pads with ""
     m = LinRFM().fit(data.train.assign(item_id=lambda d: "i" + d.item_id.astype(str)))
-    ids, _ = m.recommend(np.array([1000, 1001]), n=N_ITEMS)
+    ids, _ = m.recommend(np.array([1000, 1001]), N=N_ITEMS)
     assert ids.dtype.kind == "U" and (ids == "").any()
 
 
@@ -196,10 +200,10 @@ def test_recommend_items_and_filter_items(data, df_model):
     m = df_model
     user = int(data.train.user_id[0])
     pool = m.item_ids_[::5]
-    ids, _ = m.recommend(user, n=100, items=pool, exclude_seen=False)
+    ids, _ = m.recommend(user, N=100, items=pool, filter_already_liked_items=False)
     assert sorted(ids.tolist()) == sorted(pool.tolist())
-    block = m.recommend(user, n=5)[0][:2]
-    ids, _ = m.recommend(user, n=5, filter_items=block)
+    block = m.recommend(user, N=5)[0][:2]
+    ids, _ = m.recommend(user, N=5, filter_items=block)
     assert not set(block.tolist()) & set(ids.tolist())
     with pytest.raises(ValueError, match="both items and filter_items"):
         m.recommend(user, items=pool, filter_items=block)
@@ -308,7 +312,7 @@ def test_fold_in_inputs_and_unknown_items(data, df_model):
         m.fold_in({5000: float("nan")})
     with pytest.raises(RatingsError, match="one new user"):
         m.fold_in(data.train.head(100))
-    ids, _ = m.recommend_new_user(r[["item_id", "rating"]], n=5)
+    ids, _ = m.recommend_new_user(r[["item_id", "rating"]], N=5)
     assert len(ids) == 5 and not set(ids.tolist()) & set(r.item_id)
 
 
@@ -368,7 +372,7 @@ def test_save_load_round_trip_without_pickle(data, tmp_path):
         loaded.predict(users, data.test.item_id), m.predict(users, data.test.item_id)
     )
     for a, b in zip(
-        loaded.recommend(users[:3].to_numpy(), n=5), m.recommend(users[:3].to_numpy(), n=5)
+        loaded.recommend(users[:3].to_numpy(), N=5), m.recommend(users[:3].to_numpy(), N=5)
     ):
         np.testing.assert_array_equal(a, b)
     assert len(loaded.history_) == len(m.history_)
@@ -523,6 +527,31 @@ def test_bad_parameters_are_clear(data):
         LinRFM(rating_scale=(1, 5)).fit(data.train)  # ints are fine
 
 
+@pytest.mark.parametrize(
+    "params, pattern",
+    [
+        ({"lam": -1}, r"LinRFM: lam must be a finite real number >= 0, got -1"),
+        ({"n_iter": "3"}, r"LinRFM: n_iter must be an integer >= 0, got '3' \(str\)"),
+        ({"power": 0.0}, r"power must be a finite real number > 0, got 0.0"),
+        ({"reg_user": float("nan")}, r"reg_user must be .*>= 0, got nan"),
+        ({"patience": 0}, r"patience must be an integer >= 1, got 0"),
+        ({"rating_scale": (5, 1)}, r"rating_scale must be None or a pair \(low, high\)"),
+    ],
+)
+def test_bad_hyperparameters_raise_invalid_parameter_error(data, params, pattern):
+    model = LinRFM(**params)
+    with pytest.raises(InvalidParameterError, match=pattern):
+        model.fit(data.train)
+    assert not hasattr(model, "fit_")
+
+
+def test_signature_is_the_config():
+    sig = inspect.signature(LinRFM)
+    assert list(sig.parameters) == LinRFM.config.names()
+    assert LinRFM().get_params() == LinRFM.config.defaults()
+    assert LinRFM(lam=5).lam == 5 and type(LinRFM(lam=5).lam) is int  # stored verbatim
+
+
 def test_failure_inside_the_engine_keeps_the_fitted_model(data):
     from rfm_recsys.core.engine import EngineMemoryError
 
@@ -534,3 +563,55 @@ def test_failure_inside_the_engine_keeps_the_fitted_model(data):
         model.fit(data.train)
     assert model.fit_ is fit_before
     np.testing.assert_array_equal(model.predict(data.test.user_id, data.test.item_id), before)
+
+
+class _ItemCosine(ScoringRecommenderBase):
+    """A minimal implicit-feedback model on the shared base: item-item cosine on a CSR matrix."""
+
+    _parameter_constraints: ClassVar[dict] = {}
+
+    def fit(self, user_items, show_progress=False, callback=None):
+        X = sp.csr_matrix(user_items, dtype=np.float64)
+        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0))).ravel()
+        self._X, self._norms = X, np.maximum(norms, 1e-12)
+        self.user_vocab_, self.item_vocab_ = (
+            Vocabulary.range(X.shape[0]),
+            Vocabulary.range(X.shape[1]),
+        )
+        return self
+
+    def _item_sim(self) -> np.ndarray:
+        G = (self._X.T @ self._X).toarray()
+        return G / self._norms[:, None] / self._norms[None, :]
+
+    def _score_users(self, codes):
+        return np.asarray(self._X[codes] @ self._item_sim())
+
+    def _seen_items(self):
+        return self._X
+
+    def _similarity(self, side, codes):
+        assert side == "item"
+        return self._item_sim()[codes]
+
+    def save(self, file):  # pragma: no cover - not part of this test
+        raise NotImplementedError
+
+
+def test_base_serves_an_implicit_feedback_model():
+    rng = np.random.default_rng(0)
+    X = sp.random(30, 12, density=0.3, random_state=rng, format="csr")
+    X.data[:] = 1.0
+    model = _ItemCosine().fit(X)
+    ids, scores = model.recommend(np.arange(5), X[:5], N=4)
+    assert ids.shape == (5, 4) and ids.dtype == np.int32
+    S = np.asarray(X[:5] @ model._item_sim())
+    for k in range(5):
+        assert not set(X[k].indices) & set(ids[k][ids[k] >= 0].tolist())
+        np.testing.assert_allclose(scores[k][ids[k] >= 0], S[k, ids[k][ids[k] >= 0]])
+    sim_ids, sim = model.similar_items(3, N=3)
+    assert sim_ids[0] == 3 and sim[0] == 1.0
+    with pytest.raises(NotImplementedError, match="recalculate_user"):
+        model.recommend(0, X[0], recalculate_user=True)
+    ranked = ranking_metrics_at_k(model, X, X, K=3, show_progress=False)
+    assert set(ranked) >= {"precision", "map", "ndcg", "auc"}

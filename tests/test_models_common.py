@@ -1,7 +1,7 @@
 """The shared model contract (tests/model_mixin.py) run against every model class of the package.
 
-LinRFM directly; the Surprise algorithms LinRFMAlgo, IRLSAlgo and ALSAlgo (rfm_recsys.baselines.als, while
-that module exists) through the Surprise adapter.
+LinRFM directly; the Surprise algorithms LinRFMAlgo, IRLSAlgo and ALSAlgo
+(rfm_recsys.baselines.als) through the Surprise adapter.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ import scipy.sparse as sp
 from surprise import AlgoBase
 from threadpoolctl import threadpool_limits
 
+from ..config import ALS, with_config
+from ..core.baseline import bias_estimates, bias_scores
 from ..core.engine import RowPlan
 from ..surprise_algos import _trainset_arrays, _VectorisedAlgo
 
@@ -66,11 +68,12 @@ class ALSFit:
         """Estimates and the mask of impossible pairs (user and item both unknown)."""
         return predict_als(self.mu, self.b_user, self.b_item, self.P, self.Q, users, items)
 
-    def user_scores(self, users: np.ndarray | int) -> np.ndarray:
-        """Predicted ratings of every item for known users (1-d for one user, else 2-d)."""
-        u = np.asarray(users, dtype=np.int64)
-        s = self.mu + self.b_user[u][..., None] + self.b_item + self.P[u] @ self.Q.T
-        return s
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Predicted ratings of every item for known users (``len(users) x n_items``)."""
+        u = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        out = bias_scores(self.mu, self.b_user, self.b_item, u)
+        out += self.P[u] @ self.Q.T
+        return out
 
 
 def _single_threaded_blas():
@@ -267,18 +270,14 @@ def predict_als(
     A pair with one unknown side gets ``mu`` plus the known side's bias (as Surprise's SVD);
     the returned mask marks pairs with both sides unknown (estimate ``mu``).
     """
-    users = np.asarray(users, dtype=np.int64)
-    items = np.asarray(items, dtype=np.int64)
-    ku = users >= 0
-    ki = items >= 0
-    est = np.full(users.shape, mu, dtype=np.float64)
-    est[ku] += b_u[users[ku]]
-    est[ki] += b_i[items[ki]]
-    both = ku & ki
-    est[both] += np.einsum("ij,ij->i", P[users[both]], Q[items[both]], dtype=np.float64)
-    return est, ~(ku | ki)
+    est, both, impossible = bias_estimates(mu, b_u, b_i, users, items)
+    users = np.asarray(users, dtype=np.int64)[both]
+    items = np.asarray(items, dtype=np.int64)[both]
+    est[both] += np.einsum("ij,ij->i", P[users], Q[items], dtype=np.float64)
+    return est, impossible
 
 
+@with_config(ALS)
 class ALSAlgo(_VectorisedAlgo):
     """Biased matrix factorisation fitted by ALS with weighted-lambda regularisation.
 
@@ -301,37 +300,8 @@ class ALSAlgo(_VectorisedAlgo):
     ml-latest-small training folds): ``n_factors=50, reg=0.12, reg_bias=1, n_epochs=10`` scores
     within 0.1% of that grid's best (100 factors, 6 epochs).
 
-    Args:
-        n_factors: rank of the factorisation.
-        reg: weighted-lambda penalty of the factors.
-        reg_bias: ridge penalty of the biases.
-        n_epochs: ALS sweeps (user half-step, then item half-step).
-        init_std: standard deviation of the random initial item factors.
-        dtype: ``"float64"`` or ``"float32"``.
-        random_state: seed of the initialisation (int, Generator or None).
-        verbose: print the training RMSE after each epoch.
+    The hyperparameters are :data:`rfm_recsys.config.ALS`'s.
     """
-
-    def __init__(
-        self,
-        n_factors: int = 50,
-        reg: float = 0.12,
-        reg_bias: float = 1.0,
-        n_epochs: int = 10,
-        init_std: float = 0.1,
-        dtype: str = "float64",
-        random_state=None,
-        verbose: bool = False,
-    ):
-        AlgoBase.__init__(self)
-        self.n_factors = n_factors
-        self.reg = reg
-        self.reg_bias = reg_bias
-        self.n_epochs = n_epochs
-        self.init_std = init_std
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
 
     def fit(self, trainset, callback=None) -> ALSAlgo:
         """Fit on a Surprise ``Trainset``; returns ``self``.
@@ -340,7 +310,11 @@ class ALSAlgo(_VectorisedAlgo):
             trainset: the training ratings.
             callback: optional ``callback(epoch, fit)`` with the :class:`ALSFit` of that epoch
                 (shares arrays with the running fit), for learning curves.
+
+        Raises:
+            InvalidParameterError: a hyperparameter outside its allowed range.
         """
+        self._validate_params()
         AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)
         history: list[dict] = []

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import LINRFM
+
+_DEFAULTS = LINRFM.defaults()
+
 
 @dataclass
 class Baseline:
@@ -24,14 +28,38 @@ class Baseline:
     b_col: np.ndarray
 
     def predict(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows)
-        cols = np.asarray(cols)
-        est = np.full(rows.shape, self.mu, dtype=np.float64)
-        kr = rows >= 0
-        kc = cols >= 0
-        est[kr] += self.b_row[rows[kr]]
-        est[kc] += self.b_col[cols[kc]]
-        return est
+        return bias_estimates(self.mu, self.b_row, self.b_col, rows, cols)[0]
+
+
+def bias_estimates(
+    mu: float, b_user: np.ndarray, b_item: np.ndarray, users: np.ndarray, items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The baseline part of every model's prediction, with -1 marking an unknown id.
+
+    A known user adds ``b_u``, a known item ``b_i``, so a pair with one unknown side gets the
+    known side's baseline and a pair with both unknown the global mean (as Surprise's SVD).
+
+    Returns:
+        ``(estimates, both_known, impossible)``: float64 estimates, the mask of pairs whose
+        interaction term the model adds, and the mask of pairs with both ids unknown.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    ku = users >= 0
+    ki = items >= 0
+    est = np.full(users.shape, mu, dtype=np.float64)
+    est[ku] += b_user[users[ku]]
+    est[ki] += b_item[items[ki]]
+    return est, ku & ki, ~(ku | ki)
+
+
+def bias_scores(mu: float, b_user: np.ndarray, b_item: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """Baseline of every item for known users: ``mu + b_u + b_i`` as ``len(users) x n_items``."""
+    out = np.empty((np.size(users), b_item.shape[0]), dtype=np.float64)
+    out[:] = b_item[None, :]
+    out += mu
+    out += np.asarray(b_user, dtype=np.float64)[np.asarray(users, dtype=np.int64)][:, None]
+    return out
 
 
 def fit_baseline(
@@ -40,9 +68,9 @@ def fit_baseline(
     values: np.ndarray,
     n_rows: int,
     n_cols: int,
-    reg_row: float = 15.0,
-    reg_col: float = 10.0,
-    n_epochs: int = 10,
+    reg_row: float = _DEFAULTS["reg_user"],
+    reg_col: float = _DEFAULTS["reg_item"],
+    n_epochs: int = _DEFAULTS["baseline_epochs"],
 ) -> Baseline:
     """Fit mean and biases by alternating ridge updates (vectorised with ``bincount``).
 

@@ -11,13 +11,20 @@ where ``S_r`` are the observed feature columns of row ``r`` and ``A`` the row co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from .baseline import Baseline, fit_baseline
+from ..config import LINRFM, ModelConfig
+from .baseline import Baseline, bias_estimates, bias_scores, fit_baseline
 from .engine import AGOPPower, FeatureUpdate, fit_engine, predict_pairs, spd_solve
+
+# Defaults of the functions below: the model classes' own (one declaration in config.py).
+_D = LINRFM.defaults()
+_DTYPE = np.dtype(_D["dtype"])
 
 
 def resolve_orientation(orient: str, n_users: int, n_items: int) -> bool:
@@ -65,26 +72,21 @@ class RatingsFit:
         Where only one side is known the estimate is the baseline part of that side, as
         Surprise's SVD does.
         """
-        users = np.asarray(users, dtype=np.int64)
-        items = np.asarray(items, dtype=np.int64)
-        ku = users >= 0
-        ki = items >= 0
-        est = np.full(users.shape, self.mu, dtype=np.float64)
-        est[ku] += self.b_user[users[ku]]
-        est[ki] += self.b_item[items[ki]]
-        both = ku & ki
-        r, c = self._rc(users[both], items[both])
+        est, both, impossible = bias_estimates(self.mu, self.b_user, self.b_item, users, items)
+        r, c = self._rc(np.asarray(users)[both], np.asarray(items)[both])
         est[both] += predict_pairs(self.K, self.A, r, c)
-        return est, ~(ku | ki)
+        return est, impossible
 
-    def user_scores(self, user: int) -> np.ndarray:
-        """Predicted ratings of every item for a known user."""
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Predicted ratings of every item for known users (``len(users) x n_items``)."""
+        users = np.asarray(users, dtype=np.int64)
         if self.users_are_rows:
-            lo, hi = self.A.indptr[user], self.A.indptr[user + 1]
-            kernel = self.K[:, self.A.indices[lo:hi]] @ self.A.data[lo:hi]
+            kernel = np.asarray(self.A[users] @ self.K)
         else:
-            kernel = self.A @ self.K[:, user]
-        return self.mu + self.b_user[user] + self.b_item + np.asarray(kernel, dtype=np.float64)
+            kernel = np.asarray(self.A @ self.K[:, users]).T
+        out = bias_scores(self.mu, self.b_user, self.b_item, users)
+        out += kernel
+        return out
 
     def fold_in(self, items: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, float]:
         """Scores of every item for a new user with these (known item, rating) pairs, no refit.
@@ -129,18 +131,18 @@ def fit_ratings(
     n_items: int,
     *,
     update: FeatureUpdate | None = None,
-    lam: float = 10.0,
-    n_iter: int = 2,
-    orient: str = "auto",
-    reg_user: float = 2.0,
-    reg_item: float = 2.0,
-    baseline_epochs: int = 10,
-    dtype=np.float32,
-    tol: float | None = None,
-    validation_share: float = 0.0,
-    patience: int = 2,
-    random_state=None,
-    max_memory: int | None = None,
+    lam: float = _D["lam"],
+    n_iter: int = _D["n_iter"],
+    orient: str = _D["orient"],
+    reg_user: float = _D["reg_user"],
+    reg_item: float = _D["reg_item"],
+    baseline_epochs: int = _D["baseline_epochs"],
+    dtype=_DTYPE,
+    tol: float | None = _D["tol"],
+    validation_share: float = _D["validation_share"],
+    patience: int = _D["patience"],
+    random_state=_D["random_state"],
+    max_memory: int | None = _D["max_memory"],
     progress: bool = False,
     callback=None,
 ) -> RatingsFit:
@@ -150,70 +152,54 @@ def fit_ratings(
     out, the engine runs with early stopping on it, and the model is then refitted on all the
     ratings for the best number of iterations found; the history keeps the validation curve.
     """
-    update = update if update is not None else AGOPPower(1.0)
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
     ratings = np.asarray(ratings, dtype=np.float64)
-    history: list[dict] = []
-    if validation_share:
-        if not 0.0 < validation_share < 1.0:
-            raise ValueError(f"validation_share must be in (0, 1), got {validation_share}")
-        rng = np.random.default_rng(random_state)
-        held = rng.random(ratings.size) < validation_share
-        if held.all() or not held.any():
-            raise ValueError(
-                "validation_share leaves no ratings on one side: use more data or another share"
-            )
-        probe = _fit_once(
-            users[~held],
-            items[~held],
-            ratings[~held],
-            n_users,
-            n_items,
-            update,
-            lam,
-            n_iter,
-            orient,
-            reg_user,
-            reg_item,
-            baseline_epochs,
-            dtype,
-            tol,
-            max_memory,
-            progress,
-            validation=(users[held], items[held], ratings[held]),
-            patience=patience,
-            callback=callback,
+    # what every engine run of this fit shares
+    run = dict(
+        update=update if update is not None else AGOPPower(1.0),
+        lam=lam,
+        orient=orient,
+        reg_user=reg_user,
+        reg_item=reg_item,
+        baseline_epochs=baseline_epochs,
+        dtype=dtype,
+        tol=tol,
+        max_memory=max_memory,
+        progress=progress,
+    )
+    if not validation_share:
+        return _fit_once(
+            users, items, ratings, n_users, n_items, n_iter=n_iter, callback=callback, **run
         )
-        history = probe.history
-        n_iter = probe.best_iteration
-    fit = _fit_once(
-        users,
-        items,
-        ratings,
+    if not 0.0 < validation_share < 1.0:
+        raise ValueError(f"validation_share must be in (0, 1), got {validation_share}")
+    rng = np.random.default_rng(random_state)
+    held = rng.random(ratings.size) < validation_share
+    if held.all() or not held.any():
+        raise ValueError(
+            "validation_share leaves no ratings on one side: use more data or another share"
+        )
+    probe = _fit_once(
+        users[~held],
+        items[~held],
+        ratings[~held],
         n_users,
         n_items,
-        update,
-        lam,
-        n_iter,
-        orient,
-        reg_user,
-        reg_item,
-        baseline_epochs,
-        dtype,
-        tol,
-        max_memory,
-        progress,
-        callback=None if validation_share else callback,
+        n_iter=n_iter,
+        validation=(users[held], items[held], ratings[held]),
+        patience=patience,
+        callback=callback,
+        **run,
     )
-    if validation_share:
-        fit.history = history
+    fit = _fit_once(users, items, ratings, n_users, n_items, n_iter=probe.best_iteration, **run)
+    fit.history = probe.history
     return fit
 
 
-def fit_with_params(
-    est,
-    update: FeatureUpdate,
+def fit_with_config(
+    config: ModelConfig,
+    values: Mapping[str, Any],
     users,
     items,
     ratings,
@@ -222,36 +208,14 @@ def fit_with_params(
     progress: bool = False,
     callback=None,
 ) -> RatingsFit:
-    """:func:`fit_ratings` with the hyperparameters an estimator stores under their own names.
+    """:func:`fit_ratings` with an estimator's stored hyperparameters, mapped by its config.
 
-    Shared by the Surprise algorithms and :class:`~rfm_recsys.model.LinRFM`, which expose the
-    same parameters (``lam``, ``n_iter``, ``orient``, ``reg_user``, ...).
+    Shared by the Surprise algorithms and :class:`~rfm_recsys.model.LinRFM`; the values must
+    have passed the config's constraints (``_validate_params``).
     """
-    dtype = np.dtype(est.dtype)
-    if dtype.kind != "f":
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {est.dtype!r}")
-    return fit_ratings(
-        users,
-        items,
-        ratings,
-        n_users,
-        n_items,
-        update=update,
-        lam=est.lam,
-        n_iter=est.n_iter,
-        orient=est.orient,
-        reg_user=est.reg_user,
-        reg_item=est.reg_item,
-        baseline_epochs=est.baseline_epochs,
-        dtype=dtype,
-        tol=est.tol,
-        validation_share=est.validation_share,
-        patience=est.patience,
-        random_state=est.random_state,
-        max_memory=est.max_memory,
-        progress=bool(progress or est.verbose),
-        callback=callback,
-    )
+    kwargs = config.fit_kwargs(values)
+    kwargs["progress"] = bool(progress or kwargs.get("progress", False))
+    return fit_ratings(users, items, ratings, n_users, n_items, callback=callback, **kwargs)
 
 
 def _fit_once(
@@ -260,6 +224,7 @@ def _fit_once(
     ratings,
     n_users,
     n_items,
+    *,
     update,
     lam,
     n_iter,
@@ -326,13 +291,13 @@ def validation_curve(
     n_items: int,
     *,
     update: FeatureUpdate | None = None,
-    lam: float = 20.0,
-    n_iter: int = 8,
-    orient: str = "auto",
-    reg_user: float = 15.0,
-    reg_item: float = 10.0,
-    baseline_epochs: int = 10,
-    dtype=np.float32,
+    lam: float = _D["lam"],
+    n_iter: int = _D["n_iter"],
+    orient: str = _D["orient"],
+    reg_user: float = _D["reg_user"],
+    reg_item: float = _D["reg_item"],
+    baseline_epochs: int = _D["baseline_epochs"],
+    dtype=_DTYPE,
     max_memory: int | None = None,
 ) -> list[dict]:
     """Validation RMSE after every kernel update, for choosing ``n_iter`` and the rest.
@@ -345,17 +310,17 @@ def validation_curve(
         *train,
         n_users,
         n_items,
-        update if update is not None else AGOPPower(1.0),
-        lam,
-        n_iter,
-        orient,
-        reg_user,
-        reg_item,
-        baseline_epochs,
-        dtype,
-        None,
-        max_memory,
-        False,
+        update=update if update is not None else AGOPPower(1.0),
+        lam=lam,
+        n_iter=n_iter,
+        orient=orient,
+        reg_user=reg_user,
+        reg_item=reg_item,
+        baseline_epochs=baseline_epochs,
+        dtype=dtype,
+        tol=None,
+        max_memory=max_memory,
+        progress=False,
         validation=valid,
         patience=n_iter + 1,
     )

@@ -1,0 +1,131 @@
+"""Maps between raw ids (any hashable values) and the inner codes ``0..n-1`` the numerics use.
+
+:class:`Vocabulary` is one side's map (users or items), in the spirit of LensKit's: built once
+at ``fit`` from a column of raw ids (or as ``arange(n)`` for a matrix whose ids are its indices),
+it turns raw ids into codes (-1 for unknown) and codes back into raw ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .checks import RatingsError
+
+__all__ = ["Vocabulary", "as_id_array"]
+
+
+def as_id_array(x) -> np.ndarray:
+    """Raw ids as a numpy array, keeping mixed-type lists as objects (``["a", 1]`` stays so)."""
+    if isinstance(x, (pd.Series, pd.Index)):
+        return x.to_numpy()
+    arr = np.asarray(x)
+    if (
+        arr.dtype.kind in "US"
+        and arr.ndim == 1
+        and isinstance(x, (list, tuple))
+        and not all(isinstance(v, str) for v in x)
+    ):
+        # numpy would turn ["a", 1] into two strings and so lose the integer id 1
+        arr = np.empty(len(x), dtype=object)
+        arr[:] = x
+    return arr
+
+
+class Vocabulary:
+    """The raw ids of one side, in code order; ``numbers`` and ``terms`` map both ways.
+
+    Args:
+        ids: the raw id of each code (numbers stay numbers, strings become a unicode array).
+    """
+
+    def __init__(self, ids):
+        self._ids = _clean_ids(ids)
+
+    @classmethod
+    def from_column(cls, col: pd.Series, what: str, name: str) -> tuple[np.ndarray, Vocabulary]:
+        """Codes of a column of raw ids and its vocabulary (sorted when the ids are sortable).
+
+        Raises:
+            RatingsError: the column has missing ids (the message names the first row).
+        """
+        try:
+            codes, uniques = pd.factorize(col, sort=True)
+        except TypeError:  # mixed types that do not sort: order of first appearance
+            codes, uniques = pd.factorize(col, sort=False)
+        missing = codes < 0
+        if missing.any():
+            k = int(np.flatnonzero(missing)[0])
+            raise RatingsError(
+                f"{int(missing.sum()):,} rows have a missing {what} id in column {name!r} (first "
+                f"at row {col.index[k]!r}); drop them first, e.g. df.dropna(subset=[{name!r}])"
+            )
+        return codes.astype(np.int64), cls(uniques)
+
+    @classmethod
+    def range(cls, n: int) -> Vocabulary:
+        """Ids ``0..n-1`` (int32, as implicit's): for a matrix whose ids are its indices."""
+        return cls(np.arange(n, dtype=np.int32))
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getstate__(self) -> dict:
+        return {"_ids": self._ids}  # the pandas index is rebuilt on demand
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The raw id of each code."""
+        return self._ids
+
+    @property
+    def index(self) -> pd.Index:
+        """The ids as a pandas Index (built on first use)."""
+        if "_index" not in self.__dict__:
+            self._index = pd.Index(self._ids)
+        return self._index
+
+    def numbers(self, ids) -> np.ndarray:
+        """Codes of raw ids (flattened); -1 for ids not in the vocabulary."""
+        arr = as_id_array(ids).ravel()
+        if arr.size == 0:
+            return np.empty(0, dtype=np.int64)
+        try:
+            return np.asarray(self.index.get_indexer(arr), dtype=np.int64)
+        except (TypeError, ValueError):
+            # ids of a type the index cannot compare with (e.g. unhashable): all unknown
+            return np.full(arr.size, -1, dtype=np.int64)
+
+    def terms(self, codes: np.ndarray) -> np.ndarray:
+        """Raw ids of codes (all must be valid)."""
+        return self._ids[np.asarray(codes)]
+
+    def storable(self, what: str) -> np.ndarray:
+        """The ids as an array ``numpy.save`` writes without pickle.
+
+        Raises:
+            TypeError: the ids are Python objects (the message says how to map them first).
+        """
+        if self._ids.dtype.kind in "iufUSb":
+            return self._ids
+        kinds = sorted({type(x).__name__ for x in self._ids[:1000]})
+        raise TypeError(
+            f"the {what} ids are Python objects of types {kinds}, which cannot be saved without "
+            f"pickle: map them to integers or strings before fitting (e.g. df[col].astype(str))"
+        )
+
+
+def _clean_ids(uniques) -> np.ndarray:
+    """A plain numpy array of raw ids: numbers stay numbers, strings become a unicode array."""
+    arr = np.asarray(uniques)
+    if arr.dtype.kind == "O" and arr.size:
+        if all(isinstance(x, str) for x in arr):
+            return arr.astype(str)
+        if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in arr):
+            try:
+                return arr.astype(np.int64)
+            except OverflowError:
+                return arr
+    if arr.dtype.kind == "O" and arr.size == 0:
+        return arr.astype(str)
+    return arr
