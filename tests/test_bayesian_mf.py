@@ -138,3 +138,12 @@ def test_bad_parameters_are_named(split, params, name):
 def test_more_kept_samples_than_sweeps_is_refused(split):
     with pytest.raises(ValueError, match="n_kept_samples"):
         BayesianMFAlgo(n_iter=10, n_kept_samples=20).fit(split[0])
+
+
+def test_score_users_match_predict(split, fitted):
+    trainset, _ = split
+    scores = fitted.fit_.score_users([0, 3])
+    assert scores.shape == (2, trainset.n_items)
+    items = np.arange(trainset.n_items)
+    est, _ = fitted.fit_.predict(np.full(items.size, 3), items)
+    np.testing.assert_allclose(scores[1], est, rtol=1e-5)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
+import test_models_common as common
 
+from rfm_recsys.config import PLAIN_LINRFM
 from rfm_recsys.core.engine import AGOPPower
 from rfm_recsys.core.fitting import fit_ratings
 from rfm_recsys.core.kernel_rfm import (
@@ -162,7 +167,7 @@ def test_refit_predicts_and_folds_in(settings):
         scores, _ = refit.fold_in(i[mask], r[mask])
         b = refit.b_user[3]
         np.testing.assert_allclose(
-            scores - (refit.mu + b), refit.user_scores(3) - (refit.mu + b), atol=1e-3
+            scores - (refit.mu + b), refit.score_users([3])[0] - (refit.mu + b), atol=1e-3
         )
 
 
@@ -207,21 +212,20 @@ def test_bad_settings_are_named():
 
 
 def test_plain_settings_give_the_lin_rfm_fit():
-    from rfm_recsys.core.kernel_rfm import fit_kernel_ratings
+    from rfm_recsys.core.kernel_rfm import apply_kernel
 
     u, i, r, nu, ni = triples()
     ref = fit_ratings(u, i, r, nu, ni, lam=7.0, n_iter=2)
-    fit = fit_kernel_ratings(u, i, r, nu, ni, KernelSettings(lam=7.0), lam=7.0, n_iter=2)
-    np.testing.assert_array_equal(fit.K, ref.K)
-    np.testing.assert_array_equal(fit.predict(u, i)[0], ref.predict(u, i)[0])
+    assert apply_kernel(ref, u, i, r) is ref
+    assert apply_kernel(ref, u, i, r, kernel_lam=7.0) is ref
 
 
 def test_both_orientations_average_the_kernel_parts():
-    from rfm_recsys.core.kernel_rfm import CombinedFit, fit_kernel_ratings
+    from rfm_recsys.core.kernel_rfm import CombinedFit, fit_both_orientations
 
     u, i, r, nu, ni = triples()
-    s = KernelSettings(lam=7.0, implicit_weight=1.0, n_updates=1)
-    both = fit_kernel_ratings(u, i, r, nu, ni, s, orient="both", both_weight=0.7, lam=7.0)
+    kernel = dict(kernel="gaussian", implicit=1.0, kernel_updates=1, kernel_lam=3.0)
+    both = fit_both_orientations(u, i, r, nu, ni, kernel, weight=0.7, lam=7.0, orient="auto")
     assert isinstance(both, CombinedFit)
     assert both.first.users_are_rows and not both.second.users_are_rows
     qu = np.array([0, 1, -1, 5, -1])
@@ -231,6 +235,63 @@ def test_both_orientations_average_the_kernel_parts():
     e2, _ = both.second.predict(qu, qi)
     np.testing.assert_allclose(est, 0.7 * e1 + 0.3 * e2)
     np.testing.assert_array_equal(impossible, [False, False, False, False, True])
-    np.testing.assert_allclose(both.user_scores(5)[4], est[3], rtol=1e-6)
+    np.testing.assert_allclose(both.score_users([5])[0, 4], est[3], rtol=1e-6)
     scores, b_u = both.fold_in(i[u == 5], r[u == 5])
     assert scores.shape == (ni,) and np.isfinite(b_u)
+
+
+# The shared model contract (tests/model_mixin.py) for the kernels the defaults do not use:
+# prediction, unknown ids, save/load, fold-in and the Surprise contract hold for every kernel.
+class TestLinRFMLaplace(common.TestLinRFM):
+    def make_model(self, **params):
+        return super().make_model(**{"kernel": "laplace", **params})
+
+
+class TestLinRFMPlain(common.TestLinRFM):
+    def make_model(self, **params):
+        return super().make_model(**{**PLAIN_LINRFM, **params})
+
+
+class TestLinRFMAlgoLaplace(common.TestLinRFMAlgo):
+    default_params: ClassVar[dict] = {"kernel": "laplace"}
+
+
+class TestLinRFMAlgoBoth(common.TestLinRFMAlgo):
+    default_params: ClassVar[dict] = {"orient": "both"}
+
+
+def test_linrfm_refuses_both_orientations():
+    from rfm_recsys.model import LinRFM
+    from rfm_recsys.params import InvalidParameterError
+
+    u, i, r, nu, ni = triples()
+    X = sp.csr_matrix((r, (u, i)), shape=(nu, ni))
+    with pytest.raises(InvalidParameterError, match="orient='both'"):
+        LinRFM(orient="both").fit(X)
+
+
+@pytest.mark.parametrize("kernel", ["linear", "gaussian", "laplace"])
+def test_algo_kernel_step_matches_the_core(kernel):
+    from surprise import Dataset, Reader
+
+    from rfm_recsys.core.kernel_rfm import apply_kernel
+    from rfm_recsys.surprise_algos import LinRFMAlgo, _trainset_arrays
+
+    u, i, r, nu, ni = triples()
+    df = pd.DataFrame({"u": u, "i": i, "r": r})
+    ts = Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
+    algo = LinRFMAlgo(kernel=kernel, bandwidth=1.5, implicit=1.0, kernel_updates=1).fit(ts)
+    tu, ti, tr = _trainset_arrays(ts)
+    base = fit_ratings(tu, ti, tr, ts.n_users, ts.n_items, orient="items")
+    ref = apply_kernel(
+        base,
+        tu,
+        ti,
+        tr,
+        kernel=kernel,
+        bandwidth=1.5,
+        implicit=1.0,
+        kernel_updates=1,
+        kernel_lam=3.0,
+    )
+    np.testing.assert_allclose(algo.fit_.predict(tu, ti)[0], ref.predict(tu, ti)[0], rtol=1e-6)

@@ -19,6 +19,9 @@ SVDPP_MAX_RATINGS = 200_000
 #: From this many ratings on a data set is "large": one 90/10 holdout by default, no curves,
 #: and SVD++ is skipped even when named (its fit would take hours) unless ``--svdpp``.
 LARGE_RATINGS = 5_000_000
+#: BayesianMF runs by default only up to this many training ratings (ML-1M-sized takes minutes
+#: per fit, ML-10M tens of minutes); ``--bayesian-mf`` lifts the limit.
+BAYESIAN_MF_MAX_RATINGS = 2_000_000
 #: Default length of the per-iteration test-RMSE curves of lin-RFM and IRLS.
 CURVE_ITERS = 10
 #: "Reached its final RMSE": within this relative margin of the last point of the curve.
@@ -64,6 +67,27 @@ def _svdpp(params: dict, seed: int | None) -> Any:
     return SVDpp(**params, random_state=seed)
 
 
+def _bayesian_mf(params: dict, seed: int | None) -> Any:
+    from rfm_recsys.baselines.bayesian_mf import BayesianMFAlgo
+
+    # myfm needs an int seed; the harness passes None when unseeded
+    return BayesianMFAlgo(**params, random_state=0 if seed is None else seed)
+
+
+def _bayesian_mf_time(params: dict, shape: DataShape, args: Any) -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("myfm") is None:
+        return "myfm is not installed: pip install 'rfm_recsys[bayes]' (or myfm)"
+    if shape.n_ratings <= BAYESIAN_MF_MAX_RATINGS or getattr(args, "bayesian_mf", False):
+        return None
+    return (
+        f"BayesianMF (Gibbs sampling, {params.get('n_iter', 200)} sweeps) on "
+        f"{shape.n_ratings:,} training ratings would take long: name it in --algorithms "
+        "with --bayesian-mf to run it anyway"
+    )
+
+
 def _baseline(params: dict, seed: int | None) -> Any:
     from surprise import BaselineOnly
 
@@ -81,7 +105,10 @@ def _linrfm_ranker(algo: Any, params: dict, train: Any, seed: int | None) -> tup
     from rfm_recsys.model import LinRFM
 
     names = set(LinRFM._param_names())
-    model = LinRFM(**{k: v for k, v in params.items() if k in names}, random_state=seed)
+    kw = {k: v for k, v in params.items() if k in names}
+    if kw.get("orient") == "both":  # LinRFM holds one kernel: rank with the kernel over items
+        kw["orient"] = "items"
+    model = LinRFM(**kw, random_state=seed)
     return model.fit(train), "LinRFM (RecommenderBase)"
 
 
@@ -99,8 +126,12 @@ def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, A
         from rfm_recsys.core.engine import available_memory, estimate_memory
         from rfm_recsys.core.fitting import resolve_orientation
 
-        users_are_rows = resolve_orientation(
-            params.get("orient", "auto"), shape.n_users, shape.n_items
+        orient = params.get("orient", "auto")
+        # "both" fits each orientation in turn: the larger kernel is the peak
+        users_are_rows = (
+            shape.n_items >= shape.n_users
+            if orient == "both"
+            else resolve_orientation(orient, shape.n_users, shape.n_items)
         )
         n, d = (shape.n_users, shape.n_items) if users_are_rows else (shape.n_items, shape.n_users)
         rank = params.get("rank")
@@ -199,6 +230,18 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             quick_grid={"reg_all": [0.02, 0.05]}, skip=_svdpp_time,
         ),
         AlgoSpec(
+            "bmf10", "BayesianMF (myfm) rank 10", "rating", _bayesian_mf,
+            defaults={"rank": 10}, quick={"n_iter": 40, "n_kept_samples": 30},
+            grid={"n_iter": [100, 200], "init_stdev": [0.1, 0.5]},
+            quick_grid={"init_stdev": [0.1, 0.5]}, skip=_bayesian_mf_time,
+        ),
+        AlgoSpec(
+            "bmf32", "BayesianMF (myfm) rank 32", "rating", _bayesian_mf,
+            defaults={"rank": 32}, quick={"n_iter": 40, "n_kept_samples": 30},
+            grid={"n_iter": [100, 200], "init_stdev": [0.1, 0.5]},
+            quick_grid={"init_stdev": [0.1, 0.5]}, skip=_bayesian_mf_time,
+        ),
+        AlgoSpec(
             "baseline", "BaselineOnly", "rating", _baseline,
             defaults={"method": "als", "reg_i": 10, "reg_u": 15, "n_epochs": 10},
             grid={"reg_u": [5, 15, 25], "reg_i": [5, 10, 20]}, quick_grid={"reg_u": [5, 15]},
@@ -211,12 +254,13 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         ),
     ]
 }  # fmt: skip
-RATING_ORDER = ["linrfm", "irls", "als", "svd", "svdpp", "baseline"]
+RATING_ORDER = ["linrfm", "bmf10", "bmf32", "irls", "als", "svd", "svdpp", "baseline"]
 ALIASES = {
     "lin-rfm": "linrfm", "rfm": "linrfm", "linrfmalgo": "linrfm", "irls-p": "irls",
     "irlsalgo": "irls",
     "alsalgo": "als", "svd++": "svdpp", "baselineonly": "baseline", "implicit": "implicit-als",
-    "implicit_als": "implicit-als", "ials": "implicit-als",
+    "implicit_als": "implicit-als", "ials": "implicit-als", "bmf": "bmf10",
+    "bayesianmf": "bmf10", "bayesian-mf": "bmf10", "myfm": "bmf10",
 }  # fmt: skip
 
 

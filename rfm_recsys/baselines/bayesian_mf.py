@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from surprise import AlgoBase
 
+from ..core.baseline import bias_scores
 from ..params import AnyOf, Constraint, Interval, Options
 from ..surprise_algos import _trainset_arrays, _VectorisedAlgo
 
@@ -72,6 +73,13 @@ class BayesianMFFit:
             prod = self.V_user[users[k]] * self.V_item[items[k]]
             est[k] += prod.sum(axis=1, dtype=np.float64)
         return est, ~(ku | ki)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Predicted ratings of every item for known users (``len(users) x n_items``)."""
+        u = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        out = bias_scores(self.mu, self.b_user, self.b_item, u)
+        out += self.V_user[u] @ self.V_item.T
+        return out
 
 
 def fit_bayesian_mf(

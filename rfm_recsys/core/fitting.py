@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from ..config import LINRFM, ModelConfig
 from .baseline import Baseline, bias_estimates, bias_scores, fit_baseline
 from .engine import AGOPPower, FeatureUpdate, fit_engine, predict_pairs, spd_solve
+from .kernel_rfm import KERNEL_PARAMS, CombinedFit, apply_kernel, fit_both_orientations
 
 # Defaults of the functions below: the model classes' own (one declaration in config.py).
 _D = LINRFM.defaults()
@@ -207,15 +208,24 @@ def fit_with_config(
     n_items: int,
     progress: bool = False,
     callback=None,
-) -> RatingsFit:
+) -> RatingsFit | CombinedFit:
     """:func:`fit_ratings` with an estimator's stored hyperparameters, mapped by its config.
 
     Shared by the Surprise algorithms and :class:`~rfm_recsys.model.LinRFM`; the values must
-    have passed the config's constraints (``_validate_params``).
+    have passed the config's constraints (``_validate_params``). Families with the kernel step's
+    parameters (``kernel``, ``implicit``...) get it after the AGOP updates
+    (:func:`~rfm_recsys.core.kernel_rfm.apply_kernel`); ``orient="both"`` fits both
+    orientations and returns their :class:`~rfm_recsys.core.kernel_rfm.CombinedFit`.
     """
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
-    return fit_ratings(users, items, ratings, n_users, n_items, callback=callback, **kwargs)
+    kernel = {k: values[k] for k in KERNEL_PARAMS if k in values}
+    if kwargs.get("orient") == "both":
+        return fit_both_orientations(
+            users, items, ratings, n_users, n_items, kernel, callback=callback, **kwargs
+        )
+    fit = fit_ratings(users, items, ratings, n_users, n_items, callback=callback, **kwargs)
+    return apply_kernel(fit, users, items, ratings, **kernel) if kernel else fit
 
 
 def _fit_once(

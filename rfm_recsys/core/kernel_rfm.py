@@ -23,17 +23,28 @@ completed matrix ``W = A k`` (as lin-RFM does) or the AGOP of the nonlinear pred
 themselves, ``sum_r sum_j grad f_r(e_j) grad f_r(e_j)^T`` with
 ``f_r(x) = sum_s a_rs k(x, e_s)`` (:func:`predictor_agop`, in closed form with ``d x d``
 products only).
+
+Two more levers live here. The implicit signal of who rated what: the co-rating matrix
+``B^T B`` of the feature side (:func:`co_rating_matrix`), added to ``M`` before each kernel is
+built, so the rows are fitted and the next AGOP learned with it (with the kernel over items it is
+the signal SVD++ adds to SVD). And both orientations: :class:`CombinedFit` averages a fit with
+users as rows and one with items as rows (:func:`fit_both_orientations`). What validation kept,
+and the figures, are in ``evaluation/kernel_rfm_experiments.md``; the user-facing classes reach
+this module through :func:`apply_kernel`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from .engine import RowPlan, gram_of_completion, solve_rows
-from .fitting import RatingsFit
+
+if TYPE_CHECKING:  # fitting imports this module: no import cycle at run time
+    from .fitting import RatingsFit
 
 KERNELS = ("linear", "laplace", "gaussian")
 GEOMETRIES = ("mahalanobis", "cosine")
@@ -350,11 +361,12 @@ class CombinedFit:
         # the baseline parts are identical, so mixing the estimates mixes the kernel parts
         return self.weight * e1 + (1.0 - self.weight) * e2, impossible
 
-    def user_scores(self, user: int) -> np.ndarray:
-        """Predicted ratings of every item for a known user."""
-        return self.weight * self.first.user_scores(user) + (
-            1.0 - self.weight
-        ) * self.second.user_scores(user)
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Predicted ratings of every item for known users (``len(users) x n_items``)."""
+        out = self.first.score_users(users)
+        out *= self.weight
+        out += (1.0 - self.weight) * self.second.score_users(users)
+        return out
 
     def fold_in(self, items: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, float]:
         """Both sides' fold-ins averaged (the user bias is the same in both)."""
@@ -363,38 +375,39 @@ class CombinedFit:
         return self.weight * s1 + (1.0 - self.weight) * s2, b_u
 
 
-def fit_kernel_ratings(
+#: Hyperparameters of the user-facing classes that :func:`apply_kernel` takes.
+KERNEL_PARAMS = ("kernel", "bandwidth", "implicit", "kernel_updates", "kernel_lam")
+#: Weight of the kernel-over-items side when both orientations are averaged, chosen on
+#: validation shares of ml-100k and ml-latest-small (evaluation/kernel_rfm_experiments.md).
+BOTH_WEIGHT = 0.75
+
+
+def fit_both_orientations(
     users: np.ndarray,
     items: np.ndarray,
     ratings: np.ndarray,
     n_users: int,
     n_items: int,
-    settings: KernelSettings,
+    kernel: dict[str, Any],
     *,
-    orient: str = "auto",
-    both_weight: float = 0.5,
-    **fit_kwargs,
-) -> RatingsFit | CombinedFit:
-    """lin-RFM (:func:`~rfm_recsys.core.fitting.fit_ratings`), then the kernel refit.
+    weight: float = BOTH_WEIGHT,
+    **fit_kwargs: Any,
+) -> CombinedFit:
+    """lin-RFM and the kernel step with the kernel over items, then over users; averaged.
 
-    ``orient="both"`` fits users as rows and items as rows and averages them
-    (:class:`CombinedFit`, ``both_weight`` on the side whose kernel is over items); any other
-    ``orient`` gives one :class:`RatingsFit`. ``fit_kwargs`` go to ``fit_ratings`` (``lam``,
-    ``n_iter``, biases, ``validation_share``...).
+    ``kernel`` holds :func:`apply_kernel`'s keywords, ``fit_kwargs`` those of
+    :func:`~rfm_recsys.core.fitting.fit_ratings` (``orient`` is set here);
+    ``weight`` is that of the side with the kernel over items (users as rows).
     """
     from .fitting import fit_ratings
 
+    fit_kwargs.pop("orient", None)
+
     def one(side: str) -> RatingsFit:
         fit = fit_ratings(users, items, ratings, n_users, n_items, orient=side, **fit_kwargs)
-        if is_plain(settings, fit.lam):
-            return fit
-        refit, _ = refit_kernel(fit, users, items, ratings, settings)
-        refit.history = fit.history
-        return refit
+        return apply_kernel(fit, users, items, ratings, **kernel)
 
-    if orient != "both":
-        return one(orient)
-    return CombinedFit(one("items"), one("users"), weight=both_weight)
+    return CombinedFit(one("items"), one("users"), weight=weight)
 
 
 def apply_kernel(
@@ -414,6 +427,9 @@ def apply_kernel(
     Returns ``fit`` itself when the settings change nothing (linear kernel, no implicit signal,
     no update, the same ridge), so the linear default is today's model exactly.
     """
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    ratings = np.asarray(ratings, dtype=np.float64)
     settings = KernelSettings(
         kernel=kernel,
         bandwidth=bandwidth,
