@@ -227,7 +227,9 @@ def test_algorithm_selection_and_overrides():
     keys, notes = harness.resolve_algorithms(None, 1_000_000, ranking=False, svdpp=False)
     assert "svdpp" not in keys and "implicit-als" not in keys and notes
     keys, _ = harness.resolve_algorithms(None, 100_000, ranking=True, svdpp=False)
-    assert keys == ["linrfm", "irls", "als", "svd", "svdpp", "baseline", *TOPN]
+    assert keys == [
+        "linrfm", "kernel-rfm", "bmf10", "bmf32", "irls", "als", "svd", "svdpp", "baseline", *TOPN
+    ]  # fmt: skip
     assert TOPN == ["implicit-linrfm", "ease", "implicit-als"]
     keys, _ = harness.resolve_algorithms("SVD++, lin-rfm", 10**7, ranking=False, svdpp=False)
     assert keys == ["linrfm", "svdpp"]

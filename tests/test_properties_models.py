@@ -84,6 +84,11 @@ LINRFM = dict(
     lam=st.floats(1e-3, 100),
     power=st.floats(0.2, 3.0),
     rank=st.one_of(st.none(), st.just("auto"), st.integers(1, 40)),
+    kernel=st.sampled_from(["linear", "gaussian", "laplace"]),
+    bandwidth=st.floats(0.3, 5.0),
+    implicit=st.floats(0, 4),
+    kernel_updates=st.integers(0, 2),
+    kernel_lam=st.one_of(st.none(), st.floats(0.1, 20)),
     **SHARED,
 )
 FRAME = dict(
@@ -95,7 +100,8 @@ FRAME = dict(
 )
 SPACES = {
     LinRFM: {**LINRFM, **FRAME},
-    LinRFMAlgo: LINRFM,
+    # orient="both" averages two fits: LinRFMAlgo only (LinRFM refuses it with its own message)
+    LinRFMAlgo: {**LINRFM, "orient": st.sampled_from(["auto", "users", "items", "both"])},
     IRLSAlgo: dict(
         p=st.floats(0, 1),
         n_iter=st.integers(0, 4),

@@ -80,6 +80,11 @@ def _protocol_options(p: argparse.ArgumentParser) -> None:
         "--svdpp", action="store_true", help="run SVD++ even on large data sets (slow: hours)"
     )
     p.add_argument(
+        "--bayesian-mf",
+        action="store_true",
+        help="run BayesianMF (myfm) even beyond 2,000,000 training ratings (slow)",
+    )
+    p.add_argument(
         "--folds",
         default=None,
         help="number of KFold folds (default 5; 2 with --quick; one 90/10 holdout from "

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rfm_recsys.config import KERNEL_RFM
+
 #: A test rating at least this high is a relevant item in the top-N table.
 RELEVANCE_THRESHOLD = 4.0
 #: SVD++ runs by default only on data sets up to this many ratings (it is slow); ``--svdpp``.
@@ -19,6 +21,12 @@ SVDPP_MAX_RATINGS = 200_000
 #: From this many ratings on a data set is "large": one 90/10 holdout by default, no curves,
 #: and SVD++ is skipped even when named (its fit would take hours) unless ``--svdpp``.
 LARGE_RATINGS = 5_000_000
+#: BayesianMF runs by default only up to this many training ratings (ML-1M-sized takes minutes
+#: per fit, ML-10M tens of minutes); ``--bayesian-mf`` lifts the limit.
+BAYESIAN_MF_MAX_RATINGS = 2_000_000
+#: kernel RFM (lin-RFM's kernel step) runs by default only up to this many items: it builds
+#: dense items x items kernels (ml-latest-small's 9,724 items take tens of seconds per fit).
+KERNEL_RFM_MAX_ITEMS = 12_000
 #: Default length of the per-iteration test-RMSE curves of lin-RFM and IRLS.
 CURVE_ITERS = 10
 #: "Reached its final RMSE": within this relative margin of the last point of the curve.
@@ -38,6 +46,15 @@ def _linrfm(params: dict, seed: int | None) -> Any:
     from rfm_recsys.surprise_algos import LinRFMAlgo
 
     return LinRFMAlgo(**params, random_state=seed)
+
+
+def _kernel_rfm_size(params: dict, shape: DataShape, args: Any) -> str | None:
+    if shape.n_items <= KERNEL_RFM_MAX_ITEMS:
+        return None
+    return (
+        f"kernel RFM builds dense {shape.n_items:,} x {shape.n_items:,} kernels over the items "
+        f"(no factored form yet); above {KERNEL_RFM_MAX_ITEMS:,} items it is left out"
+    )
 
 
 def _irls(params: dict, seed: int | None) -> Any:
@@ -62,6 +79,27 @@ def _svdpp(params: dict, seed: int | None) -> Any:
     from surprise import SVDpp
 
     return SVDpp(**params, random_state=seed)
+
+
+def _bayesian_mf(params: dict, seed: int | None) -> Any:
+    from rfm_recsys.baselines.bayesian_mf import BayesianMFAlgo
+
+    # myfm needs an int seed; the harness passes None when unseeded
+    return BayesianMFAlgo(**params, random_state=0 if seed is None else seed)
+
+
+def _bayesian_mf_time(params: dict, shape: DataShape, args: Any) -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("myfm") is None:
+        return "myfm is not installed: pip install 'rfm_recsys[bayes]' (or myfm)"
+    if shape.n_ratings <= BAYESIAN_MF_MAX_RATINGS or getattr(args, "bayesian_mf", False):
+        return None
+    return (
+        f"BayesianMF (Gibbs sampling, {params.get('n_iter', 200)} sweeps) on "
+        f"{shape.n_ratings:,} training ratings would take long: name it in --algorithms "
+        "with --bayesian-mf to run it anyway"
+    )
 
 
 def _baseline(params: dict, seed: int | None) -> Any:
@@ -126,7 +164,10 @@ def _linrfm_ranker(algo: Any, params: dict, train: Any, seed: int | None) -> tup
     from rfm_recsys.model import LinRFM
 
     names = set(LinRFM._param_names())
-    model = LinRFM(**{k: v for k, v in params.items() if k in names}, random_state=seed)
+    kw = {k: v for k, v in params.items() if k in names}
+    if kw.get("orient") == "both":  # LinRFM holds one kernel: rank with the kernel over items
+        kw["orient"] = "items"
+    model = LinRFM(**kw, random_state=seed)
     return model.fit(train), "LinRFM (RecommenderBase)"
 
 
@@ -144,8 +185,12 @@ def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, A
         from rfm_recsys.core.engine import available_memory, estimate_memory
         from rfm_recsys.core.fitting import resolve_orientation
 
-        users_are_rows = resolve_orientation(
-            params.get("orient", "auto"), shape.n_users, shape.n_items
+        orient = params.get("orient", "auto")
+        # "both" fits each orientation in turn: the larger kernel is the peak
+        users_are_rows = (
+            shape.n_items >= shape.n_users
+            if orient == "both"
+            else resolve_orientation(orient, shape.n_users, shape.n_items)
         )
         n, d = (shape.n_users, shape.n_items) if users_are_rows else (shape.n_items, shape.n_users)
         rank = params.get("rank")
@@ -228,6 +273,12 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             skip=_engine_memory(lambda p: float(p.get("power", 1.0)) != 1.0),
         ),
         AlgoSpec(
+            "kernel-rfm", "kernel RFM (lin-RFM + kernel step)", "rating", _linrfm,
+            defaults=dict(KERNEL_RFM), grid={"kernel_lam": [2.0, 3.0, 5.0], "implicit": [1.0, 2.0]},
+            quick={"kernel_updates": 1}, quick_grid={"kernel_lam": [2.0, 3.0]},
+            ranker=_linrfm_ranker, skip=_kernel_rfm_size,
+        ),
+        AlgoSpec(
             "irls", "IRLS-p", "rating", _irls,
             grid=_ENGINE_GRID, quick_grid={"lam": [10.0, 20.0]}, curve_param="n_iter",
             skip=_engine_memory(lambda p: True),
@@ -246,6 +297,18 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             "svdpp", "SVD++", "rating", _svdpp, defaults={"cache_ratings": True},
             quick={"n_epochs": 2}, grid={"reg_all": [0.02, 0.05]},
             quick_grid={"reg_all": [0.02, 0.05]}, skip=_svdpp_time,
+        ),
+        AlgoSpec(
+            "bmf10", "BayesianMF (myfm) rank 10", "rating", _bayesian_mf,
+            defaults={"rank": 10}, quick={"n_iter": 40, "n_kept_samples": 30},
+            grid={"n_iter": [100, 200], "init_stdev": [0.1, 0.5]},
+            quick_grid={"init_stdev": [0.1, 0.5]}, skip=_bayesian_mf_time,
+        ),
+        AlgoSpec(
+            "bmf32", "BayesianMF (myfm) rank 32", "rating", _bayesian_mf,
+            defaults={"rank": 32}, quick={"n_iter": 40, "n_kept_samples": 30},
+            grid={"n_iter": [100, 200], "init_stdev": [0.1, 0.5]},
+            quick_grid={"init_stdev": [0.1, 0.5]}, skip=_bayesian_mf_time,
         ),
         AlgoSpec(
             "baseline", "BaselineOnly", "rating", _baseline,
@@ -278,7 +341,9 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         ),
     ]
 }  # fmt: skip
-RATING_ORDER = ["linrfm", "irls", "als", "svd", "svdpp", "baseline"]
+RATING_ORDER = [
+    "linrfm", "kernel-rfm", "bmf10", "bmf32", "irls", "als", "svd", "svdpp", "baseline"
+]  # fmt: skip
 #: Top-N models (implicit feedback): only in the top-N table, each tuned with the same budget.
 TOPN_ORDER = ["implicit-linrfm", "ease", "implicit-als"]
 ALIASES = {
@@ -286,7 +351,9 @@ ALIASES = {
     "irlsalgo": "irls",
     "alsalgo": "als", "svd++": "svdpp", "baselineonly": "baseline", "implicit": "implicit-als",
     "implicit_als": "implicit-als", "ials": "implicit-als", "implicitlinrfm": "implicit-linrfm",
-    "implicit_linrfm": "implicit-linrfm", "irfm": "implicit-linrfm",
+    "implicit_linrfm": "implicit-linrfm", "irfm": "implicit-linrfm", "bmf": "bmf10",
+    "bayesianmf": "bmf10", "bayesian-mf": "bmf10", "myfm": "bmf10", "krfm": "kernel-rfm",
+    "kernelrfm": "kernel-rfm",
 }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ where ``S_r`` are the observed feature columns of row ``r`` and ``A`` the row co
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,13 @@ import scipy.sparse as sp
 from ..config import LINRFM, ModelConfig
 from .baseline import Baseline, bias_estimates, bias_scores, fit_baseline
 from .engine import AGOPPower, FeatureUpdate, fit_engine, spd_solve
+from .kernel_rfm import (
+    KERNEL_PARAMS,
+    CombinedFit,
+    apply_kernel,
+    fit_both_orientations,
+    kernel_step_is_plain,
+)
 from .kernels import Completion, Kernel, resolve_rank
 
 _COMPLETION_LOCK = threading.Lock()
@@ -237,15 +245,37 @@ def fit_with_config(
     n_items: int,
     progress: bool = False,
     callback=None,
-) -> RatingsFit:
+) -> RatingsFit | CombinedFit:
     """:func:`fit_ratings` with an estimator's stored hyperparameters, mapped by its config.
 
     Shared by the Surprise algorithms and :class:`~rfm_recsys.model.LinRFM`; the values must
-    have passed the config's constraints (``_validate_params``).
+    have passed the config's constraints (``_validate_params``). Families with the kernel step's
+    parameters (``kernel``, ``implicit``...) get it after the AGOP updates
+    (:func:`~rfm_recsys.core.kernel_rfm.apply_kernel`); ``orient="both"`` fits both
+    orientations and returns their :class:`~rfm_recsys.core.kernel_rfm.CombinedFit`.
     """
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
-    return fit_ratings(users, items, ratings, n_users, n_items, callback=callback, **kwargs)
+    kernel = {k: values[k] for k in KERNEL_PARAMS if k in values}
+    if kernel and not kernel_step_is_plain(**kernel) and kwargs.get("rank") is not None:
+        # The kernel step builds a dense d x d kernel from the learned one (no factored form
+        # yet), so the fit runs dense from the start and the memory check sees that.
+        if kwargs["rank"] != "auto":
+            warnings.warn(
+                f"rank={kwargs['rank']!r} is not used: the kernel step (kernel="
+                f"{kernel.get('kernel')!r}, implicit={kernel.get('implicit')!r}, kernel_updates="
+                f"{kernel.get('kernel_updates')!r}) needs the dense kernel; pass rank=None, or "
+                f"switch the kernel step off with rfm_recsys.config.PLAIN_LINRFM",
+                UserWarning,
+                stacklevel=3,
+            )
+        kwargs["rank"] = None
+    if kwargs.get("orient") == "both":
+        return fit_both_orientations(
+            users, items, ratings, n_users, n_items, kernel, callback=callback, **kwargs
+        )
+    fit = fit_ratings(users, items, ratings, n_users, n_items, callback=callback, **kwargs)
+    return apply_kernel(fit, users, items, ratings, **kernel) if kernel else fit
 
 
 def _fit_once(

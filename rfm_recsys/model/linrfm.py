@@ -30,6 +30,7 @@ from ..checks import check_shape, check_triples
 from ..config import FRAME, LINRFM, with_config
 from ..core.fitting import RatingsFit, fit_with_config
 from ..ids import Vocabulary, as_id_array
+from ..params import InvalidParameterError
 from ..topn import top_n
 from .base import NotFittedError, ScoringRecommenderBase, UnknownIdError
 from .inputs import new_user_ratings, ratings_triples, row_entries
@@ -111,6 +112,12 @@ class LinRFM(ScoringRecommenderBase):
             TypeError: ``ratings`` is neither a DataFrame nor a scipy sparse matrix.
         """
         self._validate_params()
+        if self.orient == "both":
+            raise InvalidParameterError(
+                "LinRFM: orient='both' averages two fits, which only LinRFMAlgo (rating "
+                "prediction) supports; LinRFM ranks, finds similar items and saves one kernel: "
+                "use orient='items', 'users' or 'auto'"
+            )
         users, items, values, user_vocab, item_vocab, source = ratings_triples(
             ratings, self.user_col, self.item_col, self.rating_col
         )
