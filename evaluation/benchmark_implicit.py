@@ -67,9 +67,8 @@ def models_for(dataset: str, chosen: dict | None) -> dict[str, tuple[str, dict]]
 
 
 def run_folds(datasets, data_home, chosen, n_folds: int) -> pd.DataFrame:
-    from threadpoolctl import threadpool_limits
-
     from evaluation.choose_topn_defaults import fit_topn_model
+    from rfm_recsys.core.blas import blas_threads
     from rfm_recsys.ranking import ranking_metrics
 
     rows = []
@@ -77,7 +76,7 @@ def run_folds(datasets, data_home, chosen, n_folds: int) -> pd.DataFrame:
         models = models_for(dataset, chosen)
         for fold, train, test in test_folds(dataset, data_home, n_folds):
             for label, (key, params) in models.items():
-                with threadpool_limits(limits=1, user_api="blas"):
+                with blas_threads(1):
                     fit_topn_model(key, params, train[:50])  # warm-up: imports, first calls
                     t = time.perf_counter()
                     model = fit_topn_model(key, params, train)
@@ -254,9 +253,9 @@ def fit_time_ratio(data_home: str | None, repeats: int = 3) -> dict:
     machine better than either time.
     """
     from surprise.model_selection import KFold
-    from threadpoolctl import threadpool_limits
 
     from rfm_recsys import ImplicitLinRFM
+    from rfm_recsys.core.blas import blas_threads
     from rfm_recsys.datasets import load_movielens, to_surprise
     from rfm_recsys.ranking import ranking_matrices
     from rfm_recsys.surprise_algos import LinRFMAlgo
@@ -264,7 +263,7 @@ def fit_time_ratio(data_home: str | None, repeats: int = 3) -> dict:
     df = load_movielens("ml-100k", data_home=data_home)
     data = to_surprise(df, tuple(df.attrs["rating_scale"]))
     ours, ref = [], []
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         for trainset, testset in KFold(5, random_state=0, shuffle=True).split(data):
             train, _, _ = ranking_matrices(trainset, testset)
             ImplicitLinRFM().fit(train)  # warm-up
@@ -289,9 +288,9 @@ def fit_time_ratio(data_home: str | None, repeats: int = 3) -> dict:
 def solver_sizes(seed: int = 0) -> pd.DataFrame:
     """Fit time of the exact and the randomized solver on MovieLens-shaped binary matrices."""
     import scipy.sparse as sp
-    from threadpoolctl import threadpool_limits
 
     from rfm_recsys import ImplicitLinRFM
+    from rfm_recsys.core.blas import blas_threads
     from rfm_recsys.datasets import make_ratings
 
     rows = []
@@ -301,7 +300,7 @@ def solver_sizes(seed: int = 0) -> pd.DataFrame:
             (np.ones(len(df), np.float32), (df.user_id - 1, df.item_id - 1)), shape=(nu, ni)
         )
         for solver in ("exact", "randomized"):
-            with threadpool_limits(limits=1, user_api="blas"):
+            with blas_threads(1):
                 t = time.perf_counter()
                 ImplicitLinRFM(solver=solver, random_state=0, num_threads=1).fit(X)
                 rows.append(

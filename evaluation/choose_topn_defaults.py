@@ -97,11 +97,10 @@ def validation_matrices(dataset: str, data_home: str | None, n_folds: int):
 
 def score(key: str, params: dict, train, valid) -> dict:
     """Validation metrics of one setting; the fit and the ranking use one BLAS thread."""
-    from threadpoolctl import threadpool_limits
-
+    from rfm_recsys.core.blas import blas_threads
     from rfm_recsys.ranking import ranking_metrics
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         t = time.perf_counter()
         model = fit_topn_model(key, params, train)
         fit_s = time.perf_counter() - t

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from rfm_recsys.baselines.bayesian_mf import fit_bayesian_mf
+from rfm_recsys.core.blas import blas_threads
 from rfm_recsys.core.engine import AGOPPower
 from rfm_recsys.core.fitting import RatingsFit, fit_ratings
 from rfm_recsys.core.kernel_rfm import KernelSettings, refit_kernel
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     given = [dict(s) for s in spec]
     folds = [int(f) for f in args.folds.split(",")]
     rows = []
-    with threadpool_limits(1, user_api="blas"):
+    with blas_threads(1):
         for name in args.datasets.split(","):
             df, u, i, r = load(name, args.data_home)
             nu, ni = int(u.max()) + 1, int(i.max()) + 1

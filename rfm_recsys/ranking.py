@@ -35,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from implicit.recommender_base import RecommenderBase
-from threadpoolctl import threadpool_limits
 
+from .core.blas import blas_threads
 from .topn import Candidates, block_seen, score_chunk_rows, top_n
 
 __all__ = [
@@ -331,7 +331,7 @@ def fit_implicit_als(
     X = sp.csr_matrix(train, dtype=np.float32, copy=True)
     if values == "binary":
         X.data[:] = 1.0
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         # constructed inside the limit too: its constructor warns about a multithreaded BLAS
         model = AlternatingLeastSquares(
             factors=factors,

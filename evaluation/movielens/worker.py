@@ -27,9 +27,10 @@ def init_worker(q: Any, blas_threads: int | None) -> None:
     global _QUEUE
     _QUEUE = q
     if blas_threads:
-        from threadpoolctl import threadpool_limits
+        from rfm_recsys.core.blas import controller
 
-        threadpool_limits(limits=blas_threads)
+        # for the worker's whole life: never restored
+        controller().limit(limits=blas_threads, user_api=None)
 
 
 def set_queue(q: Any) -> None:
@@ -40,11 +41,9 @@ def set_queue(q: Any) -> None:
 
 def blas_limit(threads: int | None) -> contextlib.AbstractContextManager:
     """A context limiting BLAS threads (a no-op for None or 0)."""
-    if not threads:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+    from rfm_recsys.core.blas import blas_threads
 
-    return threadpool_limits(limits=threads)
+    return blas_threads(threads, user_api=None)
 
 
 def _emit(key: str, fold: int, text: str, units: int = 0) -> None:

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from surprise import AlgoBase
-from threadpoolctl import threadpool_limits
 
 from ..checks import DuplicateRatingsError, check_triples
 from ..config import ALS, with_config
 from ..core.baseline import bias_estimates, bias_scores
+from ..core.blas import blas_threads
 from ..core.engine import RowPlan
 from ..surprise_algos import _trainset_arrays, _VectorisedAlgo
 
@@ -85,7 +85,7 @@ def _single_threaded_blas():
     other (measured: a 5 x 300 x 51 batched product took 160 ms with 2 threads on a busy
     2-core machine and 0.13 ms with one).
     """
-    return threadpool_limits(limits=1, user_api="blas")
+    return blas_threads(1)
 
 
 def _side_plan(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int):
