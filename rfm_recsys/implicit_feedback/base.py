@@ -18,16 +18,16 @@ atomically to ``.npz`` + JSON without pickle.
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..fileformat import ModelFileError, file_label, read_model_file, write_model_file
+from ..fileformat import load_checked, npz_path, write_model_file
 from ..ids import Vocabulary
 from ..model.base import NotFittedError, ScoringRecommenderBase
+from ..model.persistence import json_params
 from ..topn import score_chunk_rows
 
 __all__ = ["ItemScoringRecommender", "NotFittedError", "check_user_items"]
@@ -193,7 +193,7 @@ class ItemScoringRecommender(ScoringRecommenderBase):
             arrays.update(extra_arrays)
             meta.update(extra_meta)
         write_model_file(
-            _npz_path(file), arrays, meta, format=self._format, version=self._format_version
+            npz_path(file), arrays, meta, format=self._format, version=self._format_version
         )
 
     @classmethod
@@ -203,51 +203,31 @@ class ItemScoringRecommender(ScoringRecommenderBase):
         Raises:
             ModelFileError: the file is damaged, truncated, of another model or too new.
         """
-        path = _npz_path(fileobj_or_path)
-        arrays, meta, _ = read_model_file(path, format=cls._format, max_version=cls._format_version)
-        try:
-            model = cls(**meta["params"])
-            if meta["fitted"]:
-                X = sp.csr_matrix(
-                    (arrays.pop("X_data"), arrays.pop("X_indices"), arrays.pop("X_indptr")),
-                    shape=tuple(meta["shape"]),
-                )
-                model._set_interactions(X)
-                model._restore(arrays, meta)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            # The checksums matched, so the file is as written: by another program or version.
-            raise ModelFileError(
-                file_label(path),
-                f"the content does not describe a {cls.__name__} ({type(exc).__name__}: {exc})",
-            ) from exc
+        return load_checked(
+            npz_path(fileobj_or_path),
+            cls._build,
+            format=cls._format,
+            max_version=cls._format_version,
+            what=cls.__name__,
+        )
+
+    @classmethod
+    def _build(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]):
+        model = cls(**meta["params"])
+        if meta["fitted"]:
+            X = sp.csr_matrix(
+                (arrays.pop("X_data"), arrays.pop("X_indices"), arrays.pop("X_indptr")),
+                shape=tuple(meta["shape"]),
+            )
+            model._set_interactions(X)
+            model._restore(arrays, meta)
         return model
 
     def _json_params(self) -> dict[str, Any]:
-        out = {}
-        for k, v in self.get_params().items():
-            if isinstance(v, np.generic):
-                v = v.item()
-            if k == "random_state" and not (v is None or isinstance(v, int)):
-                warnings.warn(
-                    f"random_state={v!r} cannot be saved as JSON; the loaded model has "
-                    f"random_state=None",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                v = None
-            out[k] = v
-        return out
+        return json_params(self.get_params())
 
 
 def _norms(V: np.ndarray) -> np.ndarray:
     n = np.sqrt(np.einsum("ij,ij->i", V, V, dtype=np.float64)).astype(np.float32)
     n[n == 0] = 1e-10
     return n
-
-
-def _npz_path(file):
-    if isinstance(file, (str, os.PathLike)):
-        file = os.fspath(file)
-        if not file.endswith(".npz"):
-            file += ".npz"
-    return file

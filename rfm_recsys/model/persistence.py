@@ -13,7 +13,6 @@ parts of ``A``, the biases and the raw ids. A damaged, truncated, foreign or too
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from typing import Any
 
@@ -22,7 +21,7 @@ import scipy.sparse as sp
 
 from ..core.fitting import RatingsFit
 from ..core.kernels import kernel_from_arrays
-from ..fileformat import ModelFileError, file_label, read_model_file, write_model_file
+from ..fileformat import ModelFileError, load_checked, npz_path, write_model_file
 from ..ids import Vocabulary
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
@@ -33,14 +32,6 @@ FORMAT = "rfm_recsys.LinRFM"
 FORMAT_VERSION = 2
 
 _FITTED_ARRAYS = ("A_data", "A_indices", "A_indptr", "b_user", "b_item", "user_ids", "item_ids")
-
-
-def _npz_path(file):
-    if isinstance(file, (str, os.PathLike)):
-        file = os.fspath(file)
-        if not file.endswith(".npz"):
-            file += ".npz"
-    return file
 
 
 def save_model(model, file) -> None:
@@ -74,7 +65,7 @@ def save_model(model, file) -> None:
             fitted_on=model.fitted_on_,
             rating_range=[float(x) for x in model.rating_range_],
         )
-    write_model_file(_npz_path(file), arrays, meta, format=FORMAT, version=FORMAT_VERSION)
+    write_model_file(npz_path(file), arrays, meta, format=FORMAT, version=FORMAT_VERSION)
 
 
 def load_model(cls, file):
@@ -83,16 +74,13 @@ def load_model(cls, file):
     Raises:
         ModelFileError: the file is damaged, truncated, not a LinRFM file or too new.
     """
-    path = _npz_path(file)
-    arrays, meta, _ = read_model_file(path, format=FORMAT, max_version=FORMAT_VERSION)
-    try:
-        return _build(cls, arrays, meta)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        # The checksums matched, so the file is as written: by another program or version.
-        raise ModelFileError(
-            file_label(path),
-            f"the content does not describe a LinRFM ({type(exc).__name__}: {exc})",
-        ) from exc
+    return load_checked(
+        npz_path(file),
+        lambda arrays, meta: _build(cls, arrays, meta),
+        format=FORMAT,
+        max_version=FORMAT_VERSION,
+        what="LinRFM",
+    )
 
 
 def _build(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]):
