@@ -26,7 +26,7 @@ LARGE_RATINGS = 5_000_000
 BAYESIAN_MF_MAX_RATINGS = 2_000_000
 #: kernel RFM (lin-RFM's kernel step) runs by default only up to this many items: it builds
 #: dense items x items kernels (ml-latest-small's 9,724 items take tens of seconds per fit).
-KERNEL_RFM_MAX_ITEMS = 12_000
+KERNEL_RFM_MAX_ITEMS = 10_000
 #: Default length of the per-iteration test-RMSE curves of lin-RFM and IRLS.
 CURVE_ITERS = 10
 #: "Reached its final RMSE": within this relative margin of the last point of the curve.
