@@ -277,8 +277,17 @@ _SHARED = (
     Param("verbose", False, _FLAG, "show a progress bar.", "progress", bool),
 )
 
+_BACKEND = Param(
+    "backend",
+    "threads",
+    Options("threads", "dask"),
+    "``'threads'`` (this process) or ``'dask'`` (the current ``dask.distributed`` client, else a "
+    "temporary ``LocalCluster``; needs the ``dask`` extra).",
+    annotation=str,
+)
+
 #: lin-RFM on ratings (``LinRFMAlgo``, ``LinRFM``).
-LINRFM = ModelConfig((_N_ITER, _LAM, _POWER, *_SHARED), update=_agop)
+LINRFM = ModelConfig((_N_ITER, _LAM, _POWER, *_SHARED, _BACKEND), update=_agop)
 
 #: IRLS-p on ratings (``IRLSAlgo``): p = 0.5, lam = 10, 4 iterations were chosen like lin-RFM's
 #: defaults (``python -m evaluation.choose_defaults --irls``).

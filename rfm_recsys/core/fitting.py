@@ -211,8 +211,15 @@ def fit_with_config(
     """:func:`fit_ratings` with an estimator's stored hyperparameters, mapped by its config.
 
     Shared by the Surprise algorithms and :class:`~rfm_recsys.model.LinRFM`; the values must
-    have passed the config's constraints (``_validate_params``).
+    have passed the config's constraints (``_validate_params``). ``backend="dask"`` runs the
+    same fit on a Dask cluster (:func:`rfm_recsys.distributed.fit_arrays_dask`).
     """
+    if values.get("backend", "threads") == "dask":
+        from ..distributed import fit_arrays_dask
+
+        return fit_arrays_dask(
+            config, values, users, items, ratings, n_users, n_items, progress, callback
+        )
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
     return fit_ratings(users, items, ratings, n_users, n_items, callback=callback, **kwargs)

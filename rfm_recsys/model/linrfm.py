@@ -96,7 +96,9 @@ class LinRFM(ScoringRecommenderBase):
 
         Args:
             ratings: a pandas DataFrame with ``user_col``, ``item_col``, ``rating_col``, or a
-                scipy sparse users x items matrix whose stored entries are ratings.
+                scipy sparse users x items matrix whose stored entries are ratings, or a
+                ``dask.dataframe.DataFrame`` with those columns (always fitted with the dask
+                backend; the ratings never come to this process).
             show_progress: show a progress bar (as does ``verbose=True``).
             callback: called as ``callback(iteration, record)`` with each history record (the
                 engine's convention, not implicit's ``(iteration, elapsed, loss)``).
@@ -107,6 +109,14 @@ class LinRFM(ScoringRecommenderBase):
             TypeError: ``ratings`` is neither a DataFrame nor a scipy sparse matrix.
         """
         self._validate_params()
+        if _is_dask_frame(ratings):
+            from ..distributed import fit_frame_dask
+
+            fit, user_vocab, item_vocab = fit_frame_dask(
+                LINRFM + FRAME, self.get_params(), ratings, self._scale(), show_progress, callback
+            )
+            self._set_fitted(fit, user_vocab, item_vocab, "dataframe")
+            return self
         users, items, values, user_vocab, item_vocab, source = ratings_triples(
             ratings, self.user_col, self.item_col, self.rating_col
         )
@@ -336,6 +346,13 @@ class LinRFM(ScoringRecommenderBase):
     def load(cls, fileobj_or_path) -> LinRFM:
         """Load a model written by :meth:`save` (``np.load(..., allow_pickle=False)``)."""
         return load_model(cls, fileobj_or_path)
+
+
+def _is_dask_frame(x) -> bool:
+    # by module name, so that dask is imported only when the user passes its objects
+    return type(x).__module__.startswith(("dask.dataframe", "dask_expr")) and hasattr(
+        x, "npartitions"
+    )
 
 
 def _with_iteration_seconds(history: list[dict]) -> list[dict]:
