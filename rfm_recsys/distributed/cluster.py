@@ -51,7 +51,9 @@ def dask_client() -> Iterator:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            # no dashboard; the scheduler's small HTTP server takes a free port, not 8787
+            dashboard_address=":0",
+            scheduler_kwargs={"dashboard": False},
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):
