@@ -83,9 +83,22 @@ class _Traffic:
         return out
 
 
+def _task_seconds(stream: list[dict]) -> dict:
+    """Seconds and task counts per task function and action (compute, transfer, ...)."""
+    out: dict[str, list] = {}
+    for task in stream:
+        key = task["key"]
+        name = (key if isinstance(key, str) else str(key[0])).rsplit("-", 5)[0]
+        for ss in task["startstops"]:
+            entry = out.setdefault(f"{name}:{ss['action']}", [0, 0.0])
+            entry[0] += 1
+            entry[1] = round(entry[1] + ss["stop"] - ss["start"], 3)
+    return out
+
+
 def main(argv=None) -> dict:
     args = _parse(argv)
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_task_stream
 
     from rfm_recsys.datasets import make_ratings
     from rfm_recsys.model import LinRFM
@@ -130,9 +143,11 @@ def main(argv=None) -> dict:
         traffic = _Traffic(client)
         traffic.mark()
         t = time.perf_counter()
-        model = LinRFM(n_iter=args.n_iter, backend="dask").fit(df, callback=traffic.mark)
+        with get_task_stream(client) as stream:
+            model = LinRFM(n_iter=args.n_iter, backend="dask").fit(df, callback=traffic.mark)
         record["dask_seconds"] = round(time.perf_counter() - t, 2)
         traffic.mark()
+        record["task_seconds"] = _task_seconds(stream.data)
     record["dask_iteration_seconds"] = [round(h["iteration_seconds"], 2) for h in model.history_]
     marks = traffic.per_iteration()
     # marks: [start -> end of iteration 0 (setup + first solve), it 0 -> it 1, ..., last -> end]
