@@ -45,6 +45,7 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--n-iter", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--skip-threads", action="store_true", help="time the dask fit only")
     p.add_argument("--out", default=None, help="append the JSON record to this file")
     return p.parse_args(argv)
@@ -113,6 +114,7 @@ def main(argv=None) -> dict:
         "command": "python -m evaluation.benchmark_dask " + " ".join(sys.argv[1:]),
         "shape": [n_users, n_items, len(df)],
         "n_iter": args.n_iter,
+        "dtype": args.dtype,
         "workers": args.workers,
         "generate_seconds": round(time.perf_counter() - t, 2),
         "load_before": os.getloadavg(),
@@ -122,7 +124,7 @@ def main(argv=None) -> dict:
     p_threads = None
     if not args.skip_threads:
         t = time.perf_counter()
-        threads = LinRFM(n_iter=args.n_iter).fit(df)
+        threads = LinRFM(n_iter=args.n_iter, dtype=args.dtype).fit(df)
         record["threads_seconds"] = round(time.perf_counter() - t, 2)
         record["threads_iteration_seconds"] = [
             round(h["iteration_seconds"], 2) for h in threads.history_
@@ -144,7 +146,9 @@ def main(argv=None) -> dict:
         traffic.mark()
         t = time.perf_counter()
         with get_task_stream(client) as stream:
-            model = LinRFM(n_iter=args.n_iter, backend="dask").fit(df, callback=traffic.mark)
+            model = LinRFM(n_iter=args.n_iter, dtype=args.dtype, backend="dask").fit(
+                df, callback=traffic.mark
+            )
         record["dask_seconds"] = round(time.perf_counter() - t, 2)
         traffic.mark()
         record["task_seconds"] = _task_seconds(stream.data)
@@ -154,7 +158,7 @@ def main(argv=None) -> dict:
     record["bytes_setup_and_first_solve"] = marks[0]
     record["bytes_per_iteration"] = marks[1:-1]
     record["bytes_final_gather"] = marks[-1]
-    record["estimate_dense_kernel_bytes_per_worker"] = d * d * 4
+    record["estimate_dense_kernel_bytes_per_worker"] = d * d * np.dtype(args.dtype).itemsize
     if p_threads is not None:
         record["ratio_dask_over_threads"] = round(
             record["dask_seconds"] / record["threads_seconds"], 3

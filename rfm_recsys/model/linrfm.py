@@ -66,6 +66,16 @@ class LinRFM(ScoringRecommenderBase):
     missing columns, non-numeric ratings or missing ids) raises an error naming the problem and
     the fix; a failed ``fit`` leaves a previously fitted model exactly as it was.
 
+    ``backend="dask"`` (or a ``dask.dataframe.DataFrame`` given to ``fit``) fits the same model
+    on the current ``dask.distributed`` client, or on a temporary ``LocalCluster`` without one
+    (:mod:`rfm_recsys.distributed`): the ratings live on the workers as blocks of rows, and per
+    iteration only the kernel (out) and the summed ``X^T X`` (back) cross the network, ``d x d``
+    each. The driver holds what any fitted model holds: the id vocabularies and biases, the
+    kernel ``K`` (``d^2`` floats) and the coefficients ``A`` (one float and one int32 index per
+    rating); during the fit, about four ``d x d`` arrays. With float32 that is about 8 bytes
+    per rating plus ``16 d^2`` bytes: 1.3 GiB at 100 million ratings and d = 6,000; it stops
+    being reasonable on a 16 GiB driver at about a billion ratings or d above about 25,000.
+
     The hyperparameters are :data:`rfm_recsys.config.LINRFM`'s (shared with
     :class:`~rfm_recsys.surprise_algos.LinRFMAlgo`, defaults chosen on validation shares of
     ml-100k and ml-latest-small training folds: ``python -m evaluation.choose_defaults``) and
