@@ -124,7 +124,7 @@ def main(argv=None) -> dict:
     p_threads = None
     if not args.skip_threads:
         t = time.perf_counter()
-        threads = LinRFM(n_iter=args.n_iter, dtype=args.dtype).fit(df)
+        threads = LinRFM(n_iter=args.n_iter, dtype=args.dtype, rank=None).fit(df)
         record["threads_seconds"] = round(time.perf_counter() - t, 2)
         record["threads_iteration_seconds"] = [
             round(h["iteration_seconds"], 2) for h in threads.history_
@@ -146,7 +146,7 @@ def main(argv=None) -> dict:
         traffic.mark()
         t = time.perf_counter()
         with get_task_stream(client) as stream:
-            model = LinRFM(n_iter=args.n_iter, dtype=args.dtype, backend="dask").fit(
+            model = LinRFM(n_iter=args.n_iter, dtype=args.dtype, rank=None, backend="dask").fit(
                 df, callback=traffic.mark
             )
         record["dask_seconds"] = round(time.perf_counter() - t, 2)

@@ -9,7 +9,8 @@ its validation RMSE divided by the best RMSE found on that dataset, averaged ove
 datasets, so the chosen defaults are good on both rather than best on one.
 Writes ``<out>/validation.csv`` and ``<out>/ranking.csv`` and prints the ranking. With
 ``--irls`` the same is done for ``IRLSAlgo`` (p, lam and the number of iterations), with
-``--als`` for ``ALSAlgo`` (factors, penalty and the number of epochs).
+``--als`` for ``ALSAlgo`` (factors, penalty and the number of epochs). Each model family has its
+own grid and its own columns (:data:`FAMILIES`), named after the model's parameters.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from evaluation.common import write_text
 from rfm_recsys.baselines.als import fit_biased_als, predict_als
 from rfm_recsys.core.engine import AGOPPower, IRLSUpdate
 from rfm_recsys.core.fitting import validation_curve
@@ -42,23 +46,14 @@ def training_splits(df: pd.DataFrame, n_folds_used: int, seed: int = 0):
         yield k, train[~held], train[held]
 
 
-def als_grid(quick: bool):
-    """(n_factors, reg, reg_bias) settings of ALSAlgo; the epoch axis is the curve."""
+def als_grid(quick: bool) -> Iterator[dict]:
+    """ALSAlgo settings; the epoch axis is the curve."""
     factors, regs = ((20, 50), (0.12,)) if quick else ((20, 50, 100), (0.06, 0.12, 0.25))
     for k, reg in itertools.product(factors, regs):
-        yield (k, reg, 1.0)
+        yield {"n_factors": k, "reg": reg, "reg_bias": 1.0}
 
 
-def als_curve(
-    train,
-    valid,
-    n_users: int,
-    n_items: int,
-    n_factors: int,
-    reg: float,
-    reg_bias: float,
-    n_epochs: int,
-) -> list[dict]:
+def als_curve(train, valid, n_users: int, n_items: int, setting: dict, n_epochs: int) -> list[dict]:
     """Validation RMSE after every ALS epoch (one fit, read through the epoch callback)."""
     vu, vi, vr = valid
     curve = []
@@ -77,147 +72,184 @@ def als_curve(
         *train,
         n_users,
         n_items,
-        n_factors=n_factors,
-        reg=reg,
+        n_factors=setting["n_factors"],
+        reg=setting["reg"],
         n_epochs=n_epochs,
         random_state=0,
-        reg_bias=reg_bias,
+        reg_bias=setting["reg_bias"],
         callback=record,
     )
     return curve
 
 
-def irls_grid(quick: bool):
-    """(orient, p, lam, reg_user, reg_item) settings of IRLSAlgo."""
+def irls_grid(quick: bool) -> Iterator[dict]:
+    """IRLSAlgo settings: the exponent p and the ridge lam."""
     for p, lam in itertools.product((0.0, 1.0) if quick else (0.0, 0.5, 1.0), (10.0, 20.0)):
-        yield ("auto", p, lam, 2.0, 2.0)
+        yield {"orient": "auto", "p": p, "lam": lam, "reg_user": 2.0, "reg_item": 2.0}
 
 
-def grid(quick: bool):
-    """(orient, power, lam, reg_user, reg_item) settings; orient 'auto' is the smaller side."""
+def linrfm_grid(quick: bool) -> Iterator[dict]:
+    """LinRFMAlgo settings; orient 'auto' is the smaller side."""
+
+    def one(orient: str, power: float, lam: float, reg_user: float, reg_item: float) -> dict:
+        return dict(orient=orient, power=power, lam=lam, reg_user=reg_user, reg_item=reg_item)
+
     if quick:
-        yield from (("auto", 1.0, lam, 5.0, 5.0) for lam in (10.0, 20.0))
+        yield from (one("auto", 1.0, lam, 5.0, 5.0) for lam in (10.0, 20.0))
         return
     for lam, regs in itertools.product((5.0, 10.0, 20.0), ((15.0, 10.0), (5.0, 5.0), (2.0, 2.0))):
-        yield ("auto", 1.0, lam) + regs
+        yield one("auto", 1.0, lam, *regs)
     for power, lam in itertools.product((0.5, 2.0), (10.0, 20.0)):
-        yield ("auto", power, lam, 5.0, 5.0)
+        yield one("auto", power, lam, 5.0, 5.0)
     # the other orientation, where its kernel is affordable (d = n_items)
     for lam in (10.0, 20.0):
-        yield ("items", 1.0, lam, 5.0, 5.0)
+        yield one("items", 1.0, lam, 5.0, 5.0)
+
+
+def _engine_curve(update: Callable[[dict], object]) -> Callable[..., list[dict]]:
+    """Validation RMSE after every kernel update of one engine fit."""
+
+    def curve(train, valid, n_users: int, n_items: int, setting: dict, n_iter: int) -> list[dict]:
+        return validation_curve(
+            train,
+            valid,
+            n_users,
+            n_items,
+            update=update(setting),
+            lam=setting["lam"],
+            n_iter=n_iter,
+            orient=setting["orient"],
+            reg_user=setting["reg_user"],
+            reg_item=setting["reg_item"],
+        )
+
+    return curve
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family: its grid, how its validation curve is traced, and its columns.
+
+    Attributes:
+        name: the family's name (``--als``, ``--irls``, default lin-RFM).
+        columns: the setting's columns, named after the model's parameters.
+        iteration: the column of the curve's axis (kernel updates or epochs).
+        grid: ``grid(quick)`` yields one dict per setting, keyed by ``columns``.
+        curve: ``curve(train, valid, n_users, n_items, setting, n)`` returns one record per
+            iteration with ``iteration``, ``valid_rmse`` and ``seconds``.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    iteration: str
+    grid: Callable[[bool], Iterator[dict]]
+    curve: Callable[..., list[dict]]
+
+
+FAMILIES = {
+    "linrfm": Family(
+        "LinRFMAlgo",
+        ("orient", "power", "lam", "reg_user", "reg_item"),
+        "n_iter",
+        linrfm_grid,
+        _engine_curve(lambda s: AGOPPower(s["power"])),
+    ),
+    "irls": Family(
+        "IRLSAlgo",
+        ("orient", "p", "lam", "reg_user", "reg_item"),
+        "n_iter",
+        irls_grid,
+        _engine_curve(lambda s: IRLSUpdate(p=s["p"])),
+    ),
+    "als": Family("ALSAlgo", ("n_factors", "reg", "reg_bias"), "n_epochs", als_grid, als_curve),
+}
+
+
+def _codes(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    u_codes, _ = pd.factorize(df["user_id"])
+    i_codes, _ = pd.factorize(df["item_id"])
+    r = df["rating"].to_numpy(np.float64)
+    return u_codes, i_codes, r, int(u_codes.max()) + 1, int(i_codes.max()) + 1
+
+
+def validation_rows(family: Family, name: str, df: pd.DataFrame, args) -> list[dict]:
+    """Every setting of the family on every validation split of one dataset."""
+    u, i, r, nu, ni = _codes(df)
+    settings = list(family.grid(args.quick))
+    rows = []
+    for k, fit_idx, val_idx in training_splits(df, 1 if args.quick else args.folds):
+        train = (u[fit_idx], i[fit_idx], r[fit_idx])
+        valid = (u[val_idx], i[val_idx], r[val_idx])
+        for setting in tqdm(settings, desc=f"{name} fold {k + 1}"):
+            t0 = time.perf_counter()
+            hist = family.curve(train, valid, nu, ni, setting, args.n_iter)
+            secs = time.perf_counter() - t0
+            rows.extend(
+                {
+                    "dataset": name,
+                    "fold": k + 1,
+                    **setting,
+                    family.iteration: h["iteration"],
+                    "valid_rmse": h["valid_rmse"],
+                    "fit_seconds": h["seconds"],
+                    "run_seconds": secs,
+                }
+                for h in hist
+            )
+    return rows
+
+
+def rank_settings(res: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Settings by their validation RMSE over each dataset's best, averaged over the datasets."""
+    per_ds = res.groupby(["dataset"] + keys, as_index=False)["valid_rmse"].mean()
+    best = per_ds.groupby("dataset")["valid_rmse"].transform("min")
+    per_ds["ratio"] = per_ds["valid_rmse"] / best
+    wide = per_ds.pivot_table(index=keys, columns="dataset", values="valid_rmse")
+    wide["mean_ratio"] = per_ds.groupby(keys)["ratio"].mean()
+    return wide.dropna().sort_values("mean_ratio")
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
+    """Run the protocol for one model family; returns the ranking (best first)."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--data-home", default=None, help="folder with the MovieLens zips or folders")
-    ap.add_argument("--n-iter", type=int, default=6, help="kernel updates tracked per setting")
+    ap.add_argument(
+        "--n-iter", type=int, default=6, help="kernel updates (ALS: epochs) tracked per setting"
+    )
     ap.add_argument("--folds", type=int, default=2, help="training folds used per dataset")
     ap.add_argument("--quick", action="store_true", help="small grid, one fold (smoke run)")
-    ap.add_argument(
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument(
         "--als",
         action="store_true",
-        help="choose ALSAlgo's defaults instead (columns: orient=n_factors, "
-        "power=reg, lam=reg_bias; n_iter = epochs)",
+        help="choose ALSAlgo's defaults instead (columns n_factors, reg, reg_bias, n_epochs)",
     )
-    ap.add_argument(
+    which.add_argument(
         "--irls",
         action="store_true",
-        help="choose IRLSAlgo's defaults instead (the column 'power' then holds p)",
+        help="choose IRLSAlgo's defaults instead (columns orient, p, lam, reg_user, reg_item, "
+        "n_iter)",
     )
     ap.add_argument("--out", default="results/defaults", help="output folder")
     args = ap.parse_args(argv)
+    family = FAMILIES["als" if args.als else "irls" if args.irls else "linrfm"]
     rows = []
     for name in DATASETS:
         df = load_movielens(name, data_home=args.data_home, download=False)
-        u_codes, _ = pd.factorize(df["user_id"])
-        i_codes, _ = pd.factorize(df["item_id"])
-        r = df["rating"].to_numpy(np.float64)
-        nu, ni = u_codes.max() + 1, i_codes.max() + 1
-        if args.als:
-            for k, fit_idx, val_idx in training_splits(df, 1 if args.quick else args.folds):
-                for n_factors, reg, reg_bias in tqdm(
-                    list(als_grid(args.quick)), desc=f"{name} fold {k + 1}"
-                ):
-                    hist = als_curve(
-                        (u_codes[fit_idx], i_codes[fit_idx], r[fit_idx]),
-                        (u_codes[val_idx], i_codes[val_idx], r[val_idx]),
-                        nu,
-                        ni,
-                        n_factors,
-                        reg,
-                        reg_bias,
-                        args.n_iter,
-                    )
-                    rows.extend(
-                        dict(
-                            dataset=name,
-                            fold=k + 1,
-                            orient=n_factors,
-                            power=reg,
-                            lam=reg_bias,
-                            reg_user=0.0,
-                            reg_item=0.0,
-                            n_iter=h["iteration"],
-                            valid_rmse=h["valid_rmse"],
-                            fit_seconds=h["seconds"],
-                            run_seconds=float("nan"),
-                        )
-                        for h in hist
-                    )
-            continue
-        settings = list(irls_grid(args.quick) if args.irls else grid(args.quick))
-        for k, fit_idx, val_idx in training_splits(df, 1 if args.quick else args.folds):
-            for orient, power, lam, reg_user, reg_item in tqdm(
-                settings, desc=f"{name} fold {k + 1}"
-            ):
-                t0 = time.perf_counter()
-                hist = validation_curve(
-                    (u_codes[fit_idx], i_codes[fit_idx], r[fit_idx]),
-                    (u_codes[val_idx], i_codes[val_idx], r[val_idx]),
-                    nu,
-                    ni,
-                    update=IRLSUpdate(p=power) if args.irls else AGOPPower(power),
-                    lam=lam,
-                    n_iter=args.n_iter,
-                    orient=orient,
-                    reg_user=reg_user,
-                    reg_item=reg_item,
-                )
-                secs = time.perf_counter() - t0
-                for h in hist:
-                    rows.append(
-                        dict(
-                            dataset=name,
-                            fold=k + 1,
-                            orient=orient,
-                            power=power,
-                            lam=lam,
-                            reg_user=reg_user,
-                            reg_item=reg_item,
-                            n_iter=h["iteration"],
-                            valid_rmse=h["valid_rmse"],
-                            fit_seconds=h["seconds"],
-                            run_seconds=secs,
-                        )
-                    )
+        rows += validation_rows(family, name, df, args)
     res = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res.to_csv(out / "validation.csv", index=False)
-    keys = ["orient", "power", "lam", "reg_user", "reg_item", "n_iter"]
-    per_ds = res.groupby(["dataset"] + keys, as_index=False)["valid_rmse"].mean()
-    per_ds["ratio"] = per_ds["valid_rmse"] / per_ds.groupby("dataset")["valid_rmse"].transform(
-        "min"
-    )
-    wide = per_ds.pivot_table(index=keys, columns="dataset", values="valid_rmse")
-    wide["mean_ratio"] = per_ds.groupby(keys)["ratio"].mean()
-    wide = wide.dropna().sort_values("mean_ratio")
-    wide.to_csv(out / "ranking.csv")
+    write_text(out / "validation.csv", res.to_csv(index=False))
+    keys = [*family.columns, family.iteration]
+    wide = rank_settings(res, keys)
+    write_text(out / "ranking.csv", wide.to_csv())
+    chosen = {k: getattr(v, "item", lambda v=v: v)() for k, v in zip(keys, wide.index[0])}
     pd.set_option("display.width", 160)
     print(wide.head(15).to_string(float_format=lambda x: f"{x:.4f}"))
-    print(f"\nchosen (best mean ratio over both datasets): {dict(zip(keys, wide.index[0]))}")
+    print(f"\n{family.name}, chosen (best mean ratio over both datasets): {chosen}")
     return wide
 
 

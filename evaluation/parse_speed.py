@@ -1,4 +1,4 @@
-"""How fast an ML-10M-sized ``::``-separated ratings file parses (issue 3's speed requirement).
+"""How fast an ML-10M-sized ``::``-separated ratings file parses, against pandas' own C reader.
 
 Writes a synthetic ``ratings.dat`` of ML-10M's shape (10,000,054 lines, ``user::item::rating::ts``,
 from :func:`rfm_recsys.datasets.make_ratings`) into a temporary folder, then times
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         _write(df, dat, "::")
         _write(df, tsv, "\t")
         print(
-            f"  wrote {dat.stat().st_size / 1e6:.0f} MB ratings.dat in {time.perf_counter() - t:.1f} s",
+            f"  wrote {dat.stat().st_size / 1e6:.0f} MB ratings.dat in "
+            f"{time.perf_counter() - t:.1f} s",
             flush=True,
         )
 
@@ -143,6 +144,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             folder.rmdir()
             res["ours_zip_s"], _ = _time(ours, args.repeat)
 
+    _print(res, n, k)
+    return res
+
+
+def _print(res: dict[str, float], n: int, k: int) -> None:
     print()
     print(f"ratings.dat, {n:,} lines, '::'-separated")
     print(f"  load_movielens, unpacked folder : {res['ours_folder_s']:6.2f} s")
@@ -153,7 +159,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     py = res["python_engine_extrapolated_s"]
     print(f"  pandas python engine sep='::'   : {py:6.1f} s (extrapolated from {k:,} lines)")
     print(json.dumps({k2: round(v, 3) for k2, v in res.items()}))
-    return res
 
 
 if __name__ == "__main__":

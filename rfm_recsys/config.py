@@ -277,6 +277,19 @@ _SHARED = (
     Param("verbose", False, _FLAG, "show a progress bar.", "progress", bool),
 )
 
+# "auto" was chosen on validation shares of training folds (``python -m evaluation.choose_rank``)
+# and keeps every MovieLens release up to ML-32M within this machine's memory.
+_RANK = Param(
+    "rank",
+    "auto",
+    AnyOf(Options(None, "auto"), Interval(1, None, integer=True)),
+    "form of the kernel: ``None`` is the dense ``d x d`` matrix, an int ``r`` the factored "
+    "``U diag(s) U^T`` with ``U`` ``d x r`` (time and memory linear in ``d``, predictions in "
+    "O(r)); ``'auto'`` is rank 128 when the feature side has more than 256 columns, else dense.",
+    "rank",
+    int | str | None,
+)
+
 _BACKEND = Param(
     "backend",
     "threads",
@@ -287,7 +300,7 @@ _BACKEND = Param(
 )
 
 #: lin-RFM on ratings (``LinRFMAlgo``, ``LinRFM``).
-LINRFM = ModelConfig((_N_ITER, _LAM, _POWER, *_SHARED, _BACKEND), update=_agop)
+LINRFM = ModelConfig((_N_ITER, _LAM, _POWER, *_SHARED, _RANK, _BACKEND), update=_agop)
 
 #: IRLS-p on ratings (``IRLSAlgo``): p = 0.5, lam = 10, 4 iterations were chosen like lin-RFM's
 #: defaults (``python -m evaluation.choose_defaults --irls``).

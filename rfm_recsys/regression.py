@@ -26,13 +26,13 @@ Intercepts (``fit_intercept=True``) are handled for every estimator by centring 
 from __future__ import annotations
 
 import math
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from .params import ParamsMixin
+from .params import Constraint, Interval, Options, ParamsMixin
 
 __all__ = [
     "BasisPursuitRegressor",
@@ -135,22 +135,6 @@ def check_vector(y: Any, n: int | None = None, name: str = "y") -> np.ndarray:
     return arr
 
 
-def check_positive(name: str, value: Any, *, allow_zero: bool = False, integer: bool = False):
-    """Check a hyper-parameter is a finite positive (or non-negative) number."""
-    ok_type = (
-        isinstance(value, (int, np.integer))
-        if integer
-        else isinstance(value, (int, float, np.integer, np.floating))
-    )
-    if isinstance(value, bool) or not ok_type or not math.isfinite(float(value)):
-        kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name} must be {kind}; got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}; got {value!r}")
-    return value
-
-
 # --------------------------------------------------------------------------------------------
 # Shared estimator plumbing
 # --------------------------------------------------------------------------------------------
@@ -171,7 +155,7 @@ class _LinearRegressorBase(ParamsMixin):
         Returns:
             The fitted estimator (``self``).
         """
-        self._check_params()
+        self._validate_params()
         X = check_matrix(X, "X")
         y = check_vector(y, X.shape[0], "y")
         if self.fit_intercept:
@@ -187,9 +171,6 @@ class _LinearRegressorBase(ParamsMixin):
         self.intercept_ = float(y_mean - x_mean @ coef) if self.fit_intercept else 0.0
         self.n_features_in_ = X.shape[1]
         return self
-
-    def _check_params(self) -> None:  # pragma: no cover - overridden
-        pass
 
     def _fit_centred(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
@@ -335,16 +316,15 @@ class LinRFMRegressor(_LinearRegressorBase):
         """The IRLS exponent this ``power`` corresponds to: ``p = 2 - 2 power``."""
         return lin_rfm_power_to_p(self.power)
 
-    def _check_params(self) -> None:
-        check_positive("power", self.power)
-        check_positive("reg", self.reg, allow_zero=True)
-        check_positive("n_iter", self.n_iter, integer=True)
-        check_positive("tol", self.tol, allow_zero=True)
-        check_positive("epsilon", self.epsilon, allow_zero=True)
-        if self.epsilon >= 1:
-            raise ValueError(
-                f"epsilon must be < 1 (weights are normalised to max 1); got {self.epsilon!r}"
-            )
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "power": Interval(0, None, closed="neither"),
+        "reg": Interval(0, None),
+        "n_iter": Interval(1, None, integer=True),
+        "tol": Interval(0, None),
+        "fit_intercept": Options(True, False),
+        # the weights are normalised to a maximum of 1, so a floor of 1 would freeze them
+        "epsilon": Interval(0, 1, closed="left"),
+    }
 
     def _fit_centred(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         d = X.shape[1]
@@ -436,18 +416,17 @@ class IRLSRegressor(_LinearRegressorBase):
         self.reg = reg
         self.fit_intercept = fit_intercept
 
-    def _check_params(self) -> None:
-        check_positive("p", self.p, allow_zero=True)
-        if self.p >= 2:
-            raise ValueError(f"p must be in [0, 2) for sparse recovery; got {self.p!r}")
-        check_positive("gamma0", self.gamma0)
-        check_positive("gamma_min", self.gamma_min)
-        check_positive("eta", self.eta)
-        if self.eta < 1:
-            raise ValueError(f"eta must be >= 1 (gamma_k+1 = gamma_k / eta); got {self.eta!r}")
-        check_positive("n_iter", self.n_iter, integer=True)
-        check_positive("tol", self.tol, allow_zero=True)
-        check_positive("reg", self.reg, allow_zero=True)
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        # p = 2 is plain least norm (no reweighting); larger p would favour dense solutions
+        "p": Interval(0, 2, closed="left"),
+        "gamma0": Interval(0, None, closed="neither"),
+        "eta": Interval(1, None),  # gamma_{k+1} = gamma_k / eta must not grow
+        "gamma_min": Interval(0, None, closed="neither"),
+        "n_iter": Interval(1, None, integer=True),
+        "tol": Interval(0, None),
+        "reg": Interval(0, None),
+        "fit_intercept": Options(True, False),
+    }
 
     def _fit_centred(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         d = X.shape[1]
@@ -494,7 +473,7 @@ class BasisPursuitRegressor(_LinearRegressorBase):
     solver's feasibility tolerance (``primal_feasibility_tolerance``, set from ``tol``).
 
     Args:
-        tol: Primal/dual feasibility tolerance passed to HiGHS.
+        tol: Primal/dual feasibility tolerance passed to HiGHS, in ``[1e-10, 1e-3]``.
         fit_intercept: Fit an unpenalised intercept by centring.
         method: ``scipy.optimize.linprog`` method (``"highs"``, ``"highs-ds"``, ``"highs-ipm"``).
 
@@ -510,12 +489,13 @@ class BasisPursuitRegressor(_LinearRegressorBase):
         self.fit_intercept = fit_intercept
         self.method = method
 
-    def _check_params(self) -> None:
-        check_positive("tol", self.tol)
-        if self.method not in ("highs", "highs-ds", "highs-ipm"):
-            raise ValueError(
-                f"method must be 'highs', 'highs-ds' or 'highs-ipm'; got {self.method!r}"
-            )
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        # HiGHS ignores feasibility tolerances below 1e-10; above 1e-3 a "solution" need not
+        # interpolate (and HiGHS may fail to certify it)
+        "tol": Interval(1e-10, 1e-3),
+        "fit_intercept": Options(True, False),
+        "method": Options("highs", "highs-ds", "highs-ipm"),
+    }
 
     def _fit_centred(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         n, d = X.shape
@@ -528,7 +508,8 @@ class BasisPursuitRegressor(_LinearRegressorBase):
         if res.status == 2:
             raise ValueError(
                 "basis pursuit is infeasible: no beta satisfies X beta = y exactly (X has rank "
-                f"< n or y is outside its range). Use LassoRegressor for noisy data. ({res.message})"
+                f"< n or y is outside its range). Use LassoRegressor for noisy data. "
+                f"({res.message})"
             )
         if res.status != 0:
             raise RuntimeError(f"HiGHS did not solve the basis-pursuit LP: {res.message}")
@@ -578,10 +559,12 @@ class LassoRegressor(_LinearRegressorBase):
         self.tol = tol
         self.fit_intercept = fit_intercept
 
-    def _check_params(self) -> None:
-        check_positive("alpha", self.alpha, allow_zero=True)
-        check_positive("max_iter", self.max_iter, integer=True)
-        check_positive("tol", self.tol, allow_zero=True)
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "alpha": Interval(0, None),
+        "max_iter": Interval(1, None, integer=True),
+        "tol": Interval(0, None),
+        "fit_intercept": Options(True, False),
+    }
 
     def _fit_centred(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         n, d = X.shape
@@ -609,7 +592,8 @@ class LassoRegressor(_LinearRegressorBase):
         f_prev = obj(beta)
         converged = False
         it = 0
-        for it in range(1, self.max_iter + 1):
+        while it < self.max_iter:
+            it += 1
             t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
             z = beta + ((t - 1.0) / t_new) * (beta - prev)
             u = z - step * grad(z)

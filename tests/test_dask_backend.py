@@ -60,9 +60,9 @@ def _pairs(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("orient", ["auto", "users"])
 def test_same_model_as_threads_backend(client, ratings, orient):
-    threads = LinRFM(n_iter=3, orient=orient).fit(ratings)
+    threads = LinRFM(n_iter=3, orient=orient, rank=None).fit(ratings)
     with client.as_current():
-        dask = LinRFM(n_iter=3, orient=orient, backend="dask").fit(ratings)
+        dask = LinRFM(n_iter=3, orient=orient, rank=None, backend="dask").fit(ratings)
     u, i = _pairs(ratings)
     assert _relative_gap(dask.predict(u, i), threads.predict(u, i)) < RTOL
     assert [h["iteration"] for h in dask.history_] == [h["iteration"] for h in threads.history_]
@@ -75,7 +75,7 @@ def test_same_model_as_threads_backend(client, ratings, orient):
 
 
 def test_validation_share_same_split_and_curve(client, ratings):
-    kw = dict(n_iter=5, validation_share=0.15, random_state=7)
+    kw = dict(n_iter=5, validation_share=0.15, random_state=7, rank=None)
     threads = LinRFM(**kw).fit(ratings)
     with client.as_current():
         dask = LinRFM(**kw, backend="dask").fit(ratings)
@@ -89,9 +89,9 @@ def test_validation_share_same_split_and_curve(client, ratings):
 
 def test_ml100k_same_predictions(client, movielens_home):
     df = load_movielens("ml-100k", movielens_home, download=False, progress=False)
-    threads = LinRFM().fit(df)
+    threads = LinRFM(rank=None).fit(df)
     with client.as_current():
-        dask = LinRFM(backend="dask").fit(df)
+        dask = LinRFM(rank=None, backend="dask").fit(df)
     u, i = _pairs(df)
     assert _relative_gap(dask.predict(u, i), threads.predict(u, i)) < RTOL
 
@@ -119,7 +119,7 @@ def test_dask_frame_stays_on_the_workers(client, ratings, tmp_path, monkeypatch)
 
         monkeypatch.setattr(cls, "compute", counting)
     with client.as_current():
-        model = LinRFM(n_iter=3).fit(ddf)  # a dask frame implies the dask backend
+        model = LinRFM(n_iter=3, rank=None).fit(ddf)  # a dask frame implies the dask backend
     assert computed == [], "the driver computed the frame"
     readers = {tuple(p.name.split("-")) for p in tmp_path.iterdir()}
     partitions = {int(k) for k, _ in readers}
@@ -127,7 +127,7 @@ def test_dask_frame_stays_on_the_workers(client, ratings, tmp_path, monkeypatch)
     assert partitions == {0, 1, 2, 3}
     assert os.getpid() not in pids, "a partition was read in the driver process"
     assert pids <= set(client.run(os.getpid).values()), "read outside the worker processes"
-    threads = LinRFM(n_iter=3).fit(ratings)
+    threads = LinRFM(n_iter=3, rank=None).fit(ratings)
     u, i = _pairs(ratings)
     assert _relative_gap(model.predict(u, i), threads.predict(u, i)) < RTOL
     assert model.fitted_on_ == "dataframe"
@@ -149,8 +149,8 @@ def test_worker_killed_during_fit_dask_frame_recovers(client, ratings):
             _kill_workers(client, 1)
 
     with client.as_current():
-        model = LinRFM(n_iter=3, backend="dask").fit(ddf, callback=kill_at_first_update)
-    threads = LinRFM(n_iter=3).fit(ratings)
+        model = LinRFM(n_iter=3, rank=None, backend="dask").fit(ddf, callback=kill_at_first_update)
+    threads = LinRFM(n_iter=3, rank=None).fit(ratings)
     u, i = _pairs(ratings)
     assert _relative_gap(model.predict(u, i), threads.predict(u, i)) < RTOL
 
@@ -168,7 +168,7 @@ def test_workers_killed_during_fit_scattered_is_a_clear_error(client, ratings):
         if it == 1:
             _kill_workers(client, 2)
 
-    model = LinRFM(n_iter=3, backend="dask")
+    model = LinRFM(n_iter=3, rank=None, backend="dask")
     with client.as_current(), pytest.raises(DistributedFitError, match="worker was lost"):
         model.fit(ratings, callback=kill_at_first_update)
     assert not hasattr(model, "fit_")  # no model from missing partitions
@@ -182,7 +182,7 @@ def test_surprise_cross_validate_with_dask_backend(client, ratings):
     data = Dataset.load_from_df(ratings, Reader(rating_scale=(1, 5)))
     out = {}
     for backend in ("threads", "dask"):
-        algo = LinRFMAlgo(n_iter=2, backend=backend)
+        algo = LinRFMAlgo(n_iter=2, rank=None, backend=backend)
         with client.as_current():
             res = cross_validate(algo, data, ["rmse"], cv=KFold(3, random_state=0), n_jobs=1)
         out[backend] = res["test_rmse"]
@@ -194,7 +194,7 @@ def test_no_client_starts_and_closes_a_local_cluster(ratings):
         distributed.get_client()  # no client is current outside the fixture's context
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
-    model = LinRFM(n_iter=1, backend="dask").fit(ratings)
+    model = LinRFM(n_iter=1, rank=None, backend="dask").fit(ratings)
     assert model.fit_.A.nnz == len(ratings)
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -210,3 +210,25 @@ def test_no_client_starts_and_closes_a_local_cluster(ratings):
 def test_backend_is_checked_at_fit(ratings):
     with pytest.raises(InvalidParameterError, match="backend"):
         LinRFM(backend="spark").fit(ratings)
+
+
+def test_factored_kernel_is_refused_before_any_cluster(ratings):
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with pytest.raises(NotImplementedError, match="rank=None"):
+        LinRFM(rank=16, backend="dask").fit(ratings)
+    assert {p.pid for p in me.children(recursive=True)} <= before
+
+
+def test_harness_backend_flag_sets_dask_and_dense_kernel():
+    from evaluation.movielens.cli import _use_dask
+    from evaluation.movielens.options import parse_args
+
+    assert parse_args(["--backend", "dask"]).backend == "dask"
+    assert parse_args([]).backend == "threads"
+    params = {"n_iter": 2}
+    _use_dask(params, {})
+    assert params == {"n_iter": 2, "backend": "dask", "rank": None}
+    params = {"rank": 64}
+    _use_dask(params, {"rank": 64})
+    assert params == {"rank": 64, "backend": "dask"}

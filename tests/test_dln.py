@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from rfm_recsys.baselines.dln import DiagonalLinearNetwork, DLNCompletion
+from rfm_recsys.params import InvalidParameterError
 
 
 def lowrank_problem(seed: int = 0, n: int = 30, d: int = 30, r: int = 2, frac: float = 0.6):
@@ -99,7 +100,7 @@ def test_completion_errors():
         m.fit(sp.csr_matrix((3, 3)))
     with pytest.raises(RuntimeError, match="not fitted"):
         DLNCompletion().predict([0], [0])
-    with pytest.raises(ValueError, match="depth must be > 0"):
+    with pytest.raises(ValueError, match="depth must be an integer >= 1, got 0"):
         DLNCompletion(depth=0).fit([0], [0], [1.0], (1, 1))
 
 
@@ -112,7 +113,8 @@ def sparse_problem(seed: int = 0, n: int = 25, d: int = 50, k: int = 3):
 
 
 def test_diagonal_network_recovers_3_sparse():
-    # Measured: 4.7e-3 (seed 0; seeds 1, 2: 2.8e-3, 1.3e-3) after the default 100,000 steps (~1.5 s);
+    # Measured: 4.7e-3 (seed 0; seeds 1, 2: 2.8e-3, 1.3e-3) after the default 100,000 steps
+    # (~1.5 s);
     # gradient descent approaches the l1-like limit sublinearly, so it does not reach tol.
     X, y, beta = sparse_problem(0)
     est = DiagonalLinearNetwork(depth=2, init_scale=1e-3).fit(X, y)
@@ -124,7 +126,7 @@ def test_diagonal_network_recovers_3_sparse():
 
 def test_diagonal_network_errors_and_params():
     X, y, _ = sparse_problem(0)
-    with pytest.raises(ValueError, match="depth must be >= 2"):
+    with pytest.raises(InvalidParameterError, match="depth must be an integer >= 2, got 1"):
         DiagonalLinearNetwork(depth=1).fit(X, y)
     with pytest.raises(ValueError, match="X has 25 rows but y has 3 entries"):
         DiagonalLinearNetwork().fit(X, y[:3])

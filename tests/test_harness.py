@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from evaluation import movielens as harness
-from evaluation.report import CSV_COLUMNS, summarise
+from evaluation.movielens.report import CSV_COLUMNS, summarise
 
 ALL = list(harness.ALGORITHMS)
 LABELS = [harness.ALGORITHMS[k].label for k in ALL]
@@ -152,7 +152,7 @@ def test_validation_split_is_cut_from_the_training_fold():
     tr, te = train_test_split(
         to_surprise(make_ratings(60, 40, 1200, random_state=0)), test_size=0.2, random_state=0
     )
-    vtr, vte = harness._validation_split(tr, seed=1)
+    vtr, vte = harness.validation_split(tr, seed=1)
     train_pairs = {(tr.to_raw_uid(u), tr.to_raw_iid(i), r) for u, i, r in tr.all_ratings()}
     vtrain_pairs = {(vtr.to_raw_uid(u), vtr.to_raw_iid(i), r) for u, i, r in vtr.all_ratings()}
     vtest_pairs = set(vte)
@@ -256,3 +256,93 @@ def test_ratings_csv(tmp_path):
     assert harness.main(argv) == 0
     res = _strict_json(tmp_path / "my_ratings" / "csv" / "results.json")
     assert "800 ratings" in res["protocol"]["dataset"] and len(res["rows"]) == 4
+
+
+# ---------------------------------------------------------------------------- large sets
+
+
+def _args(**kw):
+    import argparse
+
+    return argparse.Namespace(**{"svdpp": False, **kw})
+
+
+def test_skip_rules_name_the_reason(monkeypatch):
+    import rfm_recsys.core.engine as engine
+
+    # ML-25M-shaped training fold: the dense kernel needs tens of GiB, with eigh even more
+    shape = harness.DataShape(162_541, 59_047, 22_500_086)
+    monkeypatch.setattr(engine, "available_memory", lambda: 20 * 2**30)
+    keys = ["linrfm", "irls", "als", "svd", "svdpp", "baseline"]
+    params = {k: {} for k in keys}
+    params["linrfm"] = {"rank": None}  # the dense kernel
+    reasons = harness.skip_reasons(keys, params, shape, _args())
+    assert set(reasons) == {"linrfm", "irls", "svdpp"}
+    assert "59,047 x 59,047 kernel (with eigh)" in reasons["irls"]
+    assert "without eigh" in reasons["linrfm"] and "20.0 GiB available" in reasons["linrfm"]
+    assert "hours" in reasons["svdpp"] and "--svdpp" in reasons["svdpp"]
+    assert "svdpp" not in harness.skip_reasons(keys, params, shape, _args(svdpp=True))
+    # a factored kernel of fixed rank fits where the dense one does not; a rank the model
+    # chooses itself (the default, "auto") is left to the model's own up-front check
+    for rank in (128, "auto"):
+        params["linrfm"] = {"rank": rank}
+        assert "linrfm" not in harness.skip_reasons(keys, params, shape, _args())
+    params["linrfm"] = {}
+    assert "linrfm" not in harness.skip_reasons(keys, params, shape, _args())
+    # a small set: nothing is skipped
+    small = harness.DataShape(943, 1682, 80_000)
+    assert harness.skip_reasons(keys, params, small, _args()) == {}
+
+
+def test_large_sets_default_to_one_holdout_and_no_curves():
+    from evaluation.movielens.options import settle_defaults
+
+    args = harness.parse_args(["--dataset", "ml-25m"])
+    assert args.folds is None and args.curve_iters is None
+    notes = settle_defaults(args, 25_000_095)
+    assert (args.folds, args.curve_iters) == ("holdout", 0) and len(notes) == 2
+    args = harness.parse_args(["--quick"])
+    assert settle_defaults(args, 100_000) == [] and (args.folds, args.curve_iters) == ("2", 3)
+    args = harness.parse_args(["--dataset", "ml-25m", "--folds", "3", "--curve-iters", "2"])
+    settle_defaults(args, 25_000_095)
+    assert (args.folds, args.curve_iters) == ("3", 2)
+
+
+def test_release_shapes_come_from_the_registry():
+    s = harness.release_shape("ml-25m")
+    assert (s["n_users"], s["n_items"], s["n_ratings"]) == (162_541, 59_047, 25_000_095)
+    assert s["rating_scale"] == (0.5, 5.0) and s["rating_step"] == 0.5
+    s = harness.release_shape("ml-1m", 0.01)  # density kept: users and items by sqrt(0.01)
+    assert (s["n_users"], s["n_items"], s["n_ratings"]) == (604, 371, 10_002)
+    assert s["rating_scale"] == (1.0, 5.0) and s["rating_step"] == 1.0
+    assert harness.release_shape("ml-32m")["n_items"] == 87_585  # movies: rated count unpublished
+
+
+def test_synthetic_release_runs_and_reports_what_it_skipped(tmp_path, monkeypatch):
+    import rfm_recsys.core.engine as engine
+
+    # pretend the eigh path does not fit, so IRLS-p is skipped while lin-RFM runs
+    def estimate(n_rows, n_cols, nnz, dtype=None, needs_eigh=False, rank=None):
+        return 10**15 if needs_eigh else 1
+
+    monkeypatch.setattr(engine, "estimate_memory", estimate)
+    argv = [
+        "--synthetic", "ml-1m", "--synthetic-scale", "0.002", "--folds", "holdout",
+        "--algorithms", "linrfm,irls,svd,baseline", "--quick", "--curve-iters", "0",
+        "--in-process", "--no-plots", "--no-progress", "--results-dir", str(tmp_path),
+        "--run-id", "s",
+    ]  # fmt: skip
+    assert harness.main(argv) == 0
+    d = tmp_path / "synthetic-ml-1m" / "s"
+    res = _strict_json(d / "results.json")
+    assert {r["algorithm"] for r in res["rows"]} == {"linrfm", "svd", "baseline"}
+    assert not any(r.get("error") for r in res["rows"])
+    assert list(res["skipped"]) == ["IRLS-p"] and "GiB" in res["skipped"]["IRLS-p"]
+    assert "2,000 ratings, rating scale 1-5" in res["protocol"]["dataset"]
+    assert (
+        "make_ratings(270, 166, 2000, rating_scale=(1.0, 5.0), rating_step=1.0"
+        in (res["protocol"]["data_source"])
+    )
+    report = (d / "report.md").read_text()
+    assert "## Skipped" in report and "- IRLS-p: needs about" in report
+    assert "python -m evaluation.movielens --synthetic ml-1m" in res["command"]

@@ -44,14 +44,19 @@ def to_csr(df: pd.DataFrame, d) -> sp.csr_matrix:
     )
 
 
-@pytest.fixture(scope="module")
-def df_model(data):
-    return LinRFM().fit(data.train)
+# every test on a fitted model runs with the default kernel (dense on this 60 x 80 set) and with
+# a factored one of rank 8
+KERNELS = pytest.mark.parametrize("rank", ["auto", 8], ids=["dense", "factored"])
 
 
-@pytest.fixture(scope="module")
-def sp_model(data):
-    return LinRFM().fit(to_csr(data.train, data))
+@pytest.fixture(scope="module", params=["auto", 8], ids=["dense", "factored"])
+def df_model(data, request):
+    return LinRFM(rank=request.param).fit(data.train)
+
+
+@pytest.fixture(scope="module", params=["auto", 8], ids=["dense", "factored"])
+def sp_model(data, request):
+    return LinRFM(rank=request.param).fit(to_csr(data.train, data))
 
 
 # ---------------------------------------------------------------------- the two input faces
@@ -265,12 +270,13 @@ def test_ranking_metrics_at_k_runs_unchanged(data, sp_model):
 # ---------------------------------------------------------------------- fold-in
 
 
+@KERNELS
 @pytest.mark.parametrize("orient", ["users", "items"])
-def test_fold_in_scores_held_out_items_better_than_baselines(data, orient):
+def test_fold_in_scores_held_out_items_better_than_baselines(data, orient, rank):
     full = pd.concat([data.train, data.test], ignore_index=True)
     rng = np.random.default_rng(1)
     new_users = rng.choice(full.user_id.unique(), 10, replace=False)
-    m = LinRFM(orient=orient).fit(full[~full.user_id.isin(new_users)])
+    m = LinRFM(orient=orient, rank=rank).fit(full[~full.user_id.isin(new_users)])
     assert m.fit_.users_are_rows == (orient == "items")
     f = m.fit_
     fold, item_base, bias_only, truth = [], [], [], []
@@ -319,9 +325,10 @@ def test_fold_in_inputs_and_unknown_items(data, df_model):
 # ---------------------------------------------------------------------- similarity
 
 
+@KERNELS
 @pytest.mark.parametrize("orient", ["users", "items"])
-def test_similar_items_and_users(data, orient):
-    m = LinRFM(orient=orient, dtype="float64").fit(to_csr(data.train, data))
+def test_similar_items_and_users(data, orient, rank):
+    m = LinRFM(orient=orient, dtype="float64", rank=rank).fit(to_csr(data.train, data))
     f = m.fit_
     W = np.asarray(f.A @ f.K)  # completed rows
     Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
@@ -353,9 +360,12 @@ def test_similar_items_and_users(data, orient):
 # ---------------------------------------------------------------------- persistence
 
 
-def test_save_load_round_trip_without_pickle(data, tmp_path):
+@KERNELS
+def test_save_load_round_trip_without_pickle(data, tmp_path, rank):
     df = data.train.assign(user_id=lambda d: "u" + d.user_id.astype(str))  # string ids
-    m = LinRFM(rating_scale=RATING_SCALE, validation_share=0.2, random_state=3, lam=15.0).fit(df)
+    m = LinRFM(
+        rating_scale=RATING_SCALE, validation_share=0.2, random_state=3, lam=15.0, rank=rank
+    ).fit(df)
     m.save(tmp_path / "model")  # ".npz" is appended, as implicit does
     path = tmp_path / "model.npz"
     assert path.is_file()
@@ -381,6 +391,8 @@ def test_save_load_round_trip_without_pickle(data, tmp_path):
         for k in ha:
             assert ha[k] == hb[k] or (math.isnan(ha[k]) and math.isnan(hb[k]))
     assert loaded.fit_.K.dtype == m.fit_.K.dtype
+    assert type(loaded.fit_.kernel) is type(m.fit_.kernel)
+    np.testing.assert_array_equal(loaded.fit_.K, m.fit_.K)
     # a sparse fit and an unfitted model round-trip too; file objects work
     sp_m = LinRFM().fit(to_csr(data.train, data))
     sp_m.save(tmp_path / "sparse.npz")

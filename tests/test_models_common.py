@@ -1,10 +1,13 @@
 """The shared model contract (tests/model_mixin.py) run against every model class of the package.
 
 LinRFM directly; the Surprise algorithms LinRFMAlgo, IRLSAlgo and ALSAlgo
-(rfm_recsys.baselines.als) through the Surprise adapter.
+(rfm_recsys.baselines.als) through the Surprise adapter. LinRFM and LinRFMAlgo run twice: with
+the default kernel (dense on this 60 x 80 set) and with a rank-8 factored kernel.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 from model_mixin import RATING_SCALE, EngineBaselines, ModelTestMixin, SurpriseAdapter
@@ -35,6 +38,16 @@ class TestLinRFM(EngineBaselines, ModelTestMixin):
         return model._user_codes(users)
 
 
+class TestLinRFMFactored(TestLinRFM):
+    def make_model(self, **params):
+        return super().make_model(**{"rank": 8, **params})
+
+    def test_the_kernel_is_factored(self, data):
+        model = self.fit(self.make_model(), data.train)
+        assert type(model.fit_.kernel).__name__ == "FactoredKernel"
+        assert model.fit_.kernel.U.shape[1] == 8
+
+
 class _SurpriseWithBaselines(EngineBaselines, SurpriseAdapter, ModelTestMixin):
     """Surprise algorithms whose ``fit_`` holds ``mu``, ``b_user``, ``b_item``."""
 
@@ -50,6 +63,14 @@ class TestLinRFMAlgo(_SurpriseWithBaselines):
 
     def seed_params(self, seed):
         return {"random_state": seed, "validation_share": 0.2}
+
+
+class TestLinRFMAlgoFactored(TestLinRFMAlgo):
+    default_params: ClassVar[dict] = {"rank": 8}
+
+    def test_the_kernel_is_factored(self, data):
+        model = self.fit(self.make_model(), data.train)
+        assert type(model.fit_.kernel).__name__ == "FactoredKernel"
 
 
 class TestIRLSAlgo(_SurpriseWithBaselines):

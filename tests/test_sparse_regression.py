@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rfm_recsys.params import InvalidParameterError
 from rfm_recsys.regression import (
     BasisPursuitRegressor,
     IRLSRegressor,
@@ -189,14 +190,20 @@ def test_bad_input_errors(cls):
 
 def test_bad_hyperparameters():
     X, y, _ = sparse_problem(0)
-    with pytest.raises(ValueError, match="power must be > 0"):
+    with pytest.raises(InvalidParameterError, match="power must be a finite real number > 0"):
         LinRFMRegressor(power=-1.0).fit(X, y)
     with pytest.raises(ValueError, match="n_iter must be an integer"):
         LinRFMRegressor(n_iter=2.5).fit(X, y)
-    with pytest.raises(ValueError, match="p must be in"):
+    with pytest.raises(ValueError, match=r"p must be a finite real number in \[0, 2\)"):
         IRLSRegressor(p=2.0).fit(X, y)
-    with pytest.raises(ValueError, match="eta must be >= 1"):
+    with pytest.raises(ValueError, match="eta must be a finite real number >= 1"):
         IRLSRegressor(eta=0.5).fit(X, y)
+    with pytest.raises(
+        InvalidParameterError, match="LassoRegressor: max_iter must be an integer >= 1, got 0"
+    ):
+        LassoRegressor(max_iter=0).fit(X, y)
+    with pytest.raises(TypeError, match="method must be one of 'highs'.*got 'simplex'"):
+        BasisPursuitRegressor(method="simplex").fit(X, y)
 
 
 def test_basis_pursuit_infeasible_message():

@@ -1,4 +1,4 @@
-"""Synthetic experiments (issue 5): each subcommand's --quick mode end to end, plus the facts the
+"""The paper's experiments: each subcommand's --quick mode end to end, plus the facts the
 experiments rest on (lin-RFM recovers a small low-rank matrix; lin-RFM power 1 is IRLS-0 at a fixed
 smoothing; the tracked loop is fit_engine's loop)."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from evaluation import synthetic
-from evaluation.synthetic import make_lowrank, missing_error_dense, run_engine_tracked
+from evaluation import paper
+from evaluation.paper import make_lowrank, missing_error_dense, run_engine_tracked
 from rfm_recsys.core.engine import AGOPPower, IRLSUpdate, complete_dense, fit_engine
 
 
@@ -137,7 +137,7 @@ def test_problem_generator():
 
 
 def test_recovery_and_dln_quick(tmp_path):
-    out = synthetic.main(["recovery", "--quick", "--out", str(tmp_path / "recovery")])
+    out = paper.main(["recovery", "--quick", "--out", str(tmp_path / "recovery")])
     rows = _read(out / "results.csv")
     methods = {r["method"] for r in rows}
     assert methods == {"linrfm-p1", "linrfm-p1-decay", "linrfm-p2", "irls-p0", "irls-p1", "dln-d2"}
@@ -150,7 +150,7 @@ def test_recovery_and_dln_quick(tmp_path):
     text = (out / "report.md").read_text()
     assert "## Findings" in text and "linrfm-p1" in text
 
-    out = synthetic.main(["dln", "--quick", "--out", str(tmp_path / "dln")])
+    out = paper.main(["dln", "--quick", "--out", str(tmp_path / "dln")])
     rows = _read(out / "results.csv")
     assert {r["method"] for r in rows} == {"dln-d2", "dln-d3", "dln-d2-i1e-2", "dln-d3-i1e-2"}
     assert all(np.isfinite(float(r["train_residual"])) for r in rows)
@@ -161,7 +161,7 @@ def test_recovery_and_dln_quick(tmp_path):
 
 
 def test_speed_quick(tmp_path):
-    out = synthetic.main(["speed", "--quick", "--out", str(tmp_path)])
+    out = paper.main(["speed", "--quick", "--out", str(tmp_path)])
     rows = _read(out / "results.csv")
     assert {(int(r["d"]), r["method"]) for r in rows} == {
         (d, m) for d in (60, 120) for m in ("linrfm-p1", "linrfm-p1-decay", "irls-p0")
@@ -179,7 +179,7 @@ def test_speed_quick(tmp_path):
 
 
 def test_sparse_quick(tmp_path):
-    out = synthetic.main(["sparse", "--quick", "--out", str(tmp_path)])
+    out = paper.main(["sparse", "--quick", "--out", str(tmp_path)])
     rows = _read(out / "results.csv")
     assert len(rows) == 2 * 2 * 7
     bp = [float(r["rel_err"]) for r in rows if r["method"] == "basis-pursuit"]
@@ -190,4 +190,4 @@ def test_sparse_quick(tmp_path):
 
 def test_cli_rejects_unknown_method(tmp_path):
     with pytest.raises(SystemExit, match="unknown method"):
-        synthetic.main(["recovery", "--quick", "--methods", "nope", "--out", str(tmp_path)])
+        paper.main(["recovery", "--quick", "--methods", "nope", "--out", str(tmp_path)])

@@ -24,20 +24,27 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
 
-from rfm_recsys.params import ParamsMixin
-from rfm_recsys.regression import (
-    _weighted_min_norm,
-    check_matrix,
-    check_positive,
-    check_vector,
-)
+from rfm_recsys.params import AnyOf, Check, Constraint, Interval, Options, ParamsMixin
+from rfm_recsys.regression import _weighted_min_norm, check_matrix, check_vector
 
 __all__ = ["DLNCompletion", "DiagonalLinearNetwork"]
+
+_POSITIVE = Interval(0, None, closed="neither")
+# (0, 2): a step of 2 / lambda or more overshoots even on a quadratic
+_STEP_SCALE = Interval(0, 2, closed="neither")
+_SEED = AnyOf(
+    Options(None),
+    Interval(0, None, integer=True),
+    Check(lambda v: isinstance(v, np.random.Generator), "a numpy.random.Generator"),
+)
+_FLOAT_DTYPE = Check(
+    lambda v: np.dtype(v) in (np.dtype(np.float32), np.dtype(np.float64)), "float32 or float64"
+)
 
 
 def _spectral_norm(matvec, rmatvec, v: np.ndarray, n_power: int) -> tuple[float, np.ndarray]:
@@ -58,6 +65,19 @@ def _spectral_norm(matvec, rmatvec, v: np.ndarray, n_power: int) -> tuple[float,
     return s, v
 
 
+def _no_descent(lr: float | None) -> FloatingPointError:
+    """The error when backtracking cannot find a step that lowers the loss."""
+    if lr is not None:
+        return FloatingPointError(
+            f"gradient descent cannot decrease the training loss with lr={lr!r} even after "
+            "halving the step 40 times: lower lr, or pass lr=None for the adaptive step"
+        )
+    return FloatingPointError(
+        "gradient descent cannot decrease the training loss even with a tiny step: check the "
+        "data for extreme values"
+    )
+
+
 def _check_int_array(a: Any, name: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.ndim != 1:
@@ -72,6 +92,76 @@ def _check_int_array(a: Any, name: str) -> np.ndarray:
         else:
             raise ValueError(f"{name} must hold integer indices; got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
+
+
+def _observed_scale(r, c, v, n: int, d: int, rng: np.random.Generator) -> float:
+    """``||Y||_2`` estimated from the zero-filled observations rescaled by the observed share."""
+    frac = r.shape[0] / (n * d)
+    Y0 = sp.csr_matrix((v, (r, c)), shape=(n, d))
+    s_obs, _ = _spectral_norm(lambda x: Y0 @ x, lambda x: Y0.T @ x, rng.standard_normal(d), 30)
+    return s_obs / frac if s_obs > 0 else 1.0
+
+
+def _residual_pattern(r, c, y, n: int, d: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The sparse residual pattern ``G = P_Omega(X - Y)`` and ``y`` in its data order.
+
+    ``G``'s data is overwritten in place every step; a CSR matrix built from entries sorted by
+    (row, column) keeps that order for ``.data``.
+    """
+    order = np.lexsort((c, r))
+    r, c, y = r[order], c[order], y[order]
+    G = sp.csr_matrix((np.zeros(r.shape[0], dtype=y.dtype), (r, c)), shape=(n, d))
+    G.sort_indices()
+    assert G.nnz == r.shape[0]
+    return G, y
+
+
+def _descend(forward, factors, grads, base: float, step_scale: float, loss: float, lr):
+    """One gradient step with backtracking: halve the step until the loss does not increase.
+
+    Returns the step scale that worked, the number of halvings and the new
+    ``(factors, U, residual, loss)``.
+    """
+    halvings = 0
+    while True:
+        step = step_scale * base
+        trial = [W - step * gW for W, gW in zip(factors, grads)]
+        U_t, res_t = forward(trial)
+        loss_t = 0.5 * float(res_t @ res_t)
+        if np.isfinite(loss_t) and loss_t <= loss * (1 + 1e-12) + 1e-300:
+            return step_scale, halvings, (trial, U_t, res_t, loss_t)
+        step_scale *= 0.5
+        halvings += 1
+        if step_scale < 1e-12:
+            raise _no_descent(lr)
+
+
+def _lipschitz_step(
+    factors: list[np.ndarray], G: sp.csr_matrix, pw_vecs: list[np.ndarray], pw_g: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """``1 / L`` for a local Lipschitz bound ``L`` of the gradient, from spectral norms.
+
+    The norms come from two power iterations warm-started at the previous step's vectors
+    (``pw_vecs`` is updated in place; the residual's vector is returned).
+    """
+    n_power = 2
+    snorms = []
+    for k, W in enumerate(factors):
+        s_k, pw_vecs[k] = _spectral_norm(
+            lambda x, W=W: W @ x, lambda x, W=W: W.T @ x, pw_vecs[k], n_power
+        )
+        snorms.append(max(s_k, 1e-300))
+    g_norm, pw_g = _spectral_norm(lambda x: G @ x, lambda x: G.T @ x, pw_g, n_power)
+    L = len(factors)
+    P = math.prod(snorms)
+    gn = sum((P / s) ** 2 for s in snorms)
+    cross = 0.0
+    if L > 1:
+        cross = g_norm * max(
+            sum(P / (snorms[k] * snorms[j]) for j in range(L) if j != k) for k in range(L)
+        )
+    lam = 1.1 * (gn + cross)  # 1.1: power iteration under-estimates norms
+    return (1.0 / lam if lam > 0 else 1.0), pw_g
 
 
 class DLNCompletion(ParamsMixin):
@@ -159,21 +249,18 @@ class DLNCompletion(ParamsMixin):
         self.dtype = dtype
 
     # ---------------------------------------------------------------- input handling
-    def _check_params(self) -> None:
-        check_positive("depth", self.depth, integer=True)
-        if self.width is not None:
-            check_positive("width", self.width, integer=True)
-        check_positive("init_scale", self.init_scale)
-        if self.lr is not None:
-            check_positive("lr", self.lr)
-        check_positive("step_scale", self.step_scale)
-        if self.step_scale >= 2:
-            raise ValueError(f"step_scale must be in (0, 2); got {self.step_scale!r}")
-        check_positive("n_iter", self.n_iter, integer=True)
-        check_positive("tol", self.tol, allow_zero=True)
-        check_positive("log_every", self.log_every, integer=True)
-        if np.dtype(self.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}")
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "depth": Interval(1, None, integer=True),
+        "width": AnyOf(Options(None), Interval(1, None, integer=True)),
+        "init_scale": _POSITIVE,
+        "lr": AnyOf(Options(None), _POSITIVE),
+        "step_scale": _STEP_SCALE,
+        "n_iter": Interval(1, None, integer=True),
+        "tol": Interval(0, None),
+        "log_every": Interval(1, None, integer=True),
+        "random_state": _SEED,
+        "dtype": _FLOAT_DTYPE,
+    }
 
     @staticmethod
     def _observations(
@@ -276,6 +363,32 @@ class DLNCompletion(ParamsMixin):
             out[lo:hi] = block[local, indices[lo:hi]]
         return out
 
+    @staticmethod
+    def _gradients(factors: list[np.ndarray], U: np.ndarray, G: sp.csr_matrix) -> list[np.ndarray]:
+        """Gradients of ``0.5 ||P_Omega(W_L ... W_1) - Y||^2`` with respect to every factor.
+
+        ``dV = U^T G`` (h x d) for the first factor and ``dU = G V^T`` (n x h) pushed through
+        the others by the chain rule, with prefix products instead of repeated multiplications.
+        """
+        L = len(factors)
+        grads: list[np.ndarray] = [None] * L  # type: ignore[list-item]
+        grads[0] = (G.T @ U).T if L > 1 else G.toarray()
+        if L == 1:
+            return grads
+        dU = G @ factors[0].T
+        # prefix products: left[k] = W_L ... W_{k+1}, right[k] = W_{k-1} ... W_2
+        right: list[np.ndarray | None] = [None] * L
+        acc = None
+        for k in range(1, L):
+            right[k] = acc
+            acc = factors[k] if acc is None else factors[k] @ acc
+        left = None
+        for k in range(L - 1, 0, -1):
+            g = dU if left is None else left.T @ dU
+            grads[k] = g if right[k] is None else g @ right[k].T
+            left = factors[k] if left is None else left @ factors[k]
+        return grads
+
     # ---------------------------------------------------------------- fit
     def fit(
         self,
@@ -298,23 +411,16 @@ class DLNCompletion(ParamsMixin):
             ``self``.
         """
         t0 = time.perf_counter()
-        self._check_params()
+        self._validate_params()
         r, c, v, (n, d) = self._observations(rows, cols, values, shape)
         dtype = np.dtype(self.dtype)
         L = int(self.depth)
         h = int(self.width) if self.width is not None else min(n, d)
-        nnz = r.shape[0]
 
-        # normalise: estimate ||Y||_2 from the zero-filled, rescaled observations
-        frac = nnz / (n * d)
-        Y0 = sp.csr_matrix((v, (r, c)), shape=(n, d))
         rng = np.random.default_rng(self.random_state)
-        s_obs, _ = _spectral_norm(lambda x: Y0 @ x, lambda x: Y0.T @ x, rng.standard_normal(d), 30)
-        scale = s_obs / frac if s_obs > 0 else 1.0
+        scale = _observed_scale(r, c, v, n, d, rng)
         y = (v / scale).astype(dtype)
-        y_norm = float(np.linalg.norm(y))
-        if y_norm == 0.0:
-            y_norm = 1.0
+        y_norm = float(np.linalg.norm(y)) or 1.0
 
         dims = [d] + [h] * (L - 1) + [n]  # W_k has shape (dims[k+1], dims[k])
         factors = [
@@ -324,17 +430,10 @@ class DLNCompletion(ParamsMixin):
             ).astype(dtype)
             for k in range(L)
         ]
-        # Sparse residual pattern, re-used each step (data replaced in place): G = P_Omega(X - Y).
-        order = np.lexsort((c, r))
-        r, c, y, v = r[order], c[order], y[order], v[order]
-        G = sp.csr_matrix((np.zeros(nnz, dtype=dtype), (r, c)), shape=(n, d))
-        G.sort_indices()
-        # csr built from sorted (r, c) keeps the same order for .data
-        assert G.nnz == nnz
+        G, y = _residual_pattern(r, c, y, n, d)
 
         pw_vecs = [rng.standard_normal(W.shape[1]).astype(dtype) for W in factors]
         pw_g = rng.standard_normal(d).astype(dtype)
-        n_power = 2
 
         def forward(fs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
             U = self._row_embedding(fs)
@@ -366,58 +465,16 @@ class DLNCompletion(ParamsMixin):
                 converged = True
                 break
             G.data[:] = res
-            # gradients: dV = U^T G (h x d), dU = G V^T (n x h); chain rule through U's factors
-            V = factors[0]
-            grads: list[np.ndarray] = [None] * L  # type: ignore[list-item]
-            grads[0] = (G.T @ U).T if L > 1 else G.toarray()
-            if L > 1:
-                dU = G @ V.T
-                # prefix products: left[k] = W_L ... W_{k+1}, right[k] = W_{k-1} ... W_2
-                right = [None] * L
-                acc = None
-                for k in range(1, L):
-                    right[k] = acc
-                    acc = factors[k] if acc is None else factors[k] @ acc
-                left = None
-                for k in range(L - 1, 0, -1):
-                    g = dU if left is None else left.T @ dU
-                    grads[k] = g if right[k] is None else g @ right[k].T
-                    left = factors[k] if left is None else left @ factors[k]
+            grads = self._gradients(factors, U, G)
             if self.lr is None:
-                snorms = []
-                for k, W in enumerate(factors):
-                    s_k, pw_vecs[k] = _spectral_norm(
-                        lambda x, W=W: W @ x, lambda x, W=W: W.T @ x, pw_vecs[k], n_power
-                    )
-                    snorms.append(max(s_k, 1e-300))
-                g_norm, pw_g = _spectral_norm(lambda x: G @ x, lambda x: G.T @ x, pw_g, n_power)
-                P = math.prod(snorms)
-                gn = sum((P / s) ** 2 for s in snorms)
-                cross = 0.0
-                if L > 1:
-                    cross = g_norm * max(
-                        sum(P / (snorms[k] * snorms[j]) for j in range(L) if j != k)
-                        for k in range(L)
-                    )
-                lam = 1.1 * (gn + cross)  # 1.1: power iteration under-estimates norms
-                base = 1.0 / lam if lam > 0 else 1.0
+                base, pw_g = _lipschitz_step(factors, G, pw_vecs, pw_g)
             else:
                 base = float(self.lr) / float(self.step_scale)
-            while True:
-                step = step_scale * base
-                trial = [W - step * gW for W, gW in zip(factors, grads)]
-                U_t, res_t = forward(trial)
-                loss_t = 0.5 * float(res_t @ res_t)
-                if np.isfinite(loss_t) and loss_t <= loss * (1 + 1e-12) + 1e-300:
-                    break
-                step_scale *= 0.5
-                n_backtrack += 1
-                if step_scale < 1e-12:
-                    raise FloatingPointError(
-                        "gradient descent cannot decrease the training loss even with a tiny "
-                        "step; check the data for extreme values"
-                    )
-            factors, U, res, loss = trial, U_t, res_t, loss_t
+            step_scale, halvings, (factors, U, res, loss) = _descend(
+                forward, factors, grads, base, step_scale, loss, self.lr
+            )
+            step = step_scale * base
+            n_backtrack += halvings
             it += 1
             if it % self.log_every == 0:
                 log(it)
@@ -426,14 +483,8 @@ class DLNCompletion(ParamsMixin):
         if not history or history[-1]["iteration"] != it:
             log(it)
 
-        self.factors_ = factors
-        self._U = U
-        self.scale_ = scale
-        self.shape_ = (n, d)
-        self.width_ = h
-        self.n_iter_ = it
-        self.history_ = history
-        self.converged_ = converged
+        self.factors_, self._U, self.scale_, self.shape_, self.width_ = factors, U, scale, (n, d), h
+        self.n_iter_, self.history_, self.converged_ = it, history, converged
         self.n_backtracks_ = n_backtrack
         self.fit_time_ = time.perf_counter() - t0
         return self
@@ -523,24 +574,19 @@ class DiagonalLinearNetwork(ParamsMixin):
         self.tol = tol
         self.fit_intercept = fit_intercept
 
-    def _check_params(self) -> None:
-        check_positive("depth", self.depth, integer=True)
-        if self.depth < 2:
-            raise ValueError(
-                f"depth must be >= 2 (depth 1 is plain least squares); got {self.depth!r}"
-            )
-        check_positive("init_scale", self.init_scale)
-        if self.lr is not None:
-            check_positive("lr", self.lr)
-        check_positive("step_scale", self.step_scale)
-        if self.step_scale >= 2:
-            raise ValueError(f"step_scale must be in (0, 2); got {self.step_scale!r}")
-        check_positive("n_iter", self.n_iter, integer=True)
-        check_positive("tol", self.tol, allow_zero=True)
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "depth": Interval(2, None, integer=True),  # depth 1 is plain least squares
+        "init_scale": _POSITIVE,
+        "lr": AnyOf(Options(None), _POSITIVE),
+        "step_scale": _STEP_SCALE,
+        "n_iter": Interval(1, None, integer=True),
+        "tol": Interval(0, None),
+        "fit_intercept": Options(True, False),
+    }
 
     def fit(self, X: Any, y: Any) -> Self:
         """Fit the model (see the class docstring); returns ``self``."""
-        self._check_params()
+        self._validate_params()
         X = check_matrix(X, "X")
         y = check_vector(y, X.shape[0], "y")
         if self.fit_intercept:
@@ -606,9 +652,7 @@ class DiagonalLinearNetwork(ParamsMixin):
                     break
                 step_scale *= 0.5
                 if step_scale < 1e-12:
-                    raise FloatingPointError(
-                        "gradient descent cannot decrease the training loss even with a tiny step"
-                    )
+                    raise _no_descent(self.lr)
             u, v, res, loss = u_t, v_t, res_t, loss_t
             it += 1
         history.append(math.sqrt(2 * n * loss) / ys_norm)

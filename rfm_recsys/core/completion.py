@@ -80,8 +80,3 @@ def predict_pairs(
             out[start:stop] = np.bincount(pair, weights=prod, minlength=stop - start)
         start = stop
     return out
-
-
-def complete_dense(K: np.ndarray, A: sp.csr_matrix) -> np.ndarray:
-    """The whole completed matrix ``A K``, for small problems (tests and synthetic experiments)."""
-    return np.asarray(A @ K)

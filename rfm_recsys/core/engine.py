@@ -15,10 +15,13 @@ alternating two steps (Radhakrishnan, Belkin & Drusvyatskiy, PNAS 2025; Mohan & 
    the next kernel. lin-RFM uses a power of the AGOP ``G = X^T X / n``; IRLS-p uses
    ``(X^T X + gamma I)^(1 - p/2)`` with a decreasing ``gamma``. Everything else is shared.
 
-The pieces live in their own modules: the row solves in :mod:`.solve`, the dense completion
-``A K`` (its ``X^T X`` in bounded row chunks, pair predictions) in :mod:`.completion`, the updates
-in :mod:`.updates`, the memory estimate and refusal in :mod:`.memory`, the BLAS thread limits in
-:mod:`.blas`. This module holds the loop and re-exports their public names.
+The kernel is dense (``d x d``) or factored (``U diag(s) U^T``, ``U`` ``d x r``); both forms answer
+the loop's questions (row fits, the update, predictions) through one interface in
+:mod:`.kernels`. The other pieces live in their own modules: the dense row solves in
+:mod:`.solve`, the dense completion ``A K`` (its ``X^T X`` in bounded row chunks, pair
+predictions) in :mod:`.completion`, the updates in :mod:`.updates`, the memory estimate and
+refusal in :mod:`.memory`, the BLAS thread limits in :mod:`.blas`. This module holds the loop
+and re-exports their public names.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .blas import default_threads
-from .completion import complete_dense, gram_of_completion, predict_pairs
+from .completion import gram_of_completion, predict_pairs
+from .kernels import DenseKernel, FactoredKernel, Kernel, initial_kernel
 from .memory import EngineMemoryError, available_memory, check_memory, estimate_memory
 from .solve import RowPlan, solve_rows, spd_solve
 from .updates import AGOPPower, FeatureUpdate, IRLSUpdate
@@ -41,11 +45,14 @@ from .updates import AGOPPower, FeatureUpdate, IRLSUpdate
 # Names other modules import from here; the definitions live in the modules above.
 __all__ = [
     "AGOPPower",
+    "DenseKernel",
     "EngineMemoryError",
     "EngineResult",
+    "FactoredKernel",
     "FeatureUpdate",
     "IRLSUpdate",
     "IterationState",
+    "Kernel",
     "RowPlan",
     "available_memory",
     "check_memory",
@@ -63,27 +70,41 @@ __all__ = [
 class IterationState:
     """What an ``on_iteration`` hook sees after the row fit of iteration ``iteration``.
 
-    ``K`` is the kernel the rows were fitted with, ``A`` their coefficients (so the completion
-    is ``A K``), ``lam`` the ridge of this iteration's row fits and ``record`` the history entry
-    just appended (``record["seconds"]`` is the fit's compute time so far, hooks excluded). The
+    ``kernel`` is the kernel the rows were fitted with (``.K`` its dense ``d x d`` form, built
+    on demand for a factored kernel), ``A`` their coefficients (so the completion is ``A K``),
+    ``lam`` the ridge of this iteration's row fits and ``record`` the history entry just
+    appended (``record["seconds"]`` is the fit's compute time so far, hooks excluded). The
     arrays are the engine's own: read them, do not modify them.
     """
 
     iteration: int
-    K: np.ndarray
+    kernel: Kernel
     A: sp.csr_matrix
     lam: float
     record: dict
+
+    @property
+    def K(self) -> np.ndarray:
+        return _dense(self.kernel)
 
 
 @dataclass
 class EngineResult:
     """Fitted state: the kernel, the row coefficients and the per-iteration history."""
 
-    K: np.ndarray
+    kernel: Kernel
     A: sp.csr_matrix
     history: list[dict]
     best_iteration: int
+
+    @property
+    def K(self) -> np.ndarray:
+        """The kernel as a dense ``d x d`` array (built on demand for a factored kernel)."""
+        return _dense(self.kernel)
+
+
+def _dense(kernel) -> np.ndarray:
+    return kernel if isinstance(kernel, np.ndarray) else kernel.dense()
 
 
 def fit_engine(
@@ -97,12 +118,15 @@ def fit_engine(
     reimpose_observed: bool = False,
     validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     patience: int = 2,
-    K0: np.ndarray | None = None,
+    K0: np.ndarray | Kernel | None = None,
     max_memory: int | None = None,
     callback: Callable[[int, dict], None] | None = None,
     progress: bool = False,
     lam_schedule: Callable[[int], float] | None = None,
     on_iteration: Callable[[IterationState], bool | None] | None = None,
+    rank: int | None = None,
+    shift: float = 0.0,
+    random_state: int | None = 0,
 ) -> EngineResult:
     """Run ``n_iter`` feature updates; the returned rows are fitted with the last (or best) kernel.
 
@@ -127,6 +151,12 @@ def fit_engine(
         on_iteration: called with an :class:`IterationState` after every row fit; returning
             ``True`` stops the fit there (a time budget, an external criterion). Its own time
             is left out of ``record["seconds"]``.
+        rank: ``None`` for the dense ``d x d`` kernel; an int for the factored kernel
+            ``U diag(s) U^T`` of that rank (:class:`~rfm_recsys.core.kernels.FactoredKernel`).
+        shift: factored kernel only: share of the mean diagonal given to ``eps I`` in
+            ``K = U diag(s) U^T + eps I`` after each update (0 keeps the span of the first
+            update's ``U``).
+        random_state: seed of the factored kernel's randomized range finder.
 
     Returns:
         :class:`EngineResult` with ``history`` records ``{"iteration", "train_rmse",
@@ -134,72 +164,58 @@ def fit_engine(
     """
     R = _sorted_csr(R)
     n, d = R.shape
-    check_memory(n, d, R.nnz, dtype, update.needs_eigh, max_memory)
+    rank = getattr(K0, "rank", rank)  # a kernel given as K0 brings its own form
+    check_memory(n, d, R.nnz, dtype, update.needs_eigh, max_memory, rank)
     dtype = np.dtype(dtype)
-    update = copy.deepcopy(update)
+    update = copy.deepcopy(update)  # its state (IRLS's smoothing) is this fit's own
     update.reset()
     plan = RowPlan.from_csr(R)
     y = R.data.astype(dtype)
     targets = y if reimpose_observed else None
-    K = np.eye(d, dtype=dtype) if K0 is None else np.array(K0, dtype=dtype)
+    kernel = initial_kernel(d, dtype, rank, shift, K0, random_state)
     tracker = _Validation(validation, patience)
     history: list[dict] = []
     bar = _progress_bar(progress, n_iter + 1)
     clock = _Clock()
     change = float("nan")
     it = 0
-    identity_start = K0 is None
     n_threads = default_threads()
     while True:
         lam_it = _ridge(lam, lam_schedule, it)
-        if it == 0 and identity_start:
-            # K = I: every system is (1 + lam) I, no solve needed.
-            a = y / dtype.type(1.0 + lam_it)
-        else:
-            a = solve_rows(K, plan, y, lam_it, n_threads)
+        a = kernel.solve_rows(plan, y, lam_it, n_threads)
         A = sp.csr_matrix((a, R.indices, R.indptr), shape=(n, d))
+        completion = kernel.complete(A)
         rec = {"iteration": it, "train_rmse": _train_rmse(a, lam_it), "kernel_change": change}
-        tracker.observe(rec, it, K, A)
+        tracker.observe(rec, it, kernel, A, completion)
         rec["seconds"] = clock.seconds()
         history.append(rec)
-        if callback is not None:
-            callback(it, rec)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k.endswith("rmse")})
+        _notify(callback, bar, it, rec)
         stop = on_iteration is not None and clock.excluded(
-            on_iteration, IterationState(it, K, A, lam_it, rec)
+            on_iteration, IterationState(it, kernel, A, lam_it, rec)
         )
-        if (
-            stop
-            or it >= n_iter
-            or tracker.exhausted
-            or (tol is not None and it > 0 and change < tol)
-        ):
+        settled = tol is not None and it > 0 and change < tol
+        if stop or it >= n_iter or tracker.exhausted or settled:
             break
-        K_new = _next_kernel(update, K, A, targets, n, it, it == 0 and identity_start)
-        change = float(np.linalg.norm(K_new - K) / max(np.linalg.norm(K), 1e-300))
-        K = K_new.astype(dtype, copy=False)
+        new = kernel.next(completion, update, n, it, targets, lam_it)
+        change, kernel = kernel.distance(new), new
         it += 1
     if bar is not None:
         bar.close()
-    best_iteration, K, A = tracker.best(it, K, A)
-    return EngineResult(K=K, A=A, history=history, best_iteration=best_iteration)
+    best_iteration, kernel, A = tracker.best(it, kernel, A)
+    return EngineResult(kernel=kernel, A=A, history=history, best_iteration=best_iteration)
+
+
+def _notify(callback, bar, it: int, rec: dict) -> None:
+    if callback is not None:
+        callback(it, rec)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k.endswith("rmse")})
 
 
 def _train_rmse(a: np.ndarray, lam: float) -> float:
     # On observed entries w = K_SS a = y - lam a, so the training residual is lam * a.
     return float(lam * np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0
-
-
-def _next_kernel(update, K, A, targets, n: int, it: int, identity: bool) -> np.ndarray:
-    xtx = gram_of_completion(None if identity else K, A, targets, K.dtype)
-    K_new = update(xtx, n, it)
-    if not np.all(np.isfinite(K_new)):
-        raise FloatingPointError(
-            f"the kernel became non-finite at iteration {it + 1}: raise `lam` or use float64"
-        )
-    return K_new
 
 
 def _sorted_csr(R) -> sp.csr_matrix:
@@ -253,15 +269,15 @@ class _Validation:
         self.best_state: tuple | None = None
         self.since_best = 0
 
-    def observe(self, rec: dict, it: int, K, A: sp.csr_matrix) -> None:
+    def observe(self, rec: dict, it: int, kernel, A: sp.csr_matrix, completion) -> None:
         if self.validation is None:
             return
         vr, vc, vv = self.validation
-        pred = predict_pairs(K, A, vr, vc)
+        pred = completion.pairs(vr, vc)
         rec["valid_rmse"] = float(np.sqrt(np.mean((pred - vv) ** 2)))
         if rec["valid_rmse"] < self.best_rmse - 1e-9:
             self.best_rmse = rec["valid_rmse"]
-            self.best_state = (it, K.copy(), A)
+            self.best_state = (it, kernel, A)  # kernels are never modified in place
             self.since_best = 0
         else:
             self.since_best += 1
@@ -270,6 +286,14 @@ class _Validation:
     def exhausted(self) -> bool:
         return self.validation is not None and self.since_best >= self.patience
 
-    def best(self, it: int, K, A: sp.csr_matrix) -> tuple:
-        """``(iteration, K, A)`` to return: the best one seen, else the last."""
-        return self.best_state if self.best_state is not None else (it, K, A)
+    def best(self, it: int, kernel, A: sp.csr_matrix) -> tuple:
+        """``(iteration, kernel, A)`` to return: the best one seen, else the last."""
+        return self.best_state if self.best_state is not None else (it, kernel, A)
+
+
+def complete_dense(K, A: sp.csr_matrix) -> np.ndarray:
+    """The whole completed matrix ``A K``, for small problems (tests and synthetic experiments).
+
+    ``K`` is a ``d x d`` array or a kernel of either form.
+    """
+    return np.asarray(A @ _dense(K))

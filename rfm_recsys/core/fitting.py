@@ -20,7 +20,8 @@ import scipy.sparse as sp
 
 from ..config import LINRFM, ModelConfig
 from .baseline import Baseline, bias_estimates, bias_scores, fit_baseline
-from .engine import AGOPPower, FeatureUpdate, fit_engine, predict_pairs, spd_solve
+from .engine import AGOPPower, FeatureUpdate, fit_engine, spd_solve
+from .kernels import Completion, Kernel, resolve_rank
 
 # Defaults of the functions below: the model classes' own (one declaration in config.py).
 _D = LINRFM.defaults()
@@ -48,12 +49,25 @@ class RatingsFit:
     b_user: np.ndarray
     b_item: np.ndarray
     users_are_rows: bool
-    K: np.ndarray
+    kernel: Kernel
     A: sp.csr_matrix
     lam: float
     reg_user: float
     history: list[dict] = field(default_factory=list)
     best_iteration: int = 0
+    _completion: Completion | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def K(self) -> np.ndarray:
+        """The kernel as a dense ``d x d`` array (built on demand for a factored kernel)."""
+        return self.kernel.dense()
+
+    @property
+    def completion(self) -> Completion:
+        """``W = A K`` of the fitted rows (for a factored kernel with ``Z = A U diag(s)`` kept)."""
+        if self._completion is None:
+            self._completion = self.kernel.complete(self.A)
+        return self._completion
 
     @property
     def n_users(self) -> int:
@@ -74,16 +88,16 @@ class RatingsFit:
         """
         est, both, impossible = bias_estimates(self.mu, self.b_user, self.b_item, users, items)
         r, c = self._rc(np.asarray(users)[both], np.asarray(items)[both])
-        est[both] += predict_pairs(self.K, self.A, r, c)
+        est[both] += self.completion.pairs(r, c)
         return est, impossible
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Predicted ratings of every item for known users (``len(users) x n_items``)."""
         users = np.asarray(users, dtype=np.int64)
         if self.users_are_rows:
-            kernel = np.asarray(self.A[users] @ self.K)
+            kernel = self.completion.rows(users)
         else:
-            kernel = np.asarray(self.A @ self.K[:, users]).T
+            kernel = self.completion.columns(users).T
         out = bias_scores(self.mu, self.b_user, self.b_item, users)
         out += kernel
         return out
@@ -109,17 +123,15 @@ class RatingsFit:
         if y.size == 0:
             return base, b_u
         if self.users_are_rows:
-            Ks = self.K[np.ix_(items, items)].astype(np.float64)
-            Ks.flat[:: items.size + 1] += self.lam
-            a = spd_solve(Ks, y)
-            kernel = self.K[:, items].astype(np.float64) @ a
+            a = self.kernel.solve_row(items, y, self.lam)
+            kernel = self.kernel.apply(items, a)
         else:
-            W_S = np.asarray(self.A[items] @ self.K, dtype=np.float64)  # |S| x n_users
+            W_S = self.completion.rows(items)  # |S| x n_users
             G = W_S @ W_S.T
             scale = float(np.mean(np.diag(G))) or 1.0
             G.flat[:: items.size + 1] += self.lam * scale
             alpha = spd_solve(G, y)
-            kernel = np.asarray(self.A @ (self.K.astype(np.float64) @ (W_S.T @ alpha)))
+            kernel = np.asarray(self.A @ self.kernel.matvec(W_S.T @ alpha))
         return base + kernel.astype(np.float64), b_u
 
 
@@ -145,8 +157,15 @@ def fit_ratings(
     max_memory: int | None = _D["max_memory"],
     progress: bool = False,
     callback=None,
+    rank: int | str | None = _D["rank"],
+    shift: float = 0.0,
 ) -> RatingsFit:
     """Fit baseline and kernel on integer-coded triples (already validated).
+
+    ``rank``: ``None`` for the dense kernel, an int for a factored kernel of that rank,
+    ``"auto"`` for :func:`~rfm_recsys.core.kernels.resolve_rank`'s choice; ``shift`` as in
+    :func:`~rfm_recsys.core.engine.fit_engine`. ``random_state`` also seeds the factored
+    kernel's range finder.
 
     With ``validation_share > 0``, that share of the ratings (drawn with ``random_state``) is held
     out, the engine runs with early stopping on it, and the model is then refitted on all the
@@ -167,6 +186,9 @@ def fit_ratings(
         tol=tol,
         max_memory=max_memory,
         progress=progress,
+        rank=rank,
+        shift=shift,
+        random_state=random_state,
     )
     if not validation_share:
         return _fit_once(
@@ -246,6 +268,9 @@ def _fit_once(
     validation=None,
     patience=2,
     callback=None,
+    rank=None,
+    shift=0.0,
+    random_state=None,
 ) -> RatingsFit:
     users_are_rows = resolve_orientation(orient, n_users, n_items)
     bl: Baseline = fit_baseline(
@@ -276,13 +301,16 @@ def _fit_once(
         max_memory=max_memory,
         progress=progress,
         callback=callback,
+        rank=(r := resolve_rank(rank, R.shape[1], update)),
+        shift=shift,
+        random_state=_seed(random_state) if r is not None else 0,
     )
     return RatingsFit(
         mu=bl.mu,
         b_user=bl.b_row,
         b_item=bl.b_col,
         users_are_rows=users_are_rows,
-        K=res.K,
+        kernel=res.kernel,
         A=res.A,
         lam=float(lam),
         reg_user=float(reg_user),
@@ -306,6 +334,8 @@ def validation_curve(
     baseline_epochs: int = _D["baseline_epochs"],
     dtype=_DTYPE,
     max_memory: int | None = None,
+    rank: int | str | None = _D["rank"],
+    shift: float = 0.0,
 ) -> list[dict]:
     """Validation RMSE after every kernel update, for choosing ``n_iter`` and the rest.
 
@@ -330,5 +360,18 @@ def validation_curve(
         progress=False,
         validation=valid,
         patience=n_iter + 1,
+        rank=rank,
+        shift=shift,
     )
     return fit.history
+
+
+def _seed(random_state) -> int:
+    # the range finder wants a reproducible integer seed; a Generator or None maps to one
+    if random_state is None:
+        return 0
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31))
+    return int(np.random.default_rng(random_state).integers(2**31))

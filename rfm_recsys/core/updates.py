@@ -79,6 +79,28 @@ class AGOPPower:
     def reset(self) -> None:
         pass
 
+    def spectrum(self, evals: np.ndarray, n_rows: int, iteration: int, d: int) -> np.ndarray:
+        """Eigenvalues of the next kernel from the top eigenvalues of ``X^T X`` (factored form).
+
+        The kept eigenvalues are rescaled so that the kernel has mean diagonal 1, as the dense
+        kernel is. (Rescaling by the whole ``X^T X``'s trace instead, so that a truncated
+        kernel would be the dense one minus its tail, scored 0.0000-0.0004 worse on validation
+        shares of ml-100k and ml-latest-small at rank 128.)
+        """
+        g = np.clip(np.asarray(evals, dtype=np.float64), 0.0, None) / n_rows
+        k = g if self.power == 1 else g**self.power
+        if self.normalize is None or self.normalize == "none":
+            return k
+        if self.normalize != "diag":
+            raise ValueError(f"normalize must be 'diag' or None, got {self.normalize!r}")
+        mean_diag = float(k.sum()) / d
+        if not np.isfinite(mean_diag) or mean_diag <= 0:
+            raise FloatingPointError(
+                "the kernel collapsed to zero (all fitted rows are 0): lower `lam` or check that "
+                "the targets are not all zero"
+            )
+        return k / mean_diag
+
     def __call__(self, xtx: np.ndarray, n_rows: int, iteration: int) -> np.ndarray:
         G = xtx / xtx.dtype.type(n_rows)
         K = G if self.power == 1 else _sym_power(G, self.power)

@@ -1,4 +1,4 @@
-"""Convert rating DataFrames to Surprise datasets and SciPy CSR matrices; ml-100k's official folds."""
+"""Convert rating DataFrames to Surprise datasets and SciPy CSR matrices; ml-100k's folds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import DataHomeError
+from .errors import DataHomeError, RatingsFrameError
 from .movielens import _open_zip, _resolve, _Source
 from .registry import data_home as resolve_home
 from .registry import default_data_home, get_dataset
@@ -30,6 +30,9 @@ ML100K_FOLDS = {
 }
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _scale(df: pd.DataFrame, rating_scale: tuple[float, float] | None) -> tuple[float, float]:
     scale = rating_scale if rating_scale is not None else df.attrs.get("rating_scale")
     if scale is None:
@@ -37,13 +40,65 @@ def _scale(df: pd.DataFrame, rating_scale: tuple[float, float] | None) -> tuple[
             "rating_scale is required (e.g. (1, 5) for ml-100k/ml-1m, (0.5, 5) for ml-10m and "
             "later); DataFrames from load_movielens/make_ratings carry it in df.attrs"
         )
-    lo, hi = float(scale[0]), float(scale[1])
-    if not lo < hi:
+    try:
+        lo, hi = float(scale[0]), float(scale[1])
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"rating_scale must be (low, high), got {scale!r}") from None
+    if not lo < hi or not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"rating_scale must be (low, high) with low < high, got {scale!r}")
     return lo, hi
 
 
-def to_surprise(df: pd.DataFrame, rating_scale: tuple[float, float] | None = None) -> DatasetAutoFolds:
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _checked_ratings(df: pd.DataFrame) -> np.ndarray:
+    """The rating column as finite float64, or an error naming the first bad row."""
+    missing = [c for c in ("user_id", "item_id", "rating") if c not in getattr(df, "columns", ())]
+    if missing:
+        raise RatingsFrameError(
+            f"the ratings lack the column(s) {missing}; expected user_id, item_id, rating (rename "
+            "yours, e.g. df.rename(columns={'userId': 'user_id', 'movieId': 'item_id'}))"
+        )
+    col = df["rating"]
+    if col.dtype == bool:
+        raise RatingsFrameError(
+            "the rating column holds booleans: pass numeric ratings (for implicit feedback use "
+            "1.0 per interaction)"
+        )
+    try:
+        ratings = col.to_numpy(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise RatingsFrameError(
+            f"the rating column is not numeric ({exc}): convert it, e.g. with "
+            "pd.to_numeric(df['rating'])"
+        ) from None
+    bad = ~np.isfinite(ratings)
+    if bad.any():
+        k = _first(bad)
+        raise RatingsFrameError(
+            f"{int(bad.sum()):,} ratings are NaN or infinite (first in row {df.index[k]!r}): "
+            "drop them, e.g. df.dropna(subset=['rating'])"
+        )
+    return ratings
+
+
+def _checked_ids(df: pd.DataFrame, col: str) -> np.ndarray:
+    ids = df[col].to_numpy()
+    missing = pd.isna(ids)
+    if missing.any():
+        k = _first(missing)
+        raise RatingsFrameError(
+            f"{int(missing.sum()):,} values of {col} are missing (NaN/None; first in row "
+            f"{df.index[k]!r}): drop those rows, e.g. df.dropna(subset=[{col!r}])"
+        )
+    return ids
+
+
+def to_surprise(
+    df: pd.DataFrame, rating_scale: tuple[float, float] | None = None
+) -> DatasetAutoFolds:
     """Wrap a ratings DataFrame as a Surprise ``Dataset``.
 
     Args:
@@ -56,15 +111,25 @@ def to_surprise(df: pd.DataFrame, rating_scale: tuple[float, float] | None = Non
         ``surprise.Dataset.load_from_df(...)``: raw ids are the integer MovieLens ids.
 
     Raises:
-        ValueError: Missing columns or no rating scale.
+        RatingsFrameError: Missing columns or ids; ratings that are not numbers, NaN or
+            infinite. (Ratings outside the scale are kept: Surprise only clips predictions to
+            it.)
+        ValueError: No (or an invalid) rating scale.
     """
     from surprise import Dataset, Reader
 
-    missing = {"user_id", "item_id", "rating"} - set(df.columns)
-    if missing:
-        raise ValueError(f"df lacks the column(s) {sorted(missing)}")
+    ratings = _checked_ratings(df)
     lo, hi = _scale(df, rating_scale)
-    return Dataset.load_from_df(df[["user_id", "item_id", "rating"]], Reader(rating_scale=(lo, hi)))
+    for col in ("user_id", "item_id"):
+        _checked_ids(df, col)
+    frame = pd.DataFrame(
+        {
+            "user_id": df["user_id"].to_numpy(),
+            "item_id": df["item_id"].to_numpy(),
+            "rating": ratings,
+        }
+    )
+    return Dataset.load_from_df(frame, Reader(rating_scale=(lo, hi)))
 
 
 class CSRRatings(NamedTuple):
@@ -87,24 +152,43 @@ def to_csr(df: pd.DataFrame) -> CSRRatings:
 
     Returns:
         ``(matrix, user_ids, item_ids)``; inner index ``u`` corresponds to raw id
-        ``user_ids[u]``. Only users and items with at least one rating get a row or column.
+        ``user_ids[u]``. Only users and items with at least one rating get a row or column; an
+        empty frame gives a 0 x 0 matrix.
 
     Raises:
-        ValueError: A (user, item) pair occurs more than once (summing would corrupt ratings:
+        RatingsFrameError: Missing columns or ids, ids of types that cannot be ordered together
+            (e.g. numbers and strings), ratings that are not finite numbers or exceed float32,
+            or a (user, item) pair that occurs more than once (summing would corrupt ratings:
             aggregate or deduplicate first).
     """
-    users, uidx = np.unique(df["user_id"].to_numpy(), return_inverse=True)
-    items, iidx = np.unique(df["item_id"].to_numpy(), return_inverse=True)
-    ratings = df["rating"].to_numpy(np.float32)
+    ratings = _checked_ratings(df)
+    big = np.abs(ratings) > _FLOAT32_MAX
+    if big.any():
+        k = _first(big)
+        raise RatingsFrameError(
+            f"rating {ratings[k]:g} (row {df.index[k]!r}) exceeds the float32 range of the "
+            "matrix: rescale the ratings"
+        )
+    codes = []
+    for col in ("user_id", "item_id"):
+        ids = _checked_ids(df, col)
+        try:
+            codes.append(np.unique(ids, return_inverse=True))
+        except TypeError as exc:
+            raise RatingsFrameError(
+                f"{col} mixes id types that cannot be ordered together ({exc}): use one type, "
+                f"e.g. df[{col!r}].astype(str)"
+            ) from None
+    (users, uidx), (items, iidx) = codes
     coo = sp.coo_matrix(
-        (ratings, (uidx.astype(np.int32), iidx.astype(np.int32))),
+        (ratings.astype(np.float32), (uidx.astype(np.int32), iidx.astype(np.int32))),
         shape=(len(users), len(items)),
         dtype=np.float32,
     )
     mat = coo.tocsr()
     mat.sum_duplicates()
     if mat.nnz != len(ratings):
-        raise ValueError(
+        raise RatingsFrameError(
             f"{len(ratings) - mat.nnz} duplicate (user_id, item_id) pairs: deduplicate first, e.g. "
             "df.drop_duplicates(['user_id', 'item_id'], keep='last')"
         )
@@ -130,14 +214,15 @@ def _writable_dir(candidates: Sequence[Path]) -> Path:
     for d in candidates:
         try:
             d.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=d, prefix=".probe-", delete=True)
-            probe.close()
+            with tempfile.NamedTemporaryFile(dir=d, prefix=".probe-", delete=True):
+                pass
             return d
         except OSError:
             continue
     raise DataHomeError(
-        f"no writable folder to unpack the ml-100k folds into (tried {', '.join(map(str, candidates))}): "
-        "pass extract_to=... a writable folder, or unpack ml-100k.zip into the data home"
+        "no writable folder to unpack the ml-100k folds into (tried "
+        f"{', '.join(map(str, candidates))}): pass extract_to=... a writable folder, or unpack "
+        "ml-100k.zip into the data home"
     )
 
 
@@ -193,7 +278,9 @@ def ml100k_official_folds(
             out_dir = _writable_dir(candidates)
             paths[fname] = _extract_member(src, out_dir / fname)
     folds = [(str(paths[f"{s}.base"]), str(paths[f"{s}.test"])) for s in names]
-    reader = Reader(line_format="user item rating timestamp", sep="\t", rating_scale=entry.rating_scale)
+    reader = Reader(
+        line_format="user item rating timestamp", sep="\t", rating_scale=entry.rating_scale
+    )
     return Dataset.load_from_folds(folds, reader), folds
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..checks import RatingsError
+
 
 class DatasetError(Exception):
     """Base class of every error raised by :mod:`rfm_recsys.datasets`."""
@@ -53,6 +55,15 @@ class MalformedLineError(CorruptDatasetError):
         self.path = str(path)
         self.line_number = line_number
         self.line = line
+
+
+class RatingsFrameError(DatasetError, RatingsError):
+    """A ratings DataFrame given to a converter cannot be used as it is (missing column, NaN,
+    non-numeric or out-of-scale ratings, missing ids, duplicate pairs).
+
+    Also a :class:`rfm_recsys.RatingsError` (a ``ValueError``), the error the models raise for
+    the same problems.
+    """
 
 
 class DatasetWarning(UserWarning):

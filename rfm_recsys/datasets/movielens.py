@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import lzma
 import os
 import warnings
 import zipfile
@@ -73,6 +74,21 @@ _ML100K_GENRES = (
 _YEAR_RE = r"\((\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$"
 
 
+# Errors of the file system itself, which say nothing about the zip's content.
+_LOCAL_FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, MemoryError)
+# What zipfile and its decompressors raise on damaged bytes (OSError: bz2's "invalid data
+# stream" and seeks to offsets read from damaged headers).
+_ZIP_DAMAGE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+)
+
+
 @dataclass(frozen=True)
 class _Source:
     """One file of a dataset: a plain file, or a member of a zip."""
@@ -113,21 +129,29 @@ class _Source:
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
-        # Damage inside a zip surfaces only while a member is read (bad CRC, truncated stream).
+        # Damage inside a zip surfaces only while a member is opened or read: a bad CRC or
+        # truncated stream, and, from damaged header fields, an "unsupported" compression
+        # method, version or flag, a spurious encryption flag, or a seek to a negative offset.
         try:
             yield
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise CorruptDatasetError(f"{self.label} is damaged ({exc}): {self.fix}") from exc
+        except _LOCAL_FILE_ERRORS:
+            raise
+        except _ZIP_DAMAGE as exc:
+            raise CorruptDatasetError(
+                f"{self.label} is damaged ({type(exc).__name__}: {exc}): {self.fix}"
+            ) from exc
 
 
 @contextlib.contextmanager
 def _open_zip(path: Path, entry: MovieLensDataset) -> Iterator[zipfile.ZipFile]:
     try:
         zf = zipfile.ZipFile(path)
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
+    except _LOCAL_FILE_ERRORS:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        # OSError too: seeking to the end record of a tiny truncated file can fail with EINVAL.
+    except Exception as exc:
+        # Only the directory is read here; damage shows as BadZipFile, OSError (EINVAL from
+        # seeking to the end record of a tiny file), NotImplementedError (a version or flag
+        # field), UnicodeDecodeError (a name flagged UTF-8), struct.error...
         with open(path, "rb") as f:
             head = f.read(512).lstrip()
         fix = (
@@ -155,7 +179,9 @@ def _find_member(path: Path, entry: MovieLensDataset, filename: str) -> str | No
         if exact in names:
             return exact
     # Re-zipped copies may use another top folder; take the shallowest file of that name.
-    cands = sorted((n for n in names if n.rsplit("/", 1)[-1] == filename), key=lambda n: n.count("/"))
+    cands = sorted(
+        (n for n in names if n.rsplit("/", 1)[-1] == filename), key=lambda n: n.count("/")
+    )
     return cands[0] if cands else None
 
 
@@ -194,7 +220,9 @@ def _locate(entry: MovieLensDataset, home: Path, filename: str) -> _Source | Non
 
 
 def _not_found(entry: MovieLensDataset, home: Path, filename: str) -> DatasetNotFoundError:
-    looked = [str(d / filename) for d in _candidate_dirs(entry, home)] + [str(zip_path(entry, home))]
+    looked = [str(d / filename) for d in _candidate_dirs(entry, home)] + [
+        str(zip_path(entry, home))
+    ]
     return DatasetNotFoundError(
         f"{entry.name} not found in the data home {home} (looked for {', '.join(looked)}). "
         f"Call with download=True, or {manual_instructions(entry, home)}; the data home is the "
@@ -332,7 +360,9 @@ def _read_ratings(src: _Source) -> pd.DataFrame:
                     wide.append(n)
                     if k < nfields - 1:
                         wide.extend(f"_gap{k}_{j}" for j in range(gap))
-                df = _read_csv_c(io.BytesIO(raw), sep[0], wide, dtype, entry.ratings_header, usecols)
+                df = _read_csv_c(
+                    io.BytesIO(raw), sep[0], wide, dtype, entry.ratings_header, usecols
+                )
                 # usecols tolerates surplus fields and single colons: count separators instead.
                 rows = len(df) + int(entry.ratings_header)
                 n_sep = raw.count(sep.encode())
@@ -340,7 +370,11 @@ def _read_ratings(src: _Source) -> pd.DataFrame:
                     raise ValueError("separator count does not match the number of lines")
             else:
                 df = _read_csv_c(
-                    io.BytesIO(raw.replace(sep.encode(), b"\t")), "\t", names, dtype, entry.ratings_header
+                    io.BytesIO(raw.replace(sep.encode(), b"\t")),
+                    "\t",
+                    names,
+                    dtype,
+                    entry.ratings_header,
                 )
     except (ValueError, OverflowError, pd.errors.ParserError) as exc:
         _raise_bad_line(src, raw, nfields, entry.ratings_header, names, cause=exc)
@@ -359,23 +393,29 @@ def _read_csv_c(
     header: bool,
     usecols: list[str] | None = None,
 ) -> pd.DataFrame:
-    return pd.read_csv(
-        buf,
-        sep=sep,
-        header=0 if header else None,
-        names=names,
-        usecols=usecols,
-        dtype=dtype,
-        engine="c",
-        na_filter=False,
-        quoting=csv.QUOTE_NONE,
-    )
+    with warnings.catch_warnings():
+        # a damaged number such as "97E300760" in an integer column warns before it fails; the
+        # failure is reported (with the line) by the caller
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return pd.read_csv(
+            buf,
+            sep=sep,
+            header=0 if header else None,
+            names=names,
+            usecols=usecols,
+            dtype=dtype,
+            engine="c",
+            na_filter=False,
+            quoting=csv.QUOTE_NONE,
+        )
 
 
 def _values_ok(df: pd.DataFrame, entry: MovieLensDataset) -> bool:
     lo, hi = entry.rating_scale
     r = df["rating"].to_numpy()
-    return bool(np.isfinite(r).all() and r.min(initial=lo) >= lo - 1e-6 and r.max(initial=hi) <= hi + 1e-6)
+    return bool(
+        np.isfinite(r).all() and r.min(initial=lo) >= lo - 1e-6 and r.max(initial=hi) <= hi + 1e-6
+    )
 
 
 def _line_problem(
@@ -522,7 +562,8 @@ def load_movielens_items(
     out = out.sort_values("item_id", kind="stable").reset_index(drop=True)
     if check_counts and entry.n_movies is not None and len(out) != entry.n_movies:
         warnings.warn(
-            f"{src.label}: {len(out):,} movies (official {entry.n_movies:,}, {entry.counts_source})",
+            f"{src.label}: {len(out):,} movies (official {entry.n_movies:,}, "
+            f"{entry.counts_source})",
             DatasetWarning,
             stacklevel=2,
         )
@@ -548,7 +589,7 @@ def _parse_text_table(
     read: Callable[[io.StringIO], pd.DataFrame],
     parse_text: str | None = None,
 ) -> pd.DataFrame:
-    """Parse with the C engine; on failure name the first bad line of ``text`` (split on ``sep``)."""
+    """Parse with the C engine; on failure name the first bad line of ``text`` (split on sep)."""
     try:
         df = read(io.StringIO(text if parse_text is None else parse_text))
     except (ValueError, pd.errors.ParserError) as exc:
@@ -557,12 +598,17 @@ def _parse_text_table(
             raise CorruptDatasetError(f"cannot parse {src.label} ({exc}): {src.fix}") from exc
         lineno, line, problem = bad
         raise MalformedLineError(
-            f"{src.label}, line {lineno}: {problem}: {line[:200]!r}: {src.fix}", src.label, lineno, line[:200]
+            f"{src.label}, line {lineno}: {problem}: {line[:200]!r}: {src.fix}",
+            src.label,
+            lineno,
+            line[:200],
         ) from exc
     return df
 
 
-def _first_bad_text_line(text: str, sep: str, nfields: int, header: bool) -> tuple[int, str, str] | None:
+def _first_bad_text_line(
+    text: str, sep: str, nfields: int, header: bool
+) -> tuple[int, str, str] | None:
     lines = text.splitlines()
     if sep == ",":
         rows = enumerate(csv.reader(lines), 1)

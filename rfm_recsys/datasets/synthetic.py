@@ -76,7 +76,9 @@ def _draw(rng: np.random.Generator, cdf: np.ndarray, k: int) -> np.ndarray:
     return np.minimum(idx, len(cdf) - 1).astype(np.int64)
 
 
-def _coverage(rng: np.random.Generator, nu: int, ni: int, m: int, item_cdf: np.ndarray) -> np.ndarray:
+def _coverage(
+    rng: np.random.Generator, nu: int, ni: int, m: int, item_cdf: np.ndarray
+) -> np.ndarray:
     """Sorted keys giving every user and item a rating, and every user about ``m``."""
     # A random "matching" of max(nu, ni) pairs touches every user and every item once, and its
     # pairs are distinct because the longer side's indices are.
@@ -140,7 +142,9 @@ def _fill(
             break
         seen = np.sort(np.concatenate([seen, cand]))  # disjoint: no dedupe needed
     else:  # pragma: no cover - the density guard above makes this unreachable in practice
-        raise RuntimeError("pair sampling did not converge; lower n_ratings or use popularity='uniform'")
+        raise RuntimeError(
+            "pair sampling did not converge; lower n_ratings or use popularity='uniform'"
+        )
     return np.concatenate(found)
 
 
@@ -203,6 +207,42 @@ def make_ratings(
         ValueError: Impossible sizes, unknown popularity, bad scale or step.
     """
     nu, ni, n = int(n_users), int(n_items), int(n_ratings)
+    lo, hi = float(rating_scale[0]), float(rating_scale[1])
+    _check_arguments(nu, ni, n, popularity, rating_scale, rating_step, rank, noise)
+    rng = (
+        random_state
+        if isinstance(random_state, np.random.Generator)
+        else np.random.default_rng(random_state)
+    )
+    m = min_user_ratings if min_user_ratings is not None else min(20, max(1, n // (2 * nu)))
+    m = max(1, min(int(m), ni, (n - max(nu, ni)) // nu + 1))
+
+    # The draws below happen in a fixed order: the same seed must keep giving the same frame.
+    user_w = _weights(rng, nu, popularity, "user", item_exponent, user_sigma)
+    item_w = _weights(rng, ni, popularity, "item", item_exponent, user_sigma)
+    # m was capped above so that the coverage (<= max(nu, ni) + nu * (m - 1) keys) fits in n.
+    keys = _coverage(rng, nu, ni, m, np.cumsum(item_w))
+    keys = np.sort(np.concatenate([keys, _fill(rng, keys, n - len(keys), nu, ni, user_w, item_w)]))
+    users = (keys // ni).astype(np.int32)
+    items = (keys % ni).astype(np.int32)
+    del keys
+
+    truth = _true_model(rng, nu, ni, rank, lo, hi, item_w)
+    ratings = _rate(rng, users, items, truth, noise, lo, hi, rating_step)
+    timestamps = _timestamps(rng, users, nu)
+    df = pd.DataFrame(
+        {
+            "user_id": users + np.int32(1),
+            "item_id": items + np.int32(1),
+            "rating": ratings,
+            "timestamp": timestamps,
+        }
+    )
+    df.attrs.update(dataset="synthetic", rating_scale=(lo, hi))
+    return (df, truth) if return_factors else df
+
+
+def _check_arguments(nu, ni, n, popularity, rating_scale, rating_step, rank, noise) -> None:
     if nu < 1 or ni < 1:
         raise ValueError("n_users and n_items must be >= 1")
     if not max(nu, ni) <= n <= nu * ni:
@@ -214,8 +254,7 @@ def make_ratings(
         raise ValueError("n_users and n_items must fit in int32")
     if popularity not in ("zipf", "uniform"):
         raise ValueError(f"popularity must be 'zipf' or 'uniform', got {popularity!r}")
-    lo, hi = float(rating_scale[0]), float(rating_scale[1])
-    if not lo < hi:
+    if not float(rating_scale[0]) < float(rating_scale[1]):
         raise ValueError(f"rating_scale must be (low, high) with low < high, got {rating_scale!r}")
     if not rating_step > 0:
         raise ValueError("rating_step must be > 0")
@@ -223,23 +262,10 @@ def make_ratings(
         raise ValueError("rank must be >= 1")
     if noise < 0:
         raise ValueError("noise must be >= 0")
-    rng = (
-        random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
-    )
 
-    m = min_user_ratings if min_user_ratings is not None else min(20, max(1, n // (2 * nu)))
-    m = max(1, min(int(m), ni, (n - max(nu, ni)) // nu + 1))
 
-    user_w = _weights(rng, nu, popularity, "user", item_exponent, user_sigma)
-    item_w = _weights(rng, ni, popularity, "item", item_exponent, user_sigma)
-    # m was capped above so that the coverage (<= max(nu, ni) + nu * (m - 1) keys) fits in n.
-    keys = _coverage(rng, nu, ni, m, np.cumsum(item_w))
-    keys = np.sort(np.concatenate([keys, _fill(rng, keys, n - len(keys), nu, ni, user_w, item_w)]))
-    users = (keys // ni).astype(np.int32)
-    items = (keys % ni).astype(np.int32)
-    del keys
-
-    # The model, in "stars" s (a quarter of the scale's width).
+def _true_model(rng, nu: int, ni: int, rank: int, lo: float, hi: float, item_w) -> dict[str, Any]:
+    """Global mean, biases and factors, in "stars" (a quarter of the scale's width)."""
     s = (hi - lo) / 4.0
     mu = lo + 0.6 * (hi - lo)
     user_bias = rng.normal(0.0, 0.5 * s, nu)
@@ -250,40 +276,36 @@ def make_ratings(
     scale_f = (0.36 * s * s / rank) ** 0.25  # var(<p, q>) = rank * scale_f**4 = (0.6 s)^2
     user_factors = rng.normal(0.0, scale_f, (nu, rank)).astype(np.float32)
     item_factors = rng.normal(0.0, scale_f, (ni, rank)).astype(np.float32)
-
-    ratings = np.empty(n, dtype=np.float32)
-    for start in range(0, n, _CHUNK):
-        u = users[start : start + _CHUNK]
-        i = items[start : start + _CHUNK]
-        x = np.einsum("ij,ij->i", user_factors[u], item_factors[i], dtype=np.float64)
-        x += mu + user_bias[u] + item_bias[i] + rng.normal(0.0, noise, len(u))
-        x = lo + np.round((x - lo) / rating_step) * rating_step
-        ratings[start : start + len(u)] = np.clip(x, lo, hi)
-
-    # Each user rates within a window of their own, like real accounts.
-    start_t = rng.uniform(_T0, _T1, nu)
-    span = np.minimum(rng.exponential(365 * 86400.0, nu), _T1 - start_t)
-    timestamps = (start_t[users] + rng.random(n) * span[users]).astype(np.int64)
-
-    df = pd.DataFrame(
-        {
-            "user_id": users + np.int32(1),
-            "item_id": items + np.int32(1),
-            "rating": ratings,
-            "timestamp": timestamps,
-        }
-    )
-    df.attrs.update(dataset="synthetic", rating_scale=(lo, hi))
-    if not return_factors:
-        return df
-    truth = {
+    return {
         "mu": mu,
         "user_bias": user_bias,
         "item_bias": item_bias,
         "user_factors": user_factors,
         "item_factors": item_factors,
     }
-    return df, truth
+
+
+def _rate(rng, users, items, truth: dict[str, Any], noise, lo, hi, rating_step) -> np.ndarray:
+    """The model's ratings of the sampled pairs plus noise, rounded to the step and clipped."""
+    n = len(users)
+    P, Q = truth["user_factors"], truth["item_factors"]
+    ratings = np.empty(n, dtype=np.float32)
+    for start in range(0, n, _CHUNK):
+        u = users[start : start + _CHUNK]
+        i = items[start : start + _CHUNK]
+        x = np.einsum("ij,ij->i", P[u], Q[i], dtype=np.float64)
+        x += truth["mu"] + truth["user_bias"][u] + truth["item_bias"][i]
+        x += rng.normal(0.0, noise, len(u))
+        x = lo + np.round((x - lo) / rating_step) * rating_step
+        ratings[start : start + len(u)] = np.clip(x, lo, hi)
+    return ratings
+
+
+def _timestamps(rng, users: np.ndarray, nu: int) -> np.ndarray:
+    # Each user rates within a window of their own, like real accounts.
+    start_t = rng.uniform(_T0, _T1, nu)
+    span = np.minimum(rng.exponential(365 * 86400.0, nu), _T1 - start_t)
+    return (start_t[users] + rng.random(len(users)) * span[users]).astype(np.int64)
 
 
 def ml10m_shape() -> dict[str, int]:

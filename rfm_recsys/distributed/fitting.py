@@ -34,6 +34,7 @@ import numpy as np
 from ..core.baseline import Baseline
 from ..core.engine import AGOPPower, FeatureUpdate, check_memory
 from ..core.fitting import RatingsFit, resolve_orientation
+from ..core.kernels import DenseKernel, resolve_rank
 from . import blocks as B
 from .cluster import DistributedFitError, gather
 
@@ -73,7 +74,8 @@ def fit_ratings_dask(
     max_memory: int | None,
     progress: bool = False,
     callback: Callable[[int, dict], None] | None = None,
-    **_ignored,
+    rank: int | str | None = None,
+    random_state=None,
 ) -> RatingsFit:
     """:func:`~rfm_recsys.core.fitting.fit_ratings` on ratings held by a Dask cluster.
 
@@ -81,9 +83,11 @@ def fit_ratings_dask(
     early-stopping run fits the non-held ratings, then the model is refitted on all of them for
     the best number of iterations; the history keeps the validation curve.
     """
+    update = update if update is not None else AGOPPower(1.0)
+    check_dense(rank, orient, data.n_users, data.n_items, update)
     run = _Run(
         data,
-        update=update if update is not None else AGOPPower(1.0),
+        update=update,
         lam=float(lam),
         orient=orient,
         reg_user=reg_user,
@@ -104,6 +108,18 @@ def fit_ratings_dask(
     fit = run.fit("all", probe.best_iteration, None, None)
     fit.history = probe.history
     return fit
+
+
+def check_dense(rank, orient: str, n_users: int, n_items: int, update) -> None:
+    """Refuse a factored kernel, which this backend does not fit yet, naming the fix."""
+    d = n_items if resolve_orientation(orient, n_users, n_items) else n_users
+    if resolve_rank(rank, d, update) is not None:
+        raise NotImplementedError(
+            f"backend='dask' fits the dense d x d kernel only (rank=None); rank={rank!r} asks "
+            f"for a factored kernel at d = {d:,} feature columns. Pass rank=None (the dense "
+            f"kernel takes {4 * d * d / 2**30:.2f} GiB per copy in float32), or fit with "
+            f"backend='threads'."
+        )
 
 
 class _Run:
@@ -175,7 +191,7 @@ class _Run:
             b_user=bl.b_row,
             b_item=bl.b_col,
             users_are_rows=self.users_are_rows,
-            K=np.eye(self.d, dtype=s["dtype"]) if K is None else K,
+            kernel=DenseKernel.eye(self.d, s["dtype"]) if K is None else DenseKernel(K),
             A=A,
             lam=s["lam"],
             reg_user=float(s["reg_user"]),

@@ -30,7 +30,7 @@ from ..checks import check_shape, check_triples
 from ..config import FRAME, LINRFM, with_config
 from ..core.fitting import RatingsFit, fit_with_config
 from ..ids import Vocabulary, as_id_array
-from ..topn import score_chunk_rows, top_n
+from ..topn import top_n
 from .base import NotFittedError, ScoringRecommenderBase, UnknownIdError
 from .inputs import new_user_ratings, ratings_triples, row_entries
 from .persistence import load_model, save_model
@@ -229,35 +229,22 @@ class LinRFM(ScoringRecommenderBase):
 
         When the side is the kernel (feature) side, the similarity of ``a, b`` is
         ``K[a, b] / sqrt(K[a, a] K[b, b])``; when it is the row side, the cosine of the
-        completed rows ``W = A K`` (computed as ``A (K (K a_x))`` without forming ``W``).
+        completed rows ``W = A K`` (``W (W_x)^T`` from the query rows, without forming ``W``).
         """
         f = self.fit_
         tiny = np.finfo(np.float64).tiny
         if (side == "item") == f.users_are_rows:
-            diag = np.sqrt(np.maximum(np.diag(f.K).astype(np.float64), tiny))
-            S = f.K[codes].astype(np.float64) / diag[codes][:, None] / diag[None, :]
+            diag = np.sqrt(np.maximum(f.kernel.diag(), tiny))
+            S = f.kernel.rows(codes) / diag[codes][:, None] / diag[None, :]
         else:
-            norms = self._cached("row_norms", self._row_norms)
-            Z = f.A[codes].toarray().astype(np.float64)
-            K64 = f.K.astype(np.float64)
-            M = (Z @ K64) @ K64  # rows a_x^T K K
+            norms = self._cached("row_norms", f.completion.row_norms)
+            W_x = f.completion.rows(codes)  # the query rows of W, len(codes) x d
             S = (
-                np.asarray(f.A @ M.T).T
+                f.completion.times(W_x.T).T
                 / np.maximum(norms[codes], tiny)[:, None]
                 / np.maximum(norms, tiny)[None, :]
             )
         return np.clip(S, -1.0, 1.0, out=S)
-
-    def _row_norms(self) -> np.ndarray:
-        """``||W_r||`` for every row ``r`` of ``W = A K``, in dense chunks of bounded size."""
-        f = self.fit_
-        n, d = f.A.shape
-        out = np.empty(n, dtype=np.float64)
-        per = score_chunk_rows(d)
-        for start in range(0, n, per):
-            X = np.asarray(f.A[start : start + per] @ f.K, dtype=np.float64)
-            out[start : start + per] = np.sqrt(np.einsum("ij,ij->i", X, X))
-        return out
 
     # ------------------------------------------------------------------ fold-in
 

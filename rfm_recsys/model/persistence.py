@@ -3,7 +3,8 @@
 No pickle and no code: ``numpy.load(..., allow_pickle=False)`` reads every entry. The JSON entry
 ``meta`` holds the format name and version, the hyperparameters, and for a fitted model the
 scalars of its :class:`~rfm_recsys.core.fitting.RatingsFit` and its history; the arrays are the
-kernel ``K``, the CSR parts of ``A``, the biases and the raw ids.
+kernel's own (``K`` for the dense form; ``kernel_U``, ``kernel_s`` and scalars for the factored
+one, version 2), the CSR parts of ``A``, the biases and the raw ids.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.fitting import RatingsFit
+from ..core.kernels import kernel_from_arrays
 from ..ids import Vocabulary
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model"]
 
 FORMAT = "rfm_recsys.LinRFM"
-FORMAT_VERSION = 1
+# 2: the factored kernel's arrays; version-1 files (dense "K") still load
+FORMAT_VERSION = 2
 
 
 def _npz_path(file):
@@ -46,8 +49,8 @@ def save_model(model, file) -> None:
     if meta["fitted"]:
         f = model.fit_
         A = f.A
+        arrays.update(f.kernel.to_arrays())
         arrays.update(
-            K=f.K,
             A_data=A.data,
             A_indices=A.indices,
             A_indptr=A.indptr,
@@ -97,7 +100,7 @@ def load_model(cls, file):
                 b_user=data["b_user"],
                 b_item=data["b_item"],
                 users_are_rows=bool(meta["users_are_rows"]),
-                K=data["K"],
+                kernel=kernel_from_arrays(data),
                 A=A,
                 lam=float(meta["lam"]),
                 reg_user=float(meta["reg_user"]),

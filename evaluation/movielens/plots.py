@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from evaluation.common import finite as _ok
 
 
 def _pyplot():
@@ -97,7 +98,3 @@ def plot_rmse_per_iteration(path: Path, curves: dict[str, list[dict]], title: st
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def _ok(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(float(x))

@@ -1,0 +1,5 @@
+"""``python -m evaluation.movielens``."""
+
+from evaluation.movielens.cli import run
+
+run()

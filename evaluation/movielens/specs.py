@@ -1,0 +1,331 @@
+"""Which algorithms the comparison runs: how each is built, tuned, ranked and when it is skipped.
+
+One :class:`AlgoSpec` per algorithm holds everything the harness needs to know about it, so no
+other module switches on an algorithm's key or class name.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+#: A test rating at least this high is a relevant item in the top-N table.
+RELEVANCE_THRESHOLD = 4.0
+#: SVD++ runs by default only on data sets up to this many ratings (it is slow); ``--svdpp``.
+SVDPP_MAX_RATINGS = 200_000
+#: From this many ratings on a data set is "large": one 90/10 holdout by default, no curves,
+#: and SVD++ is skipped even when named (its fit would take hours) unless ``--svdpp``.
+LARGE_RATINGS = 5_000_000
+#: Default length of the per-iteration test-RMSE curves of lin-RFM and IRLS.
+CURVE_ITERS = 10
+#: "Reached its final RMSE": within this relative margin of the last point of the curve.
+FINAL_MARGIN = 0.01
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """Size of a training fold, what the skip rules look at."""
+
+    n_users: int
+    n_items: int
+    n_ratings: int
+
+
+def _linrfm(params: dict, seed: int | None) -> Any:
+    from rfm_recsys.surprise_algos import LinRFMAlgo
+
+    return LinRFMAlgo(**params, random_state=seed)
+
+
+def _irls(params: dict, seed: int | None) -> Any:
+    from rfm_recsys.surprise_algos import IRLSAlgo
+
+    return IRLSAlgo(**params, random_state=seed)
+
+
+def _als(params: dict, seed: int | None) -> Any:
+    from rfm_recsys.baselines.als import ALSAlgo
+
+    return ALSAlgo(**params, random_state=seed)
+
+
+def _svd(params: dict, seed: int | None) -> Any:
+    from surprise import SVD
+
+    return SVD(**params, random_state=seed)
+
+
+def _svdpp(params: dict, seed: int | None) -> Any:
+    from surprise import SVDpp
+
+    return SVDpp(**params, random_state=seed)
+
+
+def _baseline(params: dict, seed: int | None) -> Any:
+    from surprise import BaselineOnly
+
+    return BaselineOnly(bsl_options=params, verbose=False)
+
+
+def _implicit_als_class() -> type:
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    return AlternatingLeastSquares
+
+
+def _linrfm_ranker(algo: Any, params: dict, train: Any, seed: int | None) -> tuple[Any, str]:
+    # lin-RFM ranks through its own RecommenderBase face, fitted on the same training matrix
+    from rfm_recsys.model import LinRFM
+
+    names = set(LinRFM._param_names())
+    model = LinRFM(**{k: v for k, v in params.items() if k in names}, random_state=seed)
+    return model.fit(train), "LinRFM (RecommenderBase)"
+
+
+def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, Any], str | None]:
+    """A skip rule for the engine's kernel: the library's own memory estimate.
+
+    ``params`` are every hyperparameter of the model (its defaults included). A kernel rank the
+    model chooses itself (``"auto"``) is left to the model, which refuses up front, with the
+    figures, a fit that cannot fit (the harness then records that error).
+    """
+
+    def check(params: dict, shape: DataShape, args: Any) -> str | None:
+        import numpy as np
+
+        from rfm_recsys.core.engine import available_memory, estimate_memory
+        from rfm_recsys.core.fitting import resolve_orientation
+
+        users_are_rows = resolve_orientation(
+            params.get("orient", "auto"), shape.n_users, shape.n_items
+        )
+        n, d = (shape.n_users, shape.n_items) if users_are_rows else (shape.n_items, shape.n_users)
+        rank = params.get("rank")
+        if isinstance(rank, str):
+            return None
+        dtype = np.dtype(params.get("dtype", "float32"))
+        need = estimate_memory(n, d, shape.n_ratings, dtype, needs_eigh=eigh(params), rank=rank)
+        have = available_memory()
+        if need <= have:
+            return None
+        form = f"dense {d:,} x {d:,}" if rank is None else f"rank-{rank} ({d:,} features)"
+        return (
+            f"needs about {need / 2**30:.1f} GiB for its {form} kernel "
+            f"({'with' if eigh(params) else 'without'} eigh), {have / 2**30:.1f} GiB available"
+        )
+
+    return check
+
+
+def _svdpp_time(params: dict, shape: DataShape, args: Any) -> str | None:
+    if shape.n_ratings < LARGE_RATINGS or getattr(args, "svdpp", False):
+        return None
+    return (
+        f"SVD++ on {shape.n_ratings:,} training ratings would take hours (it sums over each "
+        "user's items at every step): add --svdpp to run it anyway"
+    )
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """How the harness builds, tunes, ranks and scores one algorithm.
+
+    Attributes:
+        key: name on the command line.
+        label: name in tables and plots.
+        kind: ``"rating"`` (RMSE table and, with ``--ranking``, top-N) or ``"topn"`` (top-N only).
+        make: ``make(params, seed)`` returns a fresh, unfitted Surprise algorithm (rating kind).
+        defaults: documented default hyperparameters (the class defaults unless stated).
+        quick: overrides for ``--quick``.
+        grid: ``--tune`` grid (each combination is fitted on the validation split).
+        quick_grid: the grid under ``--quick --tune``.
+        curve_param: the iteration-count parameter for test-RMSE-per-iteration curves.
+        ranker: ``ranker(algo, params, train, seed) -> (model, label)`` a model for implicit's
+            ranking metrics; None: the fitted algorithm through ``rfm_recsys.ranking.SurpriseTopN``.
+        skip: ``skip(params, shape, args)`` returns why the algorithm cannot run on this data
+            (memory, time), or None.
+        param_class: the class whose constructor defaults :func:`effective_params` reports
+            (default: the class ``make`` builds).
+        options_dict: the parameters are one options dict (``defaults`` lists all of them).
+    """
+
+    key: str
+    label: str
+    kind: str
+    make: Callable[[dict, int | None], Any] | None = None
+    defaults: dict = field(default_factory=dict)
+    quick: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    quick_grid: dict = field(default_factory=dict)
+    curve_param: str | None = None
+    ranker: Callable[..., tuple[Any, str]] | None = None
+    skip: Callable[[dict, DataShape, Any], str | None] | None = None
+    param_class: Callable[[], type] | None = None
+    options_dict: bool = False
+
+
+_ENGINE_GRID = {"lam": [10.0, 20.0, 40.0], "n_iter": [2, 3, 5]}
+
+ALGORITHMS: dict[str, AlgoSpec] = {
+    s.key: s
+    for s in [
+        AlgoSpec(
+            "linrfm", "lin-RFM", "rating", _linrfm,
+            grid=_ENGINE_GRID, quick_grid={"lam": [10.0, 20.0]}, curve_param="n_iter",
+            ranker=_linrfm_ranker,
+            skip=_engine_memory(lambda p: float(p.get("power", 1.0)) != 1.0),
+        ),
+        AlgoSpec(
+            "irls", "IRLS-p", "rating", _irls,
+            grid=_ENGINE_GRID, quick_grid={"lam": [10.0, 20.0]}, curve_param="n_iter",
+            skip=_engine_memory(lambda p: True),
+        ),
+        AlgoSpec(
+            "als", "ALS", "rating", _als, quick={"n_epochs": 5},
+            grid={"n_factors": [20, 50], "reg": [0.08, 0.12, 0.16]},
+            quick_grid={"reg": [0.08, 0.12]},
+        ),
+        AlgoSpec(
+            "svd", "SVD", "rating", _svd, quick={"n_epochs": 5},
+            grid={"reg_all": [0.02, 0.05], "lr_all": [0.005, 0.01]},
+            quick_grid={"reg_all": [0.02, 0.05]},
+        ),
+        AlgoSpec(
+            "svdpp", "SVD++", "rating", _svdpp, defaults={"cache_ratings": True},
+            quick={"n_epochs": 2}, grid={"reg_all": [0.02, 0.05]},
+            quick_grid={"reg_all": [0.02, 0.05]}, skip=_svdpp_time,
+        ),
+        AlgoSpec(
+            "baseline", "BaselineOnly", "rating", _baseline,
+            defaults={"method": "als", "reg_i": 10, "reg_u": 15, "n_epochs": 10},
+            grid={"reg_u": [5, 15, 25], "reg_i": [5, 10, 20]}, quick_grid={"reg_u": [5, 15]},
+            options_dict=True,
+        ),
+        AlgoSpec(
+            "implicit-als", "implicit-ALS", "topn",
+            defaults={"factors": 100, "regularization": 0.01, "alpha": 1.0, "iterations": 15},
+            quick={"iterations": 5}, param_class=_implicit_als_class,
+        ),
+    ]
+}  # fmt: skip
+RATING_ORDER = ["linrfm", "irls", "als", "svd", "svdpp", "baseline"]
+ALIASES = {
+    "lin-rfm": "linrfm", "rfm": "linrfm", "linrfmalgo": "linrfm", "irls-p": "irls",
+    "irlsalgo": "irls",
+    "alsalgo": "als", "svd++": "svdpp", "baselineonly": "baseline", "implicit": "implicit-als",
+    "implicit_als": "implicit-als", "ials": "implicit-als",
+}  # fmt: skip
+
+
+def _named_keys(text: str, ranking: bool, notes: list[str]) -> list[str]:
+    keys: list[str] = []
+    for raw in text.split(","):
+        k = raw.strip().lower()
+        if not k:
+            continue
+        k = ALIASES.get(k, k)
+        if k not in ALGORITHMS:
+            raise SystemExit(
+                f"unknown algorithm {raw.strip()!r}: choose from {', '.join(ALGORITHMS)} "
+                f"(aliases: {', '.join(sorted(ALIASES))})"
+            )
+        if k not in keys:
+            keys.append(k)
+    if "implicit-als" in keys and not ranking:
+        notes.append(
+            "implicit-ALS models implicit feedback and appears only in the top-N table: "
+            "add --ranking"
+        )
+        keys.remove("implicit-als")
+    return keys
+
+
+def resolve_algorithms(
+    text: str | None, n_ratings: int, ranking: bool, svdpp: bool
+) -> tuple[list[str], list[str]]:
+    """The algorithm keys to run (in table order) and notes about what was left out."""
+    notes: list[str] = []
+    if text:
+        keys = _named_keys(text, ranking, notes)
+    else:
+        keys = list(RATING_ORDER)
+        if not svdpp and n_ratings > SVDPP_MAX_RATINGS:
+            keys.remove("svdpp")
+            notes.append(
+                f"SVD++ left out ({n_ratings:,} ratings > {SVDPP_MAX_RATINGS:,}; it is slow): "
+                "add --svdpp or name it in --algorithms"
+            )
+        if ranking:
+            keys.append("implicit-als")
+    order = RATING_ORDER + ["implicit-als"]
+    return sorted(keys, key=order.index), notes
+
+
+def skip_reasons(keys: list[str], params: dict[str, dict], shape: DataShape, args: Any) -> dict:
+    """``{key: reason}`` for the algorithms that cannot run on data of this shape."""
+    out = {}
+    for k in keys:
+        rule = ALGORITHMS[k].skip
+        reason = rule(effective_params(k, params[k]), shape, args) if rule is not None else None
+        if reason:
+            out[k] = reason
+    return out
+
+
+def make_algo(key: str, params: dict, seed: int | None) -> Any:
+    """A fresh, unfitted algorithm (Surprise ``AlgoBase``) with these hyperparameters."""
+    spec = ALGORITHMS[key]
+    if spec.make is None:
+        raise ValueError(f"{key!r} is not a rating algorithm")
+    return spec.make(dict(params), seed)
+
+
+def effective_params(key: str, params: dict) -> dict:
+    """Every hyperparameter the algorithm runs with: its constructor's defaults, then ``params``."""
+    spec = ALGORITHMS[key]
+    if spec.options_dict:  # e.g. Surprise's bsl_options: no constructor defaults to read
+        return {**spec.defaults, **params}
+    cls = spec.param_class() if spec.param_class is not None else type(make_algo(key, {}, None))
+    skip = {"self", "random_state", "verbose", "num_threads"}
+    out = {
+        n: p.default
+        for n, p in inspect.signature(cls.__init__).parameters.items()
+        if n not in skip and p.default is not inspect.Parameter.empty and not callable(p.default)
+    }
+    out.update(params)
+    return out
+
+
+def algorithm_params(key: str, quick: bool, overrides: dict[str, dict]) -> dict:
+    """Defaults, then ``--quick`` overrides, then ``--param`` overrides."""
+    spec = ALGORITHMS[key]
+    p = dict(spec.defaults)
+    if quick:
+        p.update(spec.quick)
+    p.update(overrides.get(key, {}))
+    return p
+
+
+def parse_param_overrides(items: list[str] | None) -> dict[str, dict]:
+    """``["linrfm.lam=10", "als.n_factors=100"]`` -> ``{"linrfm": {"lam": 10}, "als": {...}}``."""
+    out: dict[str, dict] = {}
+    for item in items or []:
+        try:
+            lhs, value = item.split("=", 1)
+            algo, name = lhs.split(".", 1)
+        except ValueError:
+            raise SystemExit(
+                f"--param expects ALGO.NAME=VALUE (e.g. linrfm.lam=10), got {item!r}"
+            ) from None
+        algo = ALIASES.get(algo.strip().lower(), algo.strip().lower())
+        if algo not in ALGORITHMS:
+            raise SystemExit(f"--param {item!r}: unknown algorithm {algo!r}")
+        try:
+            v = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            v = value
+        out.setdefault(algo, {})[name.strip()] = v
+    return out

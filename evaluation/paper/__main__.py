@@ -1,0 +1,5 @@
+"""``python -m evaluation.paper {recovery,speed,dln,sparse}``."""
+
+from evaluation.paper.cli import main
+
+main()
