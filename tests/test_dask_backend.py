@@ -59,7 +59,7 @@ def _pairs(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("orient", ["auto", "users"])
-def test_same_model_as_threads_backend(client, ratings, orient):
+def test_same_model_as_threads_backend(client, ratings, orient, tmp_path):
     threads = LinRFM(n_iter=3, orient=orient, rank=None).fit(ratings)
     with client.as_current():
         dask = LinRFM(n_iter=3, orient=orient, rank=None, backend="dask").fit(ratings)
@@ -72,6 +72,9 @@ def test_same_model_as_threads_backend(client, ratings, orient):
     assert ids.shape == (5,)
     new = dask.fold_in({int(i[0]): 4.0, int(i[1]): 2.0})
     assert np.allclose(new.to_numpy(), threads.fold_in({int(i[0]): 4.0, int(i[1]): 2.0}), rtol=1e-4)
+    dask.save(tmp_path / "m.npz")
+    loaded = LinRFM.load(tmp_path / "m.npz")
+    assert np.array_equal(loaded.predict(u, i), dask.predict(u, i))
 
 
 def test_validation_share_same_split_and_curve(client, ratings):
