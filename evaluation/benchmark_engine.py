@@ -29,21 +29,12 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from evaluation.common import machine_info, maxrss_bytes, rss_bytes
 
 
 def _fit_surprise_fold(args) -> dict:
@@ -61,11 +52,11 @@ def _fit_surprise_fold(args) -> dict:
         data, _ = ml100k_official_folds("u", data_home=data_home, download=False)
         trainset, testset = list(PredefinedKFold().split(data))[fold]
     algo = LinRFMAlgo() if algo_name == "lin-RFM" else SVD(random_state=seed)
-    before = _rss_bytes()
+    before = rss_bytes()
     t0 = time.perf_counter()
     algo.fit(trainset)
     fit_s = time.perf_counter() - t0
-    peak = _peak_rss_bytes()
+    peak = maxrss_bytes()
     preds = algo.test(testset)
     rmse = float(np.sqrt(np.mean([(p.est - p.r_ui) ** 2 for p in preds])))
     return dict(
@@ -134,7 +125,7 @@ def _fit_synthetic(args) -> dict:
     from rfm_recsys.core.fitting import fit_ratings
 
     u, i, r = _load(path)
-    before = _rss_bytes()
+    before = rss_bytes()
     t0, c0 = time.perf_counter(), time.process_time()
     if algo == "als":
         from rfm_recsys.baselines.als import fit_biased_als
@@ -152,7 +143,7 @@ def _fit_synthetic(args) -> dict:
             rank=getattr(fit.kernel, "rank", None),
         )
     fit_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    peak = _peak_rss_bytes()
+    peak = maxrss_bytes()
     return dict(
         algo=algo, fit_s=fit_s, cpu_s=cpu_s, peak_rss=peak, rss_before=before,
         fit_mem=peak - before,
@@ -179,7 +170,7 @@ def _surprise_ml1m(args) -> dict:
     trainset = Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
     testset = list(zip(u[held].tolist(), i[held].tolist(), r[held].astype(float).tolist()))
     algo = LinRFMAlgo() if algo_name == "lin-RFM" else SVD(random_state=seed)
-    before = _rss_bytes()
+    before = rss_bytes()
     t0 = time.perf_counter()
     algo.fit(trainset)
     fit_s = time.perf_counter() - t0
@@ -187,7 +178,7 @@ def _surprise_ml1m(args) -> dict:
     preds = algo.test(testset)
     test_s = time.perf_counter() - t0
     rmse = float(np.sqrt(np.mean([(p.est - p.r_ui) ** 2 for p in preds])))
-    peak = _peak_rss_bytes()
+    peak = maxrss_bytes()
     return dict(algo=algo_name, fit_s=fit_s, test_s=test_s, rmse=rmse, fit_mem=peak - before)
 
 
@@ -315,14 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cache", default="results/benchmark/cache", help="synthetic sets folder")
     ap.add_argument("--out", default="results/benchmark")
     args = ap.parse_args(argv)
-    out = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg(),
-        }
-    }
+    out = {"machine": {**machine_info(), "load_average_at_start": os.getloadavg()}}
     if not args.skip_ml100k:
         run_ml100k(args, out)
     if not args.skip_synthetic:

@@ -13,6 +13,7 @@ the dense kernel, and the fit time.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -88,7 +89,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ].mean()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res.to_csv(out / "rank_validation.csv", index=False)
+    tmp = out / "rank_validation.csv.tmp"
+    res.to_csv(tmp, index=False)
+    os.replace(tmp, out / "rank_validation.csv")  # atomic: never a half-written table
     pd.set_option("display.width", 160)
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return table

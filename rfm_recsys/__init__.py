@@ -2,12 +2,14 @@
 
 The numerical core is :mod:`rfm_recsys.core.engine`; the user-facing classes are the Surprise
 algorithms :class:`LinRFMAlgo` and :class:`IRLSAlgo` and the explicit-feedback model
-:class:`LinRFM`.
+:class:`LinRFM`; :class:`ImplicitLinRFM` ranks from implicit feedback.
 """
 
 from .baselines.als import ALSAlgo
 from .checks import RatingsError
 from .core.engine import AGOPPower, EngineMemoryError, IRLSUpdate, fit_engine, predict_pairs
+from .fileformat import ModelFileError
+from .implicit_feedback import ImplicitLinRFM
 from .model import LinRFM, NotFittedError, UnknownIdError
 from .params import InvalidParameterError
 from .surprise_algos import IRLSAlgo, LinRFMAlgo
@@ -20,9 +22,11 @@ __all__ = [
     "EngineMemoryError",
     "IRLSAlgo",
     "IRLSUpdate",
+    "ImplicitLinRFM",
     "InvalidParameterError",
     "LinRFM",
     "LinRFMAlgo",
+    "ModelFileError",
     "NotFittedError",
     "RatingsError",
     "UnknownIdError",

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+# Beyond this, squared residuals summed over millions of rows approach float32's 3.4e38.
+_MAX_RATING = 1e12
+
 
 class RatingsError(ValueError):
     """The ratings given to ``fit`` cannot be used as they are; the message says why and how."""
+
+
+class DuplicateRatingsError(RatingsError):
+    """A (user, item) pair is rated more than once and nothing says how to resolve it."""
 
 
 def check_triples(
@@ -53,6 +60,14 @@ def check_triples(
             f"{ratings[k]!r}); drop or impute them before fitting "
             f"(e.g. df.dropna(subset=[rating_col]))"
         )
+    big = np.abs(ratings) > _MAX_RATING
+    if big.any():
+        k = int(np.flatnonzero(big)[0])
+        raise RatingsError(
+            f"{int(big.sum()):,} ratings exceed {_MAX_RATING:g} in magnitude (first at position "
+            f"{k}: {ratings[k]:g}); their squares would overflow the kernel's float32 "
+            "arithmetic: rescale the ratings (e.g. to a 1-5 or 0-1 scale)"
+        )
     if rating_scale is not None:
         lo, hi = rating_scale
         if not lo < hi:
@@ -77,7 +92,7 @@ def check_triples(
     if duplicates == "raise":
         k = int(np.flatnonzero(counts > 1)[0])
         pos = np.flatnonzero(inverse == k)
-        raise RatingsError(
+        raise DuplicateRatingsError(
             f"{int((counts > 1).sum()):,} (user, item) pairs are rated more than once (e.g. "
             f"positions {pos[:3].tolist()}); pass duplicates='mean' to average them or "
             f"duplicates='last' to keep the latest, or deduplicate the data first"

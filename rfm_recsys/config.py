@@ -26,7 +26,16 @@ import numpy as np
 from .core.engine import AGOPPower, FeatureUpdate, IRLSUpdate
 from .params import AnyOf, Check, Constraint, Interval, Options
 
-__all__ = ["ALS", "FRAME", "IRLS", "LINRFM", "ModelConfig", "Param", "with_config"]
+__all__ = [
+    "ALS",
+    "FRAME",
+    "IRLS",
+    "LINRFM",
+    "PLAIN_LINRFM",
+    "ModelConfig",
+    "Param",
+    "with_config",
+]
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,11 @@ def _is_seed(value: Any) -> bool:
 def _is_scale(value: Any) -> bool:
     if value is None:
         return True
+    # a pair of real numbers: not a string such as "15", whose characters float() would take
+    if isinstance(value, (str, bytes)) or len(value) != 2:
+        return False
+    if not all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in value):
+        return False
     lo, hi = (float(x) for x in value)
     return np.isfinite(lo) and np.isfinite(hi) and lo < hi
 
@@ -300,7 +314,81 @@ _BACKEND = Param(
 )
 
 #: lin-RFM on ratings (``LinRFMAlgo``, ``LinRFM``).
-LINRFM = ModelConfig((_N_ITER, _LAM, _POWER, *_SHARED, _RANK, _BACKEND), update=_agop)
+# The kernel step after the AGOP updates (rfm_recsys.core.kernel_rfm): the kernel over items
+# with the co-rating signal, a Gaussian kernel over the learned geometry and both orientations
+# averaged were each kept because validation shares of ml-100k and ml-latest-small training
+# folds said so: ``python -m evaluation.explore_kernel_rfm`` (evaluation/kernel_rfm_experiments.md).
+_KERNEL = (
+    Param(
+        "kernel",
+        "linear",
+        Options("linear", "gaussian", "laplace"),
+        "kernel of the row fits over the learned geometry ``M``: ``'linear'`` (``M`` itself, "
+        "plain lin-RFM), ``'gaussian'`` ``n_j n_k exp((cos_jk - 1) / h^2)`` or ``'laplace'`` "
+        "``n_j n_k exp(-sqrt(2 - 2 cos_jk) / h)``, with ``n_j = sqrt(M_jj)`` and ``cos_jk`` the "
+        "cosine of features ``j`` and ``k`` in ``M``.",
+        annotation=str,
+    ),
+    Param("bandwidth", 1.0, _POSITIVE, "``h`` of the radial kernels.", annotation=float),
+    Param(
+        "implicit",
+        0.0,
+        _NONNEG,
+        "weight of the co-rating matrix (who rated what, mean diagonal 1) added to ``M`` for "
+        "the kernel step; 0 disables it.",
+        annotation=float,
+    ),
+    Param(
+        "kernel_updates",
+        0,
+        _COUNT,
+        "AGOP updates with the kernel step's kernel, after the ``n_iter`` linear ones.",
+        annotation=int,
+    ),
+    Param(
+        "kernel_lam",
+        None,
+        AnyOf(_NONE, _NONNEG),
+        "ridge of the row fits in the kernel step (None: ``lam``).",
+        annotation=float | None,
+    ),
+)
+#: The kernel step switched off, as by default: ``LinRFMAlgo(**PLAIN_LINRFM)`` is plain lin-RFM.
+PLAIN_LINRFM = {"kernel": "linear", "implicit": 0.0, "kernel_updates": 0, "kernel_lam": None}
+#: The kernel step validation chose (``evaluation/kernel_rfm_experiments.md``): the dense kernel
+#: over items with the co-rating signal and a Gaussian kernel over its angles. More accurate than
+#: plain lin-RFM on ml-100k and ml-latest-small, but its cost grows with the number of items
+#: squared (a dense items x items kernel, no factored form yet), so it is not the default:
+#: ``LinRFMAlgo(**KERNEL_RFM)``; add ``orient="both"`` (``LinRFMAlgo`` only) for both sides.
+KERNEL_RFM = {
+    "orient": "items",
+    "rank": None,
+    "kernel": "gaussian",
+    "bandwidth": 1.0,
+    "implicit": 2.0,
+    "kernel_updates": 2,
+    "kernel_lam": 3.0,
+}
+_ORIENT = next(p for p in _SHARED if p.name == "orient")
+_LINRFM_ORIENT = replace(
+    _ORIENT,
+    constraint=Options("auto", "users", "items", "both"),
+    doc="the feature (kernel) side: ``'auto'`` (the smaller side), ``'items'`` (users are the "
+    "rows), ``'users'`` or ``'both'`` (each orientation fitted, the predictions averaged with "
+    "weight 0.75 on the kernel over items; ``LinRFMAlgo`` only).",
+)
+LINRFM = ModelConfig(
+    (
+        _N_ITER,
+        _LAM,
+        _POWER,
+        *(_LINRFM_ORIENT if p is _ORIENT else p for p in _SHARED),
+        _RANK,
+        *_KERNEL,
+        _BACKEND,
+    ),
+    update=_agop,
+)
 
 #: IRLS-p on ratings (``IRLSAlgo``): p = 0.5, lam = 10, 4 iterations were chosen like lin-RFM's
 #: defaults (``python -m evaluation.choose_defaults --irls``).
@@ -341,6 +429,14 @@ FRAME = ModelConfig(
             Check(_is_scale, "None or a pair (low, high) of finite numbers with low < high"),
             "``(low, high)``: ratings outside it are an error, predictions are clipped to it.",
             annotation=tuple[float, float] | None,
+        ),
+        Param(
+            "clip",
+            True,
+            Check(lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+            "clip predictions to ``rating_scale``, or without one to the range of the training "
+            "ratings (as Surprise clips to its trainset's scale); ``False``: never clip.",
+            annotation=bool,
         ),
     )
 )

@@ -28,11 +28,13 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 __all__ = [
     "CONTAINER",
@@ -234,7 +236,8 @@ def _digest(fp: IO[bytes], length: int) -> str:
     return sha.hexdigest()
 
 
-def _label(file: FileLike) -> str:
+def file_label(file: FileLike) -> str:
+    """How errors name ``file``: its path, a file object's ``name``, else ``<file object>``."""
     if isinstance(file, (str, os.PathLike)):
         return os.fspath(file)
     name = getattr(file, "name", None)
@@ -380,7 +383,7 @@ def read_model_file(
             of a newer version; the message names the file and the problem.
         FileNotFoundError, PermissionError, IsADirectoryError: As ``open`` raises them.
     """
-    label = _label(file)
+    label = file_label(file)
 
     def fail(problem: str):
         raise ModelFileError(label, problem)
@@ -419,3 +422,36 @@ def _read_arrays(zf: zipfile.ZipFile, entries: dict[str, Any], fail) -> dict[str
             fail(f"array {name!r} has dtype/shape {arr.dtype.str} {arr.shape}, not as recorded")
         arrays[name] = arr
     return arrays
+
+
+def npz_path(file: FileLike) -> FileLike:
+    """A path with ``.npz`` appended when missing (as implicit's models do); file objects as is."""
+    if isinstance(file, (str, os.PathLike)):
+        file = os.fspath(file)
+        if not file.endswith(".npz"):
+            file += ".npz"
+    return file
+
+
+def load_checked(
+    file: FileLike,
+    build: Callable[[dict[str, np.ndarray], dict[str, Any]], T],
+    *,
+    format: str,
+    max_version: int,
+    what: str,
+) -> T:
+    """Read and verify a model file, then ``build(arrays, meta)`` the object it describes.
+
+    A file whose checksums match but whose content ``build`` cannot use (missing entries,
+    wrong types) was written by another program or version: that is a :class:`ModelFileError`
+    naming the file too, never a bare ``KeyError``.
+    """
+    arrays, meta, _ = read_model_file(file, format=format, max_version=max_version)
+    try:
+        return build(arrays, meta)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ModelFileError(
+            file_label(file),
+            f"the content does not describe a {what} ({type(exc).__name__}: {exc})",
+        ) from exc

@@ -7,12 +7,17 @@ it turns raw ids into codes (-1 for unknown) and codes back into raw ids.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import pandas as pd
 
 from .checks import RatingsError
 
 __all__ = ["Vocabulary", "as_id_array"]
+
+_INDEX_LOCK = threading.Lock()
 
 
 def as_id_array(x) -> np.ndarray:
@@ -81,9 +86,18 @@ class Vocabulary:
     @property
     def index(self) -> pd.Index:
         """The ids as a pandas Index (built on first use)."""
-        if "_index" not in self.__dict__:
-            self._index = pd.Index(self._ids)
-        return self._index
+        index = self.__dict__.get("_index")
+        if index is None:
+            with _INDEX_LOCK:
+                index = self.__dict__.get("_index")
+                if index is None:
+                    index = pd.Index(self._ids)
+                    # pandas fills an index's hash table on its first lookup; do that here,
+                    # under the lock, so concurrent first lookups never share the filling.
+                    with contextlib.suppress(TypeError, ValueError):  # see numbers()
+                        index.get_indexer(index[:1])
+                    self._index = index
+        return index
 
     def numbers(self, ids) -> np.ndarray:
         """Codes of raw ids (flattened); -1 for ids not in the vocabulary."""

@@ -59,7 +59,10 @@ class Interval(Constraint):
     def accepts(self, value: Any) -> bool:
         if not (_is_integer(value) if self.integer else _is_real(value)):
             return False
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond float range: compare as an infinity
+            v = float("inf") if value > 0 else float("-inf")
         if v != v or (self.finite and v in (float("inf"), float("-inf"))):
             return False
         open_low = self.closed in ("right", "neither")

@@ -35,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from implicit.recommender_base import RecommenderBase
-from threadpoolctl import threadpool_limits
 
+from .core.blas import blas_threads
 from .topn import Candidates, block_seen, score_chunk_rows, top_n
 
 __all__ = [
@@ -309,8 +309,12 @@ def fit_implicit_als(
     iterations: int = 15,
     random_state: int | None = None,
     num_threads: int = 1,
+    values: str = "binary",
 ):
     """implicit's ``AlternatingLeastSquares`` (CPU) on the binarised training matrix.
+
+    With ``values="ratings"`` the stored ratings are kept, so implicit's confidence of a pair is
+    ``1 + alpha * rating`` instead of ``1 + alpha``.
 
     Every training rating, whatever its value, is one positive interaction; implicit turns it
     into confidence ``1 + alpha``. The defaults are implicit's. BLAS is held at one thread
@@ -322,9 +326,12 @@ def fit_implicit_als(
     """
     from implicit.cpu.als import AlternatingLeastSquares
 
+    if values not in ("binary", "ratings"):
+        raise ValueError(f"values must be 'binary' or 'ratings', got {values!r}")
     X = sp.csr_matrix(train, dtype=np.float32, copy=True)
-    X.data[:] = 1.0
-    with threadpool_limits(limits=1, user_api="blas"):
+    if values == "binary":
+        X.data[:] = 1.0
+    with blas_threads(1):
         # constructed inside the limit too: its constructor warns about a multithreaded BLAS
         model = AlternatingLeastSquares(
             factors=factors,

@@ -90,13 +90,16 @@ class _EngineAlgo(_VectorisedAlgo):
             InvalidParameterError: a hyperparameter outside its allowed range.
         """
         self._validate_params()
-        AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)
         u, i, r = check_triples(u, i, r, duplicates=self.duplicates)
         check_shape(trainset.n_users, trainset.n_items)
-        self.fit_: RatingsFit = fit_with_config(
+        fit = fit_with_config(
             self.config, self.get_params(), u, i, r, trainset.n_users, trainset.n_items
         )
+        # The trainset (its id maps) and the fit are replaced together, only now: a fit that
+        # fails or is interrupted leaves a previously fitted algorithm as it was.
+        AlgoBase.fit(self, trainset)
+        self.fit_: RatingsFit = fit
         return self
 
     @property

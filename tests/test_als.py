@@ -9,6 +9,7 @@ import scipy.linalg
 from surprise import AlgoBase, Dataset, Reader
 
 from rfm_recsys.baselines.als import ALSAlgo, _side_plan, _solve_side, fit_biased_als, predict_als
+from rfm_recsys.config import PLAIN_LINRFM
 from rfm_recsys.core.baseline import fit_baseline
 from rfm_recsys.surprise_algos import IRLSAlgo, LinRFMAlgo
 
@@ -96,7 +97,7 @@ def test_irls_schedule_is_its_own():
         baseline_epochs=10,
     )
     irls = IRLSAlgo(p=p, gamma0=gamma0, **kw).fit(trainset)
-    rfm = LinRFMAlgo(**kw).fit(trainset)
+    rfm = LinRFMAlgo(**kw, **PLAIN_LINRFM).fit(trainset)
 
     from rfm_recsys.surprise_algos import _trainset_arrays
 

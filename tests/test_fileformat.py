@@ -180,6 +180,7 @@ def test_file_object_error_names_the_file(tmp_path, good_bytes):
 PROPS = settings(
     max_examples=150,
     derandomize=True,
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

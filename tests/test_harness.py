@@ -15,6 +15,8 @@ from evaluation.movielens.report import CSV_COLUMNS, summarise
 
 ALL = list(harness.ALGORITHMS)
 LABELS = [harness.ALGORITHMS[k].label for k in ALL]
+TOPN = [k for k in ALL if harness.ALGORITHMS[k].kind == "topn"]
+TOPN_LABELS = [harness.ALGORITHMS[k].label for k in TOPN]
 
 
 def _strict_json(path):
@@ -60,7 +62,7 @@ def test_end_to_end_files_exist_and_parse(run):
     for r in rows:
         assert float(r["fit_seconds"]) >= 0 and float(r["peak_rss_mb"]) >= 0
         assert 0 <= float(r["ndcg@10"]) <= 1 and 0 <= float(r["precision@10"]) <= 1
-        if r["algorithm"] == "implicit-als":
+        if r["algorithm"] in TOPN:
             assert r["rmse"] == ""  # implicit feedback: top-N table only
         else:
             assert 0.3 < float(r["rmse"]) < 1.5 and float(r["mae"]) < float(r["rmse"])
@@ -99,9 +101,10 @@ def test_end_to_end_files_exist_and_parse(run):
     rating_part = report.split("## Top-N")[0]
     for label in LABELS:
         assert f"| {label} |" in report
-        if label != "implicit-ALS":
+        if label not in TOPN_LABELS:
             assert f"| {label} |" in rating_part
-    assert "| implicit-ALS |" not in rating_part
+    for label in TOPN_LABELS:
+        assert f"| {label} |" not in rating_part
     for needle in (
         "## Machine",
         "## Package versions",
@@ -142,6 +145,26 @@ def test_in_process_tune_holdout(tmp_path, capsys):
         assert all(r["params"][k] == v for k, v in best["params"].items())
     out = capsys.readouterr().out
     assert "lin-RFM" in out and "SVD" in out and "RMSE" in out
+
+
+def test_topn_models_are_tuned_on_validation_precision_with_one_budget(tmp_path):
+    grids = [harness.ALGORITHMS[k].grid for k in TOPN]
+    sizes = {int(np.prod([len(v) for v in g.values()])) for g in grids}
+    assert len(sizes) == 1, sizes  # the same number of settings for every top-N model
+    argv = [
+        "--dataset", "synthetic", "--synthetic-shape", "100,70,2500", "--folds", "holdout",
+        "--algorithms", ",".join(TOPN), "--ranking", "--tune", "--quick", "--in-process",
+        "--results-dir", str(tmp_path), "--run-id", "t", "--no-plots",
+    ]  # fmt: skip
+    assert harness.main(argv) == 0
+    res = _strict_json(tmp_path / "synthetic" / "t" / "results.json")
+    assert sorted(r["algorithm"] for r in res["rows"]) == sorted(TOPN)
+    for r in res["rows"]:
+        tune = r["tune"]
+        assert tune["criterion"] == "validation precision@10" and len(tune["grid"]) == 2
+        best = max(tune["grid"], key=lambda g: g["valid_precision@10"])
+        assert all(r["params"][k] == v for k, v in best["params"].items())
+        assert 0 <= r["precision@10"] <= 1
 
 
 def test_validation_split_is_cut_from_the_training_fold():
@@ -204,7 +227,10 @@ def test_algorithm_selection_and_overrides():
     keys, notes = harness.resolve_algorithms(None, 1_000_000, ranking=False, svdpp=False)
     assert "svdpp" not in keys and "implicit-als" not in keys and notes
     keys, _ = harness.resolve_algorithms(None, 100_000, ranking=True, svdpp=False)
-    assert keys == ["linrfm", "irls", "als", "svd", "svdpp", "baseline", "implicit-als"]
+    assert keys == [
+        "linrfm", "kernel-rfm", "bmf10", "bmf32", "irls", "als", "svd", "svdpp", "baseline", *TOPN
+    ]  # fmt: skip
+    assert TOPN == ["implicit-linrfm", "ease", "implicit-als"]
     keys, _ = harness.resolve_algorithms("SVD++, lin-rfm", 10**7, ranking=False, svdpp=False)
     assert keys == ["linrfm", "svdpp"]
     with pytest.raises(SystemExit, match="unknown algorithm"):

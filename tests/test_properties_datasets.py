@@ -31,6 +31,7 @@ from rfm_recsys.datasets import (
 PROPS = settings(
     max_examples=80,
     derandomize=True,
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from evaluation import paper
 from evaluation.paper import make_lowrank, missing_error_dense, run_engine_tracked
+from rfm_recsys.core.blas import blas_threads
 from rfm_recsys.core.engine import AGOPPower, IRLSUpdate, complete_dense, fit_engine
 
 
@@ -21,12 +22,7 @@ def _one_blas_thread(monkeypatch):
     # slower than with one; the speed subcommand's child process reads the variable.
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl comes with implicit; without it the tests are just slower
-        yield
-        return
-    with threadpool_limits(limits=1):
+    with blas_threads(1, user_api=None):
         yield
 
 

@@ -94,7 +94,11 @@ def _tasks(args, keys, params, paths, dataset, run_id, threads, memory_method) -
 def _plots(args, run_dir_: Path, dataset: str, protocol: dict, rows, summary) -> list[str]:
     if args.no_plots:
         return []
-    from evaluation.movielens.plots import plot_rmse_per_iteration, plot_rmse_vs_fit_time
+    from evaluation.movielens.plots import (
+        plot_precision_vs_fit_time,
+        plot_rmse_per_iteration,
+        plot_rmse_vs_fit_time,
+    )
 
     curves: dict[str, list[dict]] = {}
     for r in rows:
@@ -107,6 +111,9 @@ def _plots(args, run_dir_: Path, dataset: str, protocol: dict, rows, summary) ->
     title = f"{dataset}: test RMSE per iteration"
     if plot_rmse_per_iteration(run_dir_ / "rmse_per_iteration.png", curves, title):
         out.append("rmse_per_iteration.png")
+    title = f"{dataset}, top-N (K = 10), {protocol['folds']}"
+    if plot_precision_vs_fit_time(run_dir_ / "precision_vs_fit_time.png", rows, summary, title):
+        out.append("precision_vs_fit_time.png")
     return out
 
 

@@ -62,6 +62,48 @@ def plot_rmse_vs_fit_time(
     return path
 
 
+def plot_precision_vs_fit_time(
+    path: Path, rows: Sequence[dict], summary: Sequence[dict], title: str
+) -> Path | None:
+    """Top-N precision@10 against fit time: one dot per fold, per algorithm the mean with the
+    folds' range of fit times and the standard deviation of precision@10."""
+    pts = [r for r in rows if _ok(r.get("precision@10")) and _ok(r.get("fit_seconds"))]
+    if not pts:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, rec in enumerate(s for s in summary if _ok(s.get("precision@10_mean"))):
+        c = colors[j % len(colors)]
+        mine = [r for r in pts if r["algorithm"] == rec["algorithm"]]
+        if not mine:
+            continue
+        xs = [r["fit_seconds"] for r in mine]
+        ax.scatter(xs, [r["precision@10"] for r in mine], color=c, alpha=0.35, s=18)
+        mx = float(np.mean(xs))
+        ax.errorbar(
+            mx,
+            rec["precision@10_mean"],
+            xerr=[[max(0.0, mx - min(xs))], [max(0.0, max(xs) - mx)]],
+            yerr=rec.get("precision@10_std", 0.0),
+            fmt="o",
+            color=c,
+            ms=8,
+            capsize=3,
+            label=rec["label"],
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("fit time per fold (s, log scale)")
+    ax.set_ylabel("precision@10")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_rmse_per_iteration(path: Path, curves: dict[str, list[dict]], title: str) -> Path | None:
     """Test RMSE per iteration (left) and against cumulative fit time (right), per fold and mean.
 

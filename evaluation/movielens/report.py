@@ -217,8 +217,10 @@ _TOP_N = (
     "precision@10 is implicit's: hits / sum_u min(10, |relevant_u|). Rating models rank by "
     "predicted rating (lin-RFM through rfm_recsys.model.LinRFM's RecommenderBase face fitted on "
     "the same training matrix; IRLS-p, ALS and Surprise's through "
-    "rfm_recsys.ranking.SurpriseTopN); implicit-ALS is fitted on the binarised training matrix "
-    "(every rating = one interaction)"
+    "rfm_recsys.ranking.SurpriseTopN); the implicit-feedback models ImplicitLinRFM, EASE and "
+    "implicit-ALS are fitted on the fold's users x items training matrix (ImplicitLinRFM with "
+    "confidences 1 + alpha * rating, EASE binarised, implicit-ALS binarised unless its "
+    "values='ratings')"
 )
 
 
@@ -228,8 +230,9 @@ def describe_protocol(
     """The protocol entries of the report: data, seed, hyperparameters, timing and memory."""
     blas_threads, n_threads = threads
     hyper = (
-        "--tune: per fold, the grid point with the lowest RMSE on a 10% validation split of the "
-        "fold's training ratings (seeded), refitted on the whole training fold"
+        "--tune: per fold, the grid point with the lowest RMSE (rating models) or the highest "
+        "precision@10 (top-N models, the same number of settings each) on a 10% validation "
+        "split of the fold's training ratings (seeded), refitted on the whole training fold"
         if args.tune
         else "documented defaults" + (" (--quick epochs)" if args.quick else "")
     )

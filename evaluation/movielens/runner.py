@@ -23,7 +23,7 @@ _PRELOAD = [
     "numpy", "scipy.sparse", "scipy.linalg", "pandas", "surprise", "surprise.model_selection",
     "implicit.cpu.als", "implicit.evaluation", "rfm_recsys.surprise_algos",
     "rfm_recsys.baselines.als", "rfm_recsys.ranking", "rfm_recsys.model",
-    "evaluation.movielens.worker",
+    "rfm_recsys.implicit_feedback", "rfm_recsys.baselines.ease", "evaluation.movielens.worker",
 ]  # fmt: skip
 
 
@@ -83,12 +83,12 @@ class Progress:
 
 def units(spec: AlgoSpec, args, params: dict) -> int:
     """Progress units of one fold (must match the progress messages of the worker)."""
-    if spec.kind == "topn":
-        return 2
     n = 2
     grid = spec.quick_grid if args.quick else spec.grid
     if args.tune and grid:
         n += int(np.prod([len(v) for v in grid.values()]))
+    if spec.kind == "topn":
+        return n
     if args.ranking:
         n += 1
     if spec.curve_param and args.curve_iters > 0:

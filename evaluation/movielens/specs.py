@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rfm_recsys.config import KERNEL_RFM
+
 #: A test rating at least this high is a relevant item in the top-N table.
 RELEVANCE_THRESHOLD = 4.0
 #: SVD++ runs by default only on data sets up to this many ratings (it is slow); ``--svdpp``.
@@ -19,6 +21,12 @@ SVDPP_MAX_RATINGS = 200_000
 #: From this many ratings on a data set is "large": one 90/10 holdout by default, no curves,
 #: and SVD++ is skipped even when named (its fit would take hours) unless ``--svdpp``.
 LARGE_RATINGS = 5_000_000
+#: BayesianMF runs by default only up to this many training ratings (ML-1M-sized takes minutes
+#: per fit, ML-10M tens of minutes); ``--bayesian-mf`` lifts the limit.
+BAYESIAN_MF_MAX_RATINGS = 2_000_000
+#: kernel RFM (lin-RFM's kernel step) runs by default only up to this many items: it builds
+#: dense items x items kernels (ml-latest-small's 9,724 items take tens of seconds per fit).
+KERNEL_RFM_MAX_ITEMS = 12_000
 #: Default length of the per-iteration test-RMSE curves of lin-RFM and IRLS.
 CURVE_ITERS = 10
 #: "Reached its final RMSE": within this relative margin of the last point of the curve.
@@ -38,6 +46,15 @@ def _linrfm(params: dict, seed: int | None) -> Any:
     from rfm_recsys.surprise_algos import LinRFMAlgo
 
     return LinRFMAlgo(**params, random_state=seed)
+
+
+def _kernel_rfm_size(params: dict, shape: DataShape, args: Any) -> str | None:
+    if shape.n_items <= KERNEL_RFM_MAX_ITEMS:
+        return None
+    return (
+        f"kernel RFM builds dense {shape.n_items:,} x {shape.n_items:,} kernels over the items "
+        f"(no factored form yet); above {KERNEL_RFM_MAX_ITEMS:,} items it is left out"
+    )
 
 
 def _irls(params: dict, seed: int | None) -> Any:
@@ -64,6 +81,27 @@ def _svdpp(params: dict, seed: int | None) -> Any:
     return SVDpp(**params, random_state=seed)
 
 
+def _bayesian_mf(params: dict, seed: int | None) -> Any:
+    from rfm_recsys.baselines.bayesian_mf import BayesianMFAlgo
+
+    # myfm needs an int seed; the harness passes None when unseeded
+    return BayesianMFAlgo(**params, random_state=0 if seed is None else seed)
+
+
+def _bayesian_mf_time(params: dict, shape: DataShape, args: Any) -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("myfm") is None:
+        return "myfm is not installed: pip install 'rfm_recsys[bayes]' (or myfm)"
+    if shape.n_ratings <= BAYESIAN_MF_MAX_RATINGS or getattr(args, "bayesian_mf", False):
+        return None
+    return (
+        f"BayesianMF (Gibbs sampling, {params.get('n_iter', 200)} sweeps) on "
+        f"{shape.n_ratings:,} training ratings would take long: name it in --algorithms "
+        "with --bayesian-mf to run it anyway"
+    )
+
+
 def _baseline(params: dict, seed: int | None) -> Any:
     from surprise import BaselineOnly
 
@@ -76,12 +114,60 @@ def _implicit_als_class() -> type:
     return AlternatingLeastSquares
 
 
+def _implicit_linrfm_class() -> type:
+    from rfm_recsys import ImplicitLinRFM
+
+    return ImplicitLinRFM
+
+
+def _ease_class() -> type:
+    from rfm_recsys.baselines.ease import EASE
+
+    return EASE
+
+
+def _fit_implicit_als(params: dict, train: Any, seed: int | None, threads: int) -> tuple[Any, str]:
+    from rfm_recsys.ranking import fit_implicit_als
+
+    model = fit_implicit_als(train, **params, random_state=seed, num_threads=threads)
+    values = "rating-valued" if params.get("values") == "ratings" else "binarised"
+    return model, f"implicit AlternatingLeastSquares ({values} train)"
+
+
+def _fit_implicit_linrfm(
+    params: dict, train: Any, seed: int | None, threads: int
+) -> tuple[Any, str]:
+    model = _implicit_linrfm_class()(**params, random_state=seed, num_threads=threads or 1)
+    return model.fit(train), "ImplicitLinRFM (RecommenderBase)"
+
+
+def _fit_ease(params: dict, train: Any, seed: int | None, threads: int) -> tuple[Any, str]:
+    return _ease_class()(**params).fit(train), "EASE (RecommenderBase)"
+
+
+def _ease_memory(params: dict, shape: DataShape, args: Any) -> str | None:
+    """EASE holds a dense items x items float64 inverse, its float32 weights and a copy."""
+    from rfm_recsys.core.engine import available_memory
+
+    need = 20 * shape.n_items**2
+    have = available_memory()
+    if need <= have:
+        return None
+    return (
+        f"needs about {need / 2**30:.1f} GiB for its dense {shape.n_items:,} x "
+        f"{shape.n_items:,} item weights, {have / 2**30:.1f} GiB available"
+    )
+
+
 def _linrfm_ranker(algo: Any, params: dict, train: Any, seed: int | None) -> tuple[Any, str]:
     # lin-RFM ranks through its own RecommenderBase face, fitted on the same training matrix
     from rfm_recsys.model import LinRFM
 
     names = set(LinRFM._param_names())
-    model = LinRFM(**{k: v for k, v in params.items() if k in names}, random_state=seed)
+    kw = {k: v for k, v in params.items() if k in names}
+    if kw.get("orient") == "both":  # LinRFM holds one kernel: rank with the kernel over items
+        kw["orient"] = "items"
+    model = LinRFM(**kw, random_state=seed)
     return model.fit(train), "LinRFM (RecommenderBase)"
 
 
@@ -99,8 +185,12 @@ def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, A
         from rfm_recsys.core.engine import available_memory, estimate_memory
         from rfm_recsys.core.fitting import resolve_orientation
 
-        users_are_rows = resolve_orientation(
-            params.get("orient", "auto"), shape.n_users, shape.n_items
+        orient = params.get("orient", "auto")
+        # "both" fits each orientation in turn: the larger kernel is the peak
+        users_are_rows = (
+            shape.n_items >= shape.n_users
+            if orient == "both"
+            else resolve_orientation(orient, shape.n_users, shape.n_items)
         )
         n, d = (shape.n_users, shape.n_items) if users_are_rows else (shape.n_items, shape.n_users)
         rank = params.get("rank")
@@ -150,6 +240,9 @@ class AlgoSpec:
         param_class: the class whose constructor defaults :func:`effective_params` reports
             (default: the class ``make`` builds).
         options_dict: the parameters are one options dict (``defaults`` lists all of them).
+        fit_topn: ``fit_topn(params, train, seed, threads) -> (model, label)`` fits a top-N
+            model (kind ``"topn"``) on the fold's users x items training matrix; with
+            ``--tune`` its ``grid`` is searched on validation precision@10.
     """
 
     key: str
@@ -165,6 +258,7 @@ class AlgoSpec:
     skip: Callable[[dict, DataShape, Any], str | None] | None = None
     param_class: Callable[[], type] | None = None
     options_dict: bool = False
+    fit_topn: Callable[[dict, Any, int | None, int], tuple[Any, str]] | None = None
 
 
 _ENGINE_GRID = {"lam": [10.0, 20.0, 40.0], "n_iter": [2, 3, 5]}
@@ -177,6 +271,12 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             grid=_ENGINE_GRID, quick_grid={"lam": [10.0, 20.0]}, curve_param="n_iter",
             ranker=_linrfm_ranker,
             skip=_engine_memory(lambda p: float(p.get("power", 1.0)) != 1.0),
+        ),
+        AlgoSpec(
+            "kernel-rfm", "kernel RFM (lin-RFM + kernel step)", "rating", _linrfm,
+            defaults=dict(KERNEL_RFM), grid={"kernel_lam": [2.0, 3.0, 5.0], "implicit": [1.0, 2.0]},
+            quick={"kernel_updates": 1}, quick_grid={"kernel_lam": [2.0, 3.0]},
+            ranker=_linrfm_ranker, skip=_kernel_rfm_size,
         ),
         AlgoSpec(
             "irls", "IRLS-p", "rating", _irls,
@@ -199,24 +299,61 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             quick_grid={"reg_all": [0.02, 0.05]}, skip=_svdpp_time,
         ),
         AlgoSpec(
+            "bmf10", "BayesianMF (myfm) rank 10", "rating", _bayesian_mf,
+            defaults={"rank": 10}, quick={"n_iter": 40, "n_kept_samples": 30},
+            grid={"n_iter": [100, 200], "init_stdev": [0.1, 0.5]},
+            quick_grid={"init_stdev": [0.1, 0.5]}, skip=_bayesian_mf_time,
+        ),
+        AlgoSpec(
+            "bmf32", "BayesianMF (myfm) rank 32", "rating", _bayesian_mf,
+            defaults={"rank": 32}, quick={"n_iter": 40, "n_kept_samples": 30},
+            grid={"n_iter": [100, 200], "init_stdev": [0.1, 0.5]},
+            quick_grid={"init_stdev": [0.1, 0.5]}, skip=_bayesian_mf_time,
+        ),
+        AlgoSpec(
             "baseline", "BaselineOnly", "rating", _baseline,
             defaults={"method": "als", "reg_i": 10, "reg_u": 15, "n_epochs": 10},
             grid={"reg_u": [5, 15, 25], "reg_i": [5, 10, 20]}, quick_grid={"reg_u": [5, 15]},
             options_dict=True,
         ),
         AlgoSpec(
+            "implicit-linrfm", "ImplicitLinRFM", "topn",
+            grid={"n_iter": [1, 2], "lam": [10.0, 20.0, 40.0]},
+            quick_grid={"lam": [10.0, 40.0]},
+            param_class=_implicit_linrfm_class, fit_topn=_fit_implicit_linrfm,
+        ),
+        AlgoSpec(
+            "ease", "EASE", "topn", defaults={"lam": 500.0},
+            grid={"lam": [100.0, 200.0, 350.0, 500.0, 750.0, 1000.0]},
+            quick_grid={"lam": [200.0, 500.0]},
+            param_class=_ease_class, fit_topn=_fit_ease, skip=_ease_memory,
+        ),
+        AlgoSpec(
             "implicit-als", "implicit-ALS", "topn",
             defaults={"factors": 100, "regularization": 0.01, "alpha": 1.0, "iterations": 15},
             quick={"iterations": 5}, param_class=_implicit_als_class,
+            grid={
+                "factors": [16, 32], "regularization": [3.0, 10.0, 30.0], "alpha": [0.5],
+                "values": ["ratings"],
+            },
+            quick_grid={"factors": [16, 32]},
+            fit_topn=_fit_implicit_als,
         ),
     ]
 }  # fmt: skip
-RATING_ORDER = ["linrfm", "irls", "als", "svd", "svdpp", "baseline"]
+RATING_ORDER = [
+    "linrfm", "kernel-rfm", "bmf10", "bmf32", "irls", "als", "svd", "svdpp", "baseline"
+]  # fmt: skip
+#: Top-N models (implicit feedback): only in the top-N table, each tuned with the same budget.
+TOPN_ORDER = ["implicit-linrfm", "ease", "implicit-als"]
 ALIASES = {
     "lin-rfm": "linrfm", "rfm": "linrfm", "linrfmalgo": "linrfm", "irls-p": "irls",
     "irlsalgo": "irls",
     "alsalgo": "als", "svd++": "svdpp", "baselineonly": "baseline", "implicit": "implicit-als",
-    "implicit_als": "implicit-als", "ials": "implicit-als",
+    "implicit_als": "implicit-als", "ials": "implicit-als", "implicitlinrfm": "implicit-linrfm",
+    "implicit_linrfm": "implicit-linrfm", "irfm": "implicit-linrfm", "bmf": "bmf10",
+    "bayesianmf": "bmf10", "bayesian-mf": "bmf10", "myfm": "bmf10", "krfm": "kernel-rfm",
+    "kernelrfm": "kernel-rfm",
 }  # fmt: skip
 
 
@@ -234,12 +371,13 @@ def _named_keys(text: str, ranking: bool, notes: list[str]) -> list[str]:
             )
         if k not in keys:
             keys.append(k)
-    if "implicit-als" in keys and not ranking:
+    topn = [k for k in keys if ALGORITHMS[k].kind == "topn"]
+    if topn and not ranking:
+        labels = ", ".join(ALGORITHMS[k].label for k in topn)
         notes.append(
-            "implicit-ALS models implicit feedback and appears only in the top-N table: "
-            "add --ranking"
+            f"{labels} model implicit feedback and appear only in the top-N table: add --ranking"
         )
-        keys.remove("implicit-als")
+        keys = [k for k in keys if k not in topn]
     return keys
 
 
@@ -259,8 +397,8 @@ def resolve_algorithms(
                 "add --svdpp or name it in --algorithms"
             )
         if ranking:
-            keys.append("implicit-als")
-    order = RATING_ORDER + ["implicit-als"]
+            keys += TOPN_ORDER
+    order = RATING_ORDER + TOPN_ORDER
     return sorted(keys, key=order.index), notes
 
 

@@ -27,9 +27,10 @@ def init_worker(q: Any, blas_threads: int | None) -> None:
     global _QUEUE
     _QUEUE = q
     if blas_threads:
-        from threadpoolctl import threadpool_limits
+        from rfm_recsys.core.blas import controller
 
-        threadpool_limits(limits=blas_threads)
+        # for the worker's whole life: never restored
+        controller().limit(limits=blas_threads, user_api=None)
 
 
 def set_queue(q: Any) -> None:
@@ -40,11 +41,9 @@ def set_queue(q: Any) -> None:
 
 def blas_limit(threads: int | None) -> contextlib.AbstractContextManager:
     """A context limiting BLAS threads (a no-op for None or 0)."""
-    if not threads:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+    from rfm_recsys.core.blas import blas_threads
 
-    return threadpool_limits(limits=threads)
+    return blas_threads(threads, user_api=None)
 
 
 def _emit(key: str, fold: int, text: str, units: int = 0) -> None:
@@ -193,18 +192,44 @@ def _rank(row: dict, model: Any, train: Any, test: Any, label: str, info: dict) 
     return m
 
 
-def _run_topn(task: dict, params: dict, trainset, testset, row: dict) -> dict:
-    from rfm_recsys.ranking import fit_implicit_als, ranking_matrices
+def _tune_topn(spec: AlgoSpec, params: dict, grid: dict, trainset, task: dict):
+    """The grid point with the best precision@10 on a validation split of the training fold."""
+    from rfm_recsys.ranking import ranking_matrices, ranking_metrics
+
+    key, fold, seed = task["key"], task["fold"], task["seed"]
+    t0 = time.perf_counter()
+    vtrain, vtest = validation_split(trainset, seed)
+    train, valid, _ = ranking_matrices(vtrain, vtest, task["threshold"])
+    names = list(grid)
+    results = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        combo = dict(zip(names, values))
+        model, _ = spec.fit_topn({**params, **combo}, train, seed, task["threads"])
+        m = ranking_metrics(model, train, valid, K=10)
+        results.append({"params": combo, "valid_precision@10": m["precision"]})
+        _emit(key, fold, f"tuning {len(results)}: {combo} -> p@10 {m['precision']:.4f}", 1)
+    best = max(results, key=lambda r: r["valid_precision@10"])
+    info = {
+        "grid": results,
+        "best": best,
+        "seconds": time.perf_counter() - t0,
+        "validation_share": 0.1,
+        "criterion": "validation precision@10",
+    }
+    return {**params, **best["params"]}, info
+
+
+def _run_topn(task: dict, spec: AlgoSpec, params: dict, trainset, testset, row: dict) -> dict:
+    from rfm_recsys.ranking import ranking_matrices
 
     key, fold, seed = task["key"], task["fold"], task["seed"]
     train, test, info = ranking_matrices(trainset, testset, task["threshold"])
     with PeakRSS() as mem:
         t = time.perf_counter()
-        model = fit_implicit_als(train, **params, random_state=seed, num_threads=task["threads"])
+        model, label = spec.fit_topn(params, train, seed, task["threads"])
         row["fit_seconds"] = time.perf_counter() - t
     row["peak_rss_mb"] = mem.delta / 2**20
     _emit(key, fold, "ranking", 1)
-    label = "implicit AlternatingLeastSquares (binarised train)"
     m = _rank(row, model, train, test, label, info)
     _emit(key, fold, f"NDCG@10 {m['ndcg']:.4f}", 1)
     return row
@@ -263,15 +288,18 @@ def _run_task(task: dict, spec: AlgoSpec, row: dict) -> dict:
     )
     params = dict(task["params"])
     grid = spec.quick_grid if task["quick"] else spec.grid
-    if task["tune"] and grid and spec.kind == "rating":
+    if task["tune"] and grid:
         _emit(key, fold, "tuning", 0)
-        params, tune_info = _tune(key, params, grid, trainset, seed, fold)
+        if spec.kind == "topn":
+            params, tune_info = _tune_topn(spec, params, grid, trainset, task)
+        else:
+            params, tune_info = _tune(key, params, grid, trainset, seed, fold)
         row["tune_seconds"] = tune_info["seconds"]
         row["tune"] = tune_info
     row["params"] = params
     _emit(key, fold, "fitting", 0)
     if spec.kind == "topn":
-        return _run_topn(task, params, trainset, testset, row)
+        return _run_topn(task, spec, params, trainset, testset, row)
     algo = _fit_and_test(task, spec, params, trainset, testset, row)
     if task["ranking"]:
         train, test, info = ranking_matrices(trainset, testset, task["threshold"])

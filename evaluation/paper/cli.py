@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         return COMMANDS[args.command](args)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.blas_threads)
-    from threadpoolctl import threadpool_limits
+    from rfm_recsys.core.blas import blas_threads
 
-    with threadpool_limits(limits=args.blas_threads):
+    with blas_threads(args.blas_threads, user_api=None):
         return COMMANDS[args.command](args)

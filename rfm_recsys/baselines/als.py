@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from surprise import AlgoBase
-from threadpoolctl import threadpool_limits
 
+from ..checks import DuplicateRatingsError, check_triples
 from ..config import ALS, with_config
 from ..core.baseline import bias_estimates, bias_scores
+from ..core.blas import blas_threads
 from ..core.engine import RowPlan
 from ..surprise_algos import _trainset_arrays, _VectorisedAlgo
 
@@ -84,7 +85,7 @@ def _single_threaded_blas():
     other (measured: a 5 x 300 x 51 batched product took 160 ms with 2 threads on a busy
     2-core machine and 0.13 ms with one).
     """
-    return threadpool_limits(limits=1, user_api="blas")
+    return blas_threads(1)
 
 
 def _side_plan(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int):
@@ -313,10 +314,18 @@ class ALSAlgo(_VectorisedAlgo):
 
         Raises:
             InvalidParameterError: a hyperparameter outside its allowed range.
+            RatingsError: no ratings, NaN/infinite or huge ratings, or a (user, item) pair
+                rated more than once (:class:`~rfm_recsys.checks.DuplicateRatingsError`).
         """
         self._validate_params()
-        AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)
+        try:
+            u, i, r = check_triples(u, i, r)
+        except DuplicateRatingsError as exc:
+            raise DuplicateRatingsError(
+                f"{exc.args[0].split(';')[0]}; deduplicate the ratings before building the "
+                "trainset, e.g. df.drop_duplicates(['user_id', 'item_id'], keep='last')"
+            ) from None
         history: list[dict] = []
         t0 = time.perf_counter()
 
@@ -346,6 +355,9 @@ class ALSAlgo(_VectorisedAlgo):
             init_std=self.init_std,
             callback=_cb,
         )
+        # The trainset (its id maps) and the fit are replaced together, only now: a fit that
+        # fails or is interrupted leaves a previously fitted algorithm as it was.
+        AlgoBase.fit(self, trainset)
         self.fit_ = ALSFit(mu, b_u, b_i, P, Q, history)
         # Surprise SVD's attribute names, so code written for SVD reads the model as well.
         self.bu, self.bi, self.pu, self.qi = b_u, b_i, P, Q

@@ -11,6 +11,8 @@ where ``S_r`` are the observed feature columns of row ``r`` and ``A`` the row co
 
 from __future__ import annotations
 
+import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,16 @@ import scipy.sparse as sp
 from ..config import LINRFM, ModelConfig
 from .baseline import Baseline, bias_estimates, bias_scores, fit_baseline
 from .engine import AGOPPower, FeatureUpdate, fit_engine, spd_solve
+from .kernel_rfm import (
+    KERNEL_PARAMS,
+    CombinedFit,
+    apply_kernel,
+    fit_both_orientations,
+    kernel_step_is_plain,
+)
 from .kernels import Completion, Kernel, resolve_rank
+
+_COMPLETION_LOCK = threading.Lock()
 
 # Defaults of the functions below: the model classes' own (one declaration in config.py).
 _D = LINRFM.defaults()
@@ -65,9 +76,14 @@ class RatingsFit:
     @property
     def completion(self) -> Completion:
         """``W = A K`` of the fitted rows (for a factored kernel with ``Z = A U diag(s)`` kept)."""
-        if self._completion is None:
-            self._completion = self.kernel.complete(self.A)
-        return self._completion
+        completion = self._completion
+        if completion is None:
+            # built once: concurrent predictions on one fitted model share it
+            with _COMPLETION_LOCK:
+                completion = self._completion
+                if completion is None:
+                    completion = self._completion = self.kernel.complete(self.A)
+        return completion
 
     @property
     def n_users(self) -> int:
@@ -229,12 +245,16 @@ def fit_with_config(
     n_items: int,
     progress: bool = False,
     callback=None,
-) -> RatingsFit:
+) -> RatingsFit | CombinedFit:
     """:func:`fit_ratings` with an estimator's stored hyperparameters, mapped by its config.
 
     Shared by the Surprise algorithms and :class:`~rfm_recsys.model.LinRFM`; the values must
-    have passed the config's constraints (``_validate_params``). ``backend="dask"`` runs the
-    same fit on a Dask cluster (:func:`rfm_recsys.distributed.fit_arrays_dask`).
+    have passed the config's constraints (``_validate_params``). Families with the kernel step's
+    parameters (``kernel``, ``implicit``...) get it after the AGOP updates
+    (:func:`~rfm_recsys.core.kernel_rfm.apply_kernel`); ``orient="both"`` fits both
+    orientations and returns their :class:`~rfm_recsys.core.kernel_rfm.CombinedFit`.
+    ``backend="dask"`` runs plain lin-RFM on a Dask cluster
+    (:func:`rfm_recsys.distributed.fit_arrays_dask`).
     """
     if values.get("backend", "threads") == "dask":
         from ..distributed import fit_arrays_dask
@@ -244,7 +264,26 @@ def fit_with_config(
         )
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
-    return fit_ratings(users, items, ratings, n_users, n_items, callback=callback, **kwargs)
+    kernel = {k: values[k] for k in KERNEL_PARAMS if k in values}
+    if kernel and not kernel_step_is_plain(**kernel) and kwargs.get("rank") is not None:
+        # The kernel step builds a dense d x d kernel from the learned one (no factored form
+        # yet), so the fit runs dense from the start and the memory check sees that.
+        if kwargs["rank"] != "auto":
+            warnings.warn(
+                f"rank={kwargs['rank']!r} is not used: the kernel step (kernel="
+                f"{kernel.get('kernel')!r}, implicit={kernel.get('implicit')!r}, kernel_updates="
+                f"{kernel.get('kernel_updates')!r}) needs the dense kernel; pass rank=None, or "
+                f"switch the kernel step off with rfm_recsys.config.PLAIN_LINRFM",
+                UserWarning,
+                stacklevel=3,
+            )
+        kwargs["rank"] = None
+    if kwargs.get("orient") == "both":
+        return fit_both_orientations(
+            users, items, ratings, n_users, n_items, kernel, callback=callback, **kwargs
+        )
+    fit = fit_ratings(users, items, ratings, n_users, n_items, callback=callback, **kwargs)
+    return apply_kernel(fit, users, items, ratings, **kernel) if kernel else fit
 
 
 def _fit_once(

@@ -19,8 +19,11 @@ class EngineMemoryError(MemoryError):
 
 
 def _per_entry_bytes(itemsize: int) -> int:
-    # indices, plan positions, data/targets/a, the baseline's copies of each rating
-    return 4 + 8 + 3 * itemsize + 8 + 8
+    # indices, plan positions, data/targets/a, and the rating-level arrays of the fitting layer
+    # (integer codes, ratings, baseline, residuals, the COO to CSR copy): calibrated on fits of
+    # ML-10M to ML-32M-shaped sets, which peaked at 53-62 bytes per rating beyond the kernel
+    # and scratch
+    return 4 + 8 + 3 * itemsize + 40
 
 
 def estimate_memory(

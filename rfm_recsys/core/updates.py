@@ -35,6 +35,11 @@ def _normalise(K: np.ndarray, how: str | None) -> np.ndarray:
         return K
     if how == "diag":
         s = float(np.mean(np.diag(K)))
+        if s == 0.0 and not K.any():
+            # Every fitted row is zero (the residuals after the baseline are all zero, e.g. one
+            # rating value throughout): the fit is the baseline whatever the kernel, so the
+            # neutral kernel is kept rather than failing.
+            return np.eye(K.shape[0], dtype=K.dtype)
         if not np.isfinite(s) or s <= 0:
             raise FloatingPointError(
                 "the kernel collapsed to zero (all fitted rows are 0): lower `lam` or check that "
@@ -94,6 +99,8 @@ class AGOPPower:
         if self.normalize != "diag":
             raise ValueError(f"normalize must be 'diag' or None, got {self.normalize!r}")
         mean_diag = float(k.sum()) / d
+        if mean_diag == 0.0 and not k.any():  # all rows zero: see _normalise
+            return np.ones_like(k)
         if not np.isfinite(mean_diag) or mean_diag <= 0:
             raise FloatingPointError(
                 "the kernel collapsed to zero (all fitted rows are 0): lower `lam` or check that "

@@ -129,7 +129,9 @@ def _prepare_home(home: Path, entry: MovieLensDataset) -> None:
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataHomeError(f"cannot create the data home {home} ({exc.strerror or exc}): {fix}") from exc
+        raise DataHomeError(
+            f"cannot create the data home {home} ({exc.strerror or exc}): {fix}"
+        ) from exc
     if not home.is_dir():
         raise DataHomeError(f"the data home {home} is not a folder: {fix}")
     if not os.access(home, os.W_OK):
@@ -146,9 +148,9 @@ def _remove_stale_parts(home: Path, entry: MovieLensDataset) -> None:
             pass
 
 
-def _open(url: str, timeout: float):  # noqa: ANN202 - an http.client.HTTPResponse-like object
+def _open(url: str, timeout: float):
     req = urllib.request.Request(url, headers={"User-Agent": "rfm_recsys (python urllib)"})
-    return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - the URL comes from the registry
+    return urllib.request.urlopen(req, timeout=timeout)
 
 
 def download_movielens(
@@ -207,7 +209,9 @@ def download_movielens(
             f"Nothing was kept; run the download again (a proxy or captive portal may have "
             f"altered it), or {manual}.",
         )
-        _check_zip(entry, tmp, verified=entry.sha256 is not None or entry.md5 is not None, manual=manual)
+        _check_zip(
+            entry, tmp, verified=entry.sha256 is not None or entry.md5 is not None, manual=manual
+        )
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a shared data home must stay readable
         os.replace(tmp, target)
     finally:
@@ -268,7 +272,8 @@ def _stream(
                 ) from exc
     if got == 0:
         raise DownloadError(
-            f"the server sent an empty file for {entry.url}; nothing was kept, run it again, or {manual}"
+            f"the server sent an empty file for {entry.url}; nothing was kept, run it again, "
+            f"or {manual}"
         )
     if expected is not None and got != expected:
         raise DownloadError(
@@ -311,7 +316,9 @@ def _check_zip(entry: MovieLensDataset, path: Path, *, verified: bool, manual: s
 
 
 def copy_into_home(
-    src: str | os.PathLike[str], name: str | MovieLensDataset, data_home: str | os.PathLike[str] | None = None
+    src: str | os.PathLike[str],
+    name: str | MovieLensDataset,
+    data_home: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Install a zip obtained by hand: verify it and copy it atomically to ``<home>/<name>.zip``.
 

@@ -27,6 +27,24 @@ from .fitting import check_dense, fit_ratings_dask
 __all__ = ["DistributedFitError", "fit_arrays_dask", "fit_frame_dask", "is_dask_frame"]
 
 
+def check_plain(values: Mapping[str, Any]) -> None:
+    """Refuse what this backend does not fit yet (the kernel step, both orientations)."""
+    from ..core.kernel_rfm import KERNEL_PARAMS, kernel_step_is_plain
+
+    kernel = {k: values[k] for k in KERNEL_PARAMS if k in values}
+    if kernel and not kernel_step_is_plain(**kernel):
+        raise NotImplementedError(
+            f"backend='dask' fits plain lin-RFM; the kernel step ({kernel}) runs only with "
+            f"backend='threads'. Switch it off with rfm_recsys.config.PLAIN_LINRFM, or fit with "
+            f"backend='threads'."
+        )
+    if values.get("orient") == "both":
+        raise NotImplementedError(
+            "backend='dask' fits one orientation: use orient='auto', 'items' or 'users', or "
+            "backend='threads' for orient='both'"
+        )
+
+
 def fit_arrays_dask(
     config: ModelConfig,
     values: Mapping[str, Any],
@@ -39,6 +57,7 @@ def fit_arrays_dask(
     callback=None,
 ) -> RatingsFit:
     """:func:`~rfm_recsys.core.fitting.fit_with_config` on the cluster, from checked triples."""
+    check_plain(values)
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
     # before any cluster is started or data sent
@@ -71,6 +90,7 @@ def fit_frame_dask(
     Returns:
         ``(fit, user vocabulary, item vocabulary)``.
     """
+    check_plain(values)
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
     columns = (values["user_col"], values["item_col"], values["rating_col"])

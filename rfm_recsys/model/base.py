@@ -20,6 +20,7 @@ are dropped on pickling and refitting.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,10 @@ from ..params import ParamsMixin
 from ..topn import Candidates, block_seen, score_chunk_rows, top_n
 
 __all__ = ["NotFittedError", "ScoringRecommenderBase", "UnknownIdError"]
+
+# One lock for every model's lazy caches: builds are rare (once per fit) and short.
+_CACHE_LOCK = threading.RLock()
+_MISSING = object()
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -110,10 +115,18 @@ class ScoringRecommenderBase(ParamsMixin, RecommenderBase):
             )
 
     def _cached(self, name: str, build: Callable[[], Any]) -> Any:
+        # Built once under a lock: concurrent predict/recommend calls on one fitted model must
+        # neither build twice nor see a half-made value. Reentrant, as a build may use another
+        # cache.
         key = "_cache_" + name
-        if key not in self.__dict__:
-            self.__dict__[key] = build()
-        return self.__dict__[key]
+        value = self.__dict__.get(key, _MISSING)
+        if value is _MISSING:
+            with _CACHE_LOCK:
+                value = self.__dict__.get(key, _MISSING)
+                if value is _MISSING:
+                    value = build()
+                    self.__dict__[key] = value
+        return value
 
     def _user_codes(self, users) -> np.ndarray:
         return self.user_vocab_.numbers(users)

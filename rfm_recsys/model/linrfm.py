@@ -30,6 +30,7 @@ from ..checks import check_shape, check_triples
 from ..config import FRAME, LINRFM, with_config
 from ..core.fitting import RatingsFit, fit_with_config
 from ..ids import Vocabulary, as_id_array
+from ..params import InvalidParameterError
 from ..topn import top_n
 from .base import NotFittedError, ScoringRecommenderBase, UnknownIdError
 from .inputs import new_user_ratings, ratings_triples, row_entries
@@ -56,7 +57,9 @@ class LinRFM(ScoringRecommenderBase):
     Unknown ids at ``predict``: an unknown user gets the item side of the baseline
     ``mu + b_i``, an unknown item ``mu + b_u``, and a pair with both unknown the global mean
     ``mu`` (as Surprise does); ``predict(..., return_impossible=True)`` also returns the mask of
-    those last pairs. With ``rating_scale`` set, predictions are clipped to it.
+    those last pairs. Predictions are clipped to ``rating_scale``, or without one to the range
+    of the training ratings (``rating_range_``), as Surprise clips to its trainset's scale;
+    ``clip=False`` turns clipping off. Ranking scores (``recommend``) are never clipped.
 
     Input: ``fit`` takes a pandas DataFrame with the columns ``user_col``, ``item_col``,
     ``rating_col`` (raw ids of any hashable type), or a scipy sparse users x items matrix whose
@@ -90,6 +93,8 @@ class LinRFM(ScoringRecommenderBase):
         n_users_, n_items_: sizes of the id spaces.
         user_vocab_, item_vocab_: the :class:`~rfm_recsys.ids.Vocabulary` of each side.
         fitted_on_: ``"dataframe"`` or ``"sparse"``.
+        rating_range_: ``(min, max)`` of the training ratings (the clipping range without
+            ``rating_scale``).
     """
 
     _fitted_attr = "fit_"
@@ -119,6 +124,12 @@ class LinRFM(ScoringRecommenderBase):
             TypeError: ``ratings`` is neither a DataFrame nor a scipy sparse matrix.
         """
         self._validate_params()
+        if self.orient == "both":
+            raise InvalidParameterError(
+                "LinRFM: orient='both' averages two fits, which only LinRFMAlgo (rating "
+                "prediction) supports; LinRFM ranks, finds similar items and saves one kernel: "
+                "use orient='items', 'users' or 'auto'"
+            )
         if _is_dask_frame(ratings):
             from ..distributed import fit_frame_dask
 
@@ -147,13 +158,20 @@ class LinRFM(ScoringRecommenderBase):
         )
         # Everything above worked on locals: only now is the fitted state replaced, so a failed
         # fit leaves a previously fitted model untouched.
-        self._set_fitted(fit, user_vocab, item_vocab, source)
+        rating_range = (float(values.min()), float(values.max()))
+        self._set_fitted(fit, user_vocab, item_vocab, source, rating_range)
         return self
 
     def _set_fitted(
-        self, fit: RatingsFit, user_vocab: Vocabulary, item_vocab: Vocabulary, source: str
+        self,
+        fit: RatingsFit,
+        user_vocab: Vocabulary,
+        item_vocab: Vocabulary,
+        source: str,
+        rating_range: tuple[float, float],
     ) -> None:
         self._clear_caches()
+        self.rating_range_ = rating_range
         self.fit_ = fit
         self.user_vocab_ = user_vocab
         self.item_vocab_ = item_vocab
@@ -168,10 +186,10 @@ class LinRFM(ScoringRecommenderBase):
         return lo, hi
 
     def _clip(self, est: np.ndarray) -> np.ndarray:
-        scale = self._scale()
-        if scale is not None:
-            np.clip(est, scale[0], scale[1], out=est)
-        return est
+        if not self.clip:
+            return est
+        lo, hi = self._scale() or self.rating_range_
+        return np.clip(est, lo, hi, out=est)
 
     # ------------------------------------------------------------------ prediction
 
@@ -181,7 +199,8 @@ class LinRFM(ScoringRecommenderBase):
         """Predicted ratings of ``(user, item)`` pairs given by raw ids (broadcast together).
 
         Unknown user: ``mu + b_i``; unknown item: ``mu + b_u``; both unknown: ``mu`` (the
-        training mean). Clipped to ``rating_scale`` when it is set.
+        training mean). Clipped to ``rating_scale`` (else the training range) unless
+        ``clip=False``.
 
         Args:
             users, items: raw ids (sequences or arrays of one shape, or scalars; broadcast).
@@ -288,8 +307,8 @@ class LinRFM(ScoringRecommenderBase):
                 no ratings at all give the item baseline ``mu + b_i``.
 
         Returns:
-            A Series of predicted ratings indexed by ``item_ids_`` (clipped to
-            ``rating_scale`` when set).
+            A Series of predicted ratings indexed by ``item_ids_`` (clipped as
+            :meth:`predict`'s).
         """
         self._check_fitted()
         codes, values = self._new_user_ratings(ratings_of_new_user)
@@ -328,7 +347,10 @@ class LinRFM(ScoringRecommenderBase):
     # ------------------------------------------------------------------ persistence
 
     def save(self, file) -> None:
-        """Save to a ``.npz`` file (arrays + one JSON string): no pickle, no code.
+        """Save to a ``.npz`` file (arrays + JSON metadata, checksummed): no pickle, no code.
+
+        A path is written atomically: to a temporary file beside it, then renamed into place, so
+        a failed or interrupted save leaves the previous file at that path as it was.
 
         Args:
             file: a path (``".npz"`` is appended if missing, as implicit does) or a binary
@@ -341,7 +363,12 @@ class LinRFM(ScoringRecommenderBase):
 
     @classmethod
     def load(cls, fileobj_or_path) -> LinRFM:
-        """Load a model written by :meth:`save` (``np.load(..., allow_pickle=False)``)."""
+        """Load a model written by :meth:`save`, verifying its checksums; runs no code.
+
+        Raises:
+            ModelFileError: a damaged, truncated, foreign or too-new file (a ``ValueError``;
+                the message names the file and the problem).
+        """
         return load_model(cls, fileobj_or_path)
 
 

@@ -1,17 +1,18 @@
-"""The :class:`~rfm_recsys.model.LinRFM` file format: one ``.npz`` of arrays plus one JSON string.
+"""The :class:`~rfm_recsys.model.LinRFM` file format, on :mod:`rfm_recsys.fileformat`.
 
-No pickle and no code: ``numpy.load(..., allow_pickle=False)`` reads every entry. The JSON entry
-``meta`` holds the format name and version, the hyperparameters, and for a fitted model the
-scalars of its :class:`~rfm_recsys.core.fitting.RatingsFit` and its history; the arrays are the
-kernel's own (``K`` for the dense form; ``kernel_U``, ``kernel_s`` and scalars for the factored
-one, version 2), the CSR parts of ``A``, the biases and the raw ids.
+No pickle and no code: the file is an ``.npz`` that ``numpy.load(..., allow_pickle=False)``
+opens, with a checksum over the whole file and a sha256 per array, written atomically (a failed
+or interrupted save leaves the previous file at that path intact). The metadata holds the
+hyperparameters and, for a fitted model, the scalars of its
+:class:`~rfm_recsys.core.fitting.RatingsFit` and its history; the arrays are the kernel's own
+(``K`` for the dense form; ``kernel_U``, ``kernel_s`` and scalars for the factored one), the CSR
+parts of ``A``, the biases and the raw ids. A damaged, truncated, foreign or too-new file raises
+:class:`~rfm_recsys.fileformat.ModelFileError` naming the file and the problem.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import warnings
 from typing import Any
 
@@ -20,28 +21,22 @@ import scipy.sparse as sp
 
 from ..core.fitting import RatingsFit
 from ..core.kernels import kernel_from_arrays
+from ..fileformat import ModelFileError, load_checked, npz_path, write_model_file
 from ..ids import Vocabulary
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
 
 FORMAT = "rfm_recsys.LinRFM"
-# 2: the factored kernel's arrays; version-1 files (dense "K") still load
+# 2: the checked container of rfm_recsys.fileformat and the factored kernel's arrays (1 was a
+# bare np.savez of the dense kernel)
 FORMAT_VERSION = 2
 
-
-def _npz_path(file):
-    if isinstance(file, (str, os.PathLike)):
-        file = os.fspath(file)
-        if not file.endswith(".npz"):
-            file += ".npz"
-    return file
+_FITTED_ARRAYS = ("A_data", "A_indices", "A_indptr", "b_user", "b_item", "user_ids", "item_ids")
 
 
 def save_model(model, file) -> None:
     """Write ``model`` (fitted or not) to ``file`` (a path, ``".npz"`` appended, or a file)."""
     meta: dict[str, Any] = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
         "params": json_params(model.get_params()),
         "fitted": "fit_" in model.__dict__,
     }
@@ -68,47 +63,55 @@ def save_model(model, file) -> None:
             best_iteration=int(f.best_iteration),
             history=_json_history(f.history),
             fitted_on=model.fitted_on_,
+            rating_range=[float(x) for x in model.rating_range_],
         )
-    arrays["meta"] = np.array(json.dumps(meta, allow_nan=False))
-    np.savez(_npz_path(file), **arrays)
+    write_model_file(npz_path(file), arrays, meta, format=FORMAT, version=FORMAT_VERSION)
 
 
 def load_model(cls, file):
-    """A ``cls`` instance from a file written by :func:`save_model`."""
-    with np.load(_npz_path(file), allow_pickle=False) as data:
-        if "meta" not in data.files:
-            raise ValueError("not a LinRFM file: no 'meta' entry (was it written by LinRFM.save?)")
-        meta = json.loads(str(data["meta"][()]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"not a LinRFM file (format {meta.get('format')!r})")
-        if meta.get("version", 0) > FORMAT_VERSION:
-            raise ValueError(
-                f"file format version {meta['version']} is newer than this rfm_recsys "
-                f"understands ({FORMAT_VERSION}): upgrade rfm_recsys"
-            )
-        params = dict(meta["params"])
-        if params.get("rating_scale") is not None:
-            params["rating_scale"] = tuple(params["rating_scale"])
-        model = cls(**params)
-        if meta["fitted"]:
-            A = sp.csr_matrix(
-                (data["A_data"], data["A_indices"], data["A_indptr"]),
-                shape=tuple(meta["A_shape"]),
-            )
-            fit = RatingsFit(
-                mu=float(meta["mu"]),
-                b_user=data["b_user"],
-                b_item=data["b_item"],
-                users_are_rows=bool(meta["users_are_rows"]),
-                kernel=kernel_from_arrays(data),
-                A=A,
-                lam=float(meta["lam"]),
-                reg_user=float(meta["reg_user"]),
-                history=_unjson_history(meta["history"]),
-                best_iteration=int(meta["best_iteration"]),
-            )
-            users, items = Vocabulary(data["user_ids"]), Vocabulary(data["item_ids"])
-            model._set_fitted(fit, users, items, meta["fitted_on"])
+    """A ``cls`` instance from a file written by :func:`save_model`.
+
+    Raises:
+        ModelFileError: the file is damaged, truncated, not a LinRFM file or too new.
+    """
+    return load_checked(
+        npz_path(file),
+        lambda arrays, meta: _build(cls, arrays, meta),
+        format=FORMAT,
+        max_version=FORMAT_VERSION,
+        what="LinRFM",
+    )
+
+
+def _build(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]):
+    params = dict(meta["params"])
+    if params.get("rating_scale") is not None:
+        params["rating_scale"] = tuple(params["rating_scale"])
+    model = cls(**params)
+    if not meta["fitted"]:
+        return model
+    missing = [k for k in _FITTED_ARRAYS if k not in arrays]
+    if missing:
+        raise KeyError(f"arrays {missing} are missing")
+    A = sp.csr_matrix(
+        (arrays["A_data"], arrays["A_indices"], arrays["A_indptr"]),
+        shape=tuple(meta["A_shape"]),
+    )
+    fit = RatingsFit(
+        mu=float(meta["mu"]),
+        b_user=arrays["b_user"],
+        b_item=arrays["b_item"],
+        users_are_rows=bool(meta["users_are_rows"]),
+        kernel=kernel_from_arrays(arrays),
+        A=A,
+        lam=float(meta["lam"]),
+        reg_user=float(meta["reg_user"]),
+        history=_unjson_history(meta["history"]),
+        best_iteration=int(meta["best_iteration"]),
+    )
+    users, items = Vocabulary(arrays["user_ids"]), Vocabulary(arrays["item_ids"])
+    lo, hi = (float(x) for x in meta["rating_range"])
+    model._set_fitted(fit, users, items, meta["fitted_on"], (lo, hi))
     return model
 
 
