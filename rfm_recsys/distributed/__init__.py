@@ -84,11 +84,11 @@ def fit_frame_dask(
     rating_scale: tuple[float, float] | None,
     progress: bool = False,
     callback=None,
-) -> tuple[RatingsFit, Vocabulary, Vocabulary]:
+) -> tuple[RatingsFit, Vocabulary, Vocabulary, tuple[float, float]]:
     """Fit on a dask DataFrame of ratings without bringing the ratings to this process.
 
     Returns:
-        ``(fit, user vocabulary, item vocabulary)``.
+        ``(fit, user vocabulary, item vocabulary, (lowest, highest) rating)``.
     """
     check_plain(values)
     kwargs = config.fit_kwargs(values)
@@ -106,4 +106,4 @@ def fit_frame_dask(
             random_state=kwargs["random_state"],
         )
         fit = fit_ratings_dask(data, callback=callback, **kwargs)
-    return fit, user_vocab, item_vocab
+    return fit, user_vocab, item_vocab, data.rating_range

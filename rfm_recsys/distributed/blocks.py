@@ -108,9 +108,11 @@ def _held_mask(n: int, share: float, seed: np.random.SeedSequence) -> np.ndarray
     return np.random.default_rng(seed).random(n) < share
 
 
-def part_sizes(part: RatingPart) -> tuple[int, int]:
-    """``(ratings, held ratings)`` of a part."""
-    return part.size, int(part.held.sum())
+def part_sizes(part: RatingPart) -> tuple[int, int, float, float]:
+    """``(ratings, held ratings, lowest rating, highest rating)`` of a part."""
+    if not part.size:
+        return 0, 0, np.inf, -np.inf
+    return part.size, int(part.held.sum()), float(part.ratings.min()), float(part.ratings.max())
 
 
 # ---------------------------------------------------------------------- baseline reductions

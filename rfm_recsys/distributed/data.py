@@ -134,7 +134,14 @@ def frame_ratings(
             "no ratings to fit: the dask DataFrame is empty; pass at least one rating"
         )
     data = DaskRatings(
-        client, parts, n_users, n_items, nnz, sum(s[1] for s in sizes), recomputable=True
+        client,
+        parts,
+        n_users,
+        n_items,
+        nnz,
+        sum(s[1] for s in sizes),
+        recomputable=True,
+        rating_range=(min(s[2] for s in sizes), max(s[3] for s in sizes)),
     )
     return data, user_vocab, item_vocab
 

@@ -55,6 +55,7 @@ class DaskRatings:
     nnz: int
     n_held: int = 0
     recomputable: bool = False  # whether Dask can recompute a lost part from its source
+    rating_range: tuple[float, float] | None = None  # (lowest, highest) rating
 
 
 def fit_ratings_dask(

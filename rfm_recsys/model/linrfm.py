@@ -133,10 +133,10 @@ class LinRFM(ScoringRecommenderBase):
         if _is_dask_frame(ratings):
             from ..distributed import fit_frame_dask
 
-            fit, user_vocab, item_vocab = fit_frame_dask(
+            fit, user_vocab, item_vocab, rating_range = fit_frame_dask(
                 LINRFM + FRAME, self.get_params(), ratings, self._scale(), show_progress, callback
             )
-            self._set_fitted(fit, user_vocab, item_vocab, "dataframe")
+            self._set_fitted(fit, user_vocab, item_vocab, "dataframe", rating_range)
             return self
         users, items, values, user_vocab, item_vocab, source = ratings_triples(
             ratings, self.user_col, self.item_col, self.rating_col
