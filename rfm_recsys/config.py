@@ -304,6 +304,15 @@ _RANK = Param(
     int | str | None,
 )
 
+_BACKEND = Param(
+    "backend",
+    "threads",
+    Options("threads", "dask"),
+    "``'threads'`` (this process) or ``'dask'`` (the current ``dask.distributed`` client, else a "
+    "temporary ``LocalCluster``; needs the ``dask`` extra).",
+    annotation=str,
+)
+
 #: lin-RFM on ratings (``LinRFMAlgo``, ``LinRFM``).
 # The kernel step after the AGOP updates (rfm_recsys.core.kernel_rfm): the kernel over items
 # with the co-rating signal, a Gaussian kernel over the learned geometry and both orientations
@@ -376,6 +385,7 @@ LINRFM = ModelConfig(
         *(_LINRFM_ORIENT if p is _ORIENT else p for p in _SHARED),
         _RANK,
         *_KERNEL,
+        _BACKEND,
     ),
     update=_agop,
 )

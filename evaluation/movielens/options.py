@@ -167,6 +167,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="run every fit in this process instead of a fresh worker (faster start; peak "
         "memory is then only an RSS-sampler estimate)",
     )
+    p.add_argument(
+        "--backend",
+        choices=["threads", "dask"],
+        default="threads",
+        help="lin-RFM's backend: 'dask' fits it on the current dask.distributed client, or on a "
+        "LocalCluster started for each fit (needs the dask extra; dense kernel, rank=None, "
+        "unless --param linrfm.rank=... is given) (default: threads)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument(
         "--no-progress",

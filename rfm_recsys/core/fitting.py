@@ -253,7 +253,15 @@ def fit_with_config(
     parameters (``kernel``, ``implicit``...) get it after the AGOP updates
     (:func:`~rfm_recsys.core.kernel_rfm.apply_kernel`); ``orient="both"`` fits both
     orientations and returns their :class:`~rfm_recsys.core.kernel_rfm.CombinedFit`.
+    ``backend="dask"`` runs plain lin-RFM on a Dask cluster
+    (:func:`rfm_recsys.distributed.fit_arrays_dask`).
     """
+    if values.get("backend", "threads") == "dask":
+        from ..distributed import fit_arrays_dask
+
+        return fit_arrays_dask(
+            config, values, users, items, ratings, n_users, n_items, progress, callback
+        )
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
     kernel = {k: values[k] for k in KERNEL_PARAMS if k in values}

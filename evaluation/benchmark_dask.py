@@ -1,0 +1,183 @@
+"""Dask backend against the threads backend on a MovieLens-shaped synthetic problem, same run.
+
+For one shape (``--shape ml-1m|ml-10m|ml-25m`` or ``--users/--items/--ratings``) the script
+draws ratings with :func:`rfm_recsys.datasets.make_ratings`, fits :class:`LinRFM` with the
+threads backend, then with ``backend="dask"`` on ``LocalCluster(n_workers=W,
+threads_per_worker=1)`` (started before the clock runs), and reports:
+
+* the wall time of each fit and their ratio (dask / threads), and per-iteration seconds;
+* bytes per iteration: into the workers (what the driver scatters: the kernel, broadcast to
+  every worker) and out of the workers (``Worker.transfer_outgoing_bytes_total``: partial
+  ``X^T X`` moving between workers for the tree sum, and the total to the driver), beside the
+  estimate ``d * d * 4`` per worker of the dense kernel (``d * r * 4`` for a factored one);
+* the largest relative gap between the two models' predictions on 200,000 training pairs.
+
+Both fits see the same cores: the threads backend uses ``W`` threads (``RFM_BLAS_THREADS`` is not
+touched). Run it on an idle machine; the JSON lines it prints (and appends to ``--out``) hold
+the figures and the command line.
+
+    python -m evaluation.benchmark_dask --shape ml-1m --n-iter 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+SHAPES = {
+    "ml-1m": (6_040, 3_706, 1_000_209),
+    "ml-10m": (69_878, 10_677, 10_000_054),
+    "ml-25m": (162_541, 59_047, 25_000_095),
+}
+
+
+def _parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", choices=sorted(SHAPES), default="ml-1m")
+    p.add_argument("--users", type=int)
+    p.add_argument("--items", type=int)
+    p.add_argument("--ratings", type=int)
+    p.add_argument("--n-iter", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--skip-threads", action="store_true", help="time the dask fit only")
+    p.add_argument("--out", default=None, help="append the JSON record to this file")
+    return p.parse_args(argv)
+
+
+class _Traffic:
+    """Bytes the driver scatters (counted at the call) and bytes the workers send out."""
+
+    def __init__(self, client) -> None:
+        from dask.sizeof import sizeof
+
+        self.client = client
+        self.scattered = 0
+        n_workers = len(client.nthreads())
+        scatter = client.scatter
+
+        def counting(data, *args, **kwargs):
+            copies = n_workers if kwargs.get("broadcast") else 1
+            self.scattered += int(sizeof(data)) * copies
+            return scatter(data, *args, **kwargs)
+
+        client.scatter = counting
+        self.marks: list[tuple[int, int]] = []
+
+    def worker_out(self) -> int:
+        totals = self.client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total)
+        return int(sum(totals.values()))
+
+    def mark(self, *_args) -> None:
+        self.marks.append((self.scattered, self.worker_out()))
+
+    def per_iteration(self) -> list[dict]:
+        out = []
+        for (s0, w0), (s1, w1) in zip(self.marks[:-1], self.marks[1:]):
+            out.append({"to_workers": s1 - s0, "from_workers": w1 - w0})
+        return out
+
+
+def _task_seconds(stream: list[dict]) -> dict:
+    """Seconds and task counts per task function and action (compute, transfer, ...)."""
+    out: dict[str, list] = {}
+    for task in stream:
+        key = task["key"]
+        name = (key if isinstance(key, str) else str(key[0])).rsplit("-", 5)[0]
+        for ss in task["startstops"]:
+            entry = out.setdefault(f"{name}:{ss['action']}", [0, 0.0])
+            entry[0] += 1
+            entry[1] = round(entry[1] + ss["stop"] - ss["start"], 3)
+    return out
+
+
+def main(argv=None) -> dict:
+    args = _parse(argv)
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from rfm_recsys.datasets import make_ratings
+    from rfm_recsys.model import LinRFM
+
+    n_users, n_items, n_ratings = SHAPES[args.shape]
+    n_users, n_items = args.users or n_users, args.items or n_items
+    n_ratings = args.ratings or n_ratings
+    t = time.perf_counter()
+    df = make_ratings(n_users, n_items, n_ratings, random_state=args.seed)
+    df = df[["user_id", "item_id", "rating"]]
+    record = {
+        "command": "python -m evaluation.benchmark_dask " + " ".join(sys.argv[1:]),
+        "shape": [n_users, n_items, len(df)],
+        "n_iter": args.n_iter,
+        "dtype": args.dtype,
+        "workers": args.workers,
+        "generate_seconds": round(time.perf_counter() - t, 2),
+        "load_before": os.getloadavg(),
+    }
+    d = min(n_users, n_items)
+    # the predictions are compared on a seeded sample of training pairs: predicting all of
+    # ML-10M's pairs with a dense kernel takes minutes
+    pick = np.random.default_rng(args.seed).choice(len(df), min(len(df), 200_000), replace=False)
+    u, i = df["user_id"].to_numpy()[pick], df["item_id"].to_numpy()[pick]
+    p_threads = None
+    if not args.skip_threads:
+        t = time.perf_counter()
+        threads = LinRFM(n_iter=args.n_iter, dtype=args.dtype, rank=None).fit(df)
+        record["threads_seconds"] = round(time.perf_counter() - t, 2)
+        record["threads_iteration_seconds"] = [
+            round(h["iteration_seconds"], 2) for h in threads.history_
+        ]
+        p_threads = threads.predict(u, i)
+        del threads
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            scheduler_kwargs={"dashboard": False},
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        traffic = _Traffic(client)
+        traffic.mark()
+        t = time.perf_counter()
+        with get_task_stream(client) as stream:
+            model = LinRFM(n_iter=args.n_iter, dtype=args.dtype, rank=None, backend="dask").fit(
+                df, callback=traffic.mark
+            )
+        record["dask_seconds"] = round(time.perf_counter() - t, 2)
+        traffic.mark()
+        record["task_seconds"] = _task_seconds(stream.data)
+    record["dask_iteration_seconds"] = [round(h["iteration_seconds"], 2) for h in model.history_]
+    marks = traffic.per_iteration()
+    # marks: [start -> end of iteration 0 (setup + first solve), it 0 -> it 1, ..., last -> end]
+    record["bytes_setup_and_first_solve"] = marks[0]
+    record["bytes_per_iteration"] = marks[1:-1]
+    record["bytes_final_gather"] = marks[-1]
+    record["estimate_dense_kernel_bytes_per_worker"] = d * d * np.dtype(args.dtype).itemsize
+    if p_threads is not None:
+        record["ratio_dask_over_threads"] = round(
+            record["dask_seconds"] / record["threads_seconds"], 3
+        )
+        p_dask = model.predict(u, i)
+        record["max_relative_gap"] = float(
+            np.max(np.abs(p_dask - p_threads) / np.maximum(np.abs(p_threads), 1e-12))
+        )
+    record["load_after"] = os.getloadavg()
+    line = json.dumps(record)
+    print(line)
+    if args.out:
+        with open(args.out, "a") as fh:
+            fh.write(line + "\n")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Putting ratings on the cluster: in-memory triples scattered once, or a dask DataFrame coded
+where it lies.
+
+Either way the result is a :class:`~rfm_recsys.distributed.fitting.DaskRatings`: futures of
+:class:`~rfm_recsys.distributed.blocks.RatingPart`, each holding all the ratings of a set of
+rows of the fit's orientation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pandas as pd
+
+from ..checks import RatingsError, check_shape
+from ..core.fitting import resolve_orientation
+from ..ids import Vocabulary
+from . import blocks as B
+from .cluster import gather
+from .fitting import DaskRatings
+
+__all__ = ["frame_ratings", "is_dask_frame", "scatter_ratings"]
+
+
+def is_dask_frame(x) -> bool:
+    """Whether ``x`` is a ``dask.dataframe.DataFrame`` (without importing dask otherwise)."""
+    return type(x).__module__.startswith(("dask.dataframe", "dask_expr")) and hasattr(
+        x, "npartitions"
+    )
+
+
+def total_threads(client) -> int:
+    return max(1, int(sum(client.nthreads().values())))
+
+
+def scatter_ratings(
+    client,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    n_users: int,
+    n_items: int,
+    *,
+    orient: str,
+    validation_share: float,
+    random_state,
+    n_parts: int | None = None,
+) -> DaskRatings:
+    """Split checked, coded triples into parts of whole rows and scatter them once.
+
+    The validation share is drawn here exactly as the threads backend draws it (one
+    ``random(n) < share`` over the ratings in their given order), so both backends hold out the
+    same ratings. Parts are balanced by their number of ratings, one per worker thread.
+    """
+    held = np.zeros(ratings.size, dtype=bool)
+    if validation_share:
+        if not 0.0 < validation_share < 1.0:
+            raise ValueError(f"validation_share must be in (0, 1), got {validation_share}")
+        held = np.random.default_rng(random_state).random(ratings.size) < validation_share
+    rows = users if resolve_orientation(orient, n_users, n_items) else items
+    order = np.argsort(rows, kind="stable")
+    parts = []
+    for sl in _row_slices(rows[order], n_parts or total_threads(client)):
+        idx = order[sl]
+        parts.append(B.RatingPart(users[idx], items[idx], ratings[idx], held[idx]))
+    futures = client.scatter(parts, hash=False)
+    return DaskRatings(client, futures, n_users, n_items, int(ratings.size), int(held.sum()))
+
+
+def _row_slices(sorted_rows: np.ndarray, n_parts: int) -> list[slice]:
+    """About equal numbers of ratings per slice, cut only where the row changes."""
+    n = sorted_rows.size
+    bounds = [0]
+    for k in range(1, n_parts):
+        cut = int(np.searchsorted(sorted_rows, sorted_rows[min(n - 1, k * n // n_parts)]))
+        if cut > bounds[-1]:
+            bounds.append(cut)
+    bounds.append(n)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def frame_ratings(
+    client,
+    ddf,
+    columns: tuple,
+    *,
+    rating_scale: tuple[float, float] | None,
+    duplicates: str,
+    orient: str,
+    validation_share: float,
+    random_state,
+) -> tuple[DaskRatings, Vocabulary, Vocabulary]:
+    """Code a dask DataFrame of ratings on the workers; the driver sees only ids and sizes.
+
+    The id vocabularies come from distributed ``drop_duplicates`` (the driver receives the
+    distinct ids, which the fitted model keeps anyway); the frame is shuffled by the row side's
+    id so every row's ratings share a partition, and each partition is coded, checked (NaN,
+    scale, duplicates) and sorted on its worker. The resulting parts keep their lineage: a part
+    lost with a worker is recomputed from the frame's source.
+    """
+    import dask
+
+    user_col, item_col, rating_col = columns
+    _check_frame(ddf, columns)
+    # one tree reduction per column: the driver receives the distinct ids only
+    uniq = client.compute([ddf[c].drop_duplicates(split_out=1) for c in (user_col, item_col)])
+    user_vocab, item_vocab = (
+        _vocabulary(s, what, col)
+        for s, what, col in zip(gather(client, uniq), ("user", "item"), (user_col, item_col))
+    )
+    n_users, n_items = len(user_vocab), len(item_vocab)
+    check_shape(n_users, n_items)
+    row_col = user_col if resolve_orientation(orient, n_users, n_items) else item_col
+    shuffled = ddf[list(columns)].shuffle(on=row_col, shuffle_method="tasks")
+    pieces = shuffled.to_delayed()
+    seeds = _seeds(random_state, len(pieces))
+    # the id indexes travel in the graph (not scattered), so they too can be recomputed
+    uidx = dask.delayed(user_vocab.index, pure=True)
+    iidx = dask.delayed(item_vocab.index, pure=True)
+    share = float(validation_share)
+    parts = client.compute(
+        [
+            dask.delayed(B.part_from_frame, pure=True)(
+                piece, uidx, iidx, columns, rating_scale, duplicates, share, seed
+            )
+            for piece, seed in zip(pieces, seeds)
+        ]
+    )
+    sizes = gather(client, [client.submit(B.part_sizes, p, pure=False) for p in parts])
+    nnz = sum(s[0] for s in sizes)
+    if nnz == 0:
+        raise RatingsError(
+            "no ratings to fit: the dask DataFrame is empty; pass at least one rating"
+        )
+    data = DaskRatings(
+        client,
+        parts,
+        n_users,
+        n_items,
+        nnz,
+        sum(s[1] for s in sizes),
+        recomputable=True,
+        rating_range=(min(s[2] for s in sizes), max(s[3] for s in sizes)),
+    )
+    return data, user_vocab, item_vocab
+
+
+def _check_frame(ddf, columns: tuple) -> None:
+    if len(set(columns)) < 3:
+        raise ValueError(
+            f"user_col, item_col and rating_col must be three different columns, got {columns}"
+        )
+    missing = [c for c in columns if c not in ddf.columns]
+    if missing:
+        raise RatingsError(
+            f"column(s) {missing} not found in the ratings; the dask DataFrame has columns "
+            f"{list(ddf.columns)}. Name them with LinRFM(user_col=..., item_col=..., "
+            f"rating_col=...)"
+        )
+    dtype = ddf[columns[2]].dtype
+    if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
+        raise RatingsError(
+            f"the rating column {columns[2]!r} must hold numbers but has dtype {dtype}; convert "
+            f"it first, e.g. ddf[{columns[2]!r}] = dd.to_numeric(ddf[{columns[2]!r}])"
+        )
+
+
+def _vocabulary(uniques: pd.Series, what: str, name: str) -> Vocabulary:
+    """Sorted distinct ids (as :meth:`Vocabulary.from_column` codes them), missing ids refused."""
+    if uniques.isna().any():
+        raise RatingsError(
+            f"some rows have a missing {what} id in column {name!r}; drop them first, e.g. "
+            f"ddf.dropna(subset=[{name!r}])"
+        )
+    values = uniques.to_numpy()
+    with contextlib.suppress(TypeError):  # mixed types that do not sort: keep the order found
+        values = np.sort(values)
+    return Vocabulary(values)
+
+
+def _seeds(random_state, n: int) -> list[np.random.SeedSequence]:
+    """One seed per partition for the validation draw, from ``random_state``."""
+    if isinstance(random_state, np.random.Generator):
+        root = np.random.SeedSequence(int(random_state.integers(2**63)))
+    elif isinstance(random_state, np.random.BitGenerator):
+        root = np.random.SeedSequence(int(np.random.Generator(random_state).integers(2**63)))
+    elif isinstance(random_state, np.random.SeedSequence):
+        root = random_state
+    else:
+        root = np.random.SeedSequence(random_state)
+    return root.spawn(n)
