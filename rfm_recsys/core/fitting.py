@@ -151,6 +151,26 @@ class RatingsFit:
         return base + kernel.astype(np.float64), b_u
 
 
+def validation_mask(n_ratings: int, share: float, random_state=None) -> np.ndarray:
+    """Which of ``n_ratings`` ratings (in their given order) are held out for validation.
+
+    Exactly ``round(share * n)`` of them, at least one and never all, drawn with
+    ``random_state``: a small share of a small set still holds out a rating (a per-rating coin
+    flip could hold out none). Both backends call this, so they hold out the same ratings.
+    """
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"validation_share must be in (0, 1), got {share}")
+    if n_ratings < 2:
+        raise ValueError(
+            f"validation_share needs at least 2 ratings to hold one out, got {n_ratings}: "
+            f"use validation_share=0"
+        )
+    k = min(max(1, round(share * n_ratings)), n_ratings - 1)
+    held = np.zeros(n_ratings, dtype=bool)
+    held[np.random.default_rng(random_state).choice(n_ratings, k, replace=False)] = True
+    return held
+
+
 def fit_ratings(
     users: np.ndarray,
     items: np.ndarray,
@@ -210,14 +230,7 @@ def fit_ratings(
         return _fit_once(
             users, items, ratings, n_users, n_items, n_iter=n_iter, callback=callback, **run
         )
-    if not 0.0 < validation_share < 1.0:
-        raise ValueError(f"validation_share must be in (0, 1), got {validation_share}")
-    rng = np.random.default_rng(random_state)
-    held = rng.random(ratings.size) < validation_share
-    if held.all() or not held.any():
-        raise ValueError(
-            "validation_share leaves no ratings on one side: use more data or another share"
-        )
+    held = validation_mask(ratings.size, validation_share, random_state)
     probe = _fit_once(
         users[~held],
         items[~held],

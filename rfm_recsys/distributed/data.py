@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..checks import RatingsError, check_shape
-from ..core.fitting import resolve_orientation
+from ..core.fitting import resolve_orientation, validation_mask
 from ..ids import Vocabulary
 from . import blocks as B
 from .cluster import gather
@@ -49,15 +49,13 @@ def scatter_ratings(
 ) -> DaskRatings:
     """Split checked, coded triples into parts of whole rows and scatter them once.
 
-    The validation share is drawn here exactly as the threads backend draws it (one
-    ``random(n) < share`` over the ratings in their given order), so both backends hold out the
-    same ratings. Parts are balanced by their number of ratings, one per worker thread.
+    The validation share is drawn here by the threads backend's own
+    :func:`~rfm_recsys.core.fitting.validation_mask`, so both backends hold out the same
+    ratings. Parts are balanced by their number of ratings, one per worker thread.
     """
     held = np.zeros(ratings.size, dtype=bool)
     if validation_share:
-        if not 0.0 < validation_share < 1.0:
-            raise ValueError(f"validation_share must be in (0, 1), got {validation_share}")
-        held = np.random.default_rng(random_state).random(ratings.size) < validation_share
+        held = validation_mask(ratings.size, validation_share, random_state)
     rows = users if resolve_orientation(orient, n_users, n_items) else items
     order = np.argsort(rows, kind="stable")
     parts = []
