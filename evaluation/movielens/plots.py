@@ -24,42 +24,7 @@ def plot_rmse_vs_fit_time(
 ) -> Path | None:
     """Test RMSE against fit time: one dot per fold; per algorithm the mean, the folds' range of
     fit times and the standard deviation of RMSE."""
-    pts = [r for r in rows if _ok(r.get("rmse")) and _ok(r.get("fit_seconds"))]
-    if not pts:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for j, rec in enumerate(s for s in summary if _ok(s.get("rmse_mean"))):
-        c = colors[j % len(colors)]
-        mine = [r for r in pts if r["algorithm"] == rec["algorithm"]]
-        ax.scatter(
-            [r["fit_seconds"] for r in mine], [r["rmse"] for r in mine], color=c, alpha=0.35, s=18
-        )
-        # x: the range of the folds (a std bar would cross zero on the log axis); y: the std.
-        xs = [r["fit_seconds"] for r in mine]
-        mx = rec["fit_seconds_mean"]
-        ax.errorbar(
-            mx,
-            rec["rmse_mean"],
-            xerr=[[max(0.0, mx - min(xs))], [max(0.0, max(xs) - mx)]],
-            yerr=rec["rmse_std"],
-            fmt="o",
-            color=c,
-            ms=8,
-            capsize=3,
-            label=rec["label"],
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("fit time per fold (s, log scale)")
-    ax.set_ylabel("test RMSE")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _metric_vs_fit_time(path, rows, summary, title, "rmse", "test RMSE")
 
 
 def plot_precision_vs_fit_time(
@@ -67,25 +32,33 @@ def plot_precision_vs_fit_time(
 ) -> Path | None:
     """Top-N precision@10 against fit time: one dot per fold, per algorithm the mean with the
     folds' range of fit times and the standard deviation of precision@10."""
-    pts = [r for r in rows if _ok(r.get("precision@10")) and _ok(r.get("fit_seconds"))]
+    return _metric_vs_fit_time(path, rows, summary, title, "precision@10", "precision@10")
+
+
+def _metric_vs_fit_time(
+    path: Path, rows: Sequence[dict], summary: Sequence[dict], title: str, metric: str, label: str
+) -> Path | None:
+    pts = [r for r in rows if _ok(r.get(metric)) and _ok(r.get("fit_seconds"))]
     if not pts:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for j, rec in enumerate(s for s in summary if _ok(s.get("precision@10_mean"))):
+    # 18 distinct colours: the top-N figure has a dozen algorithms, more than one cycle of tab10
+    colors = [*plt.get_cmap("tab10").colors, *plt.get_cmap("Dark2").colors]
+    for j, rec in enumerate(s for s in summary if _ok(s.get(f"{metric}_mean"))):
         c = colors[j % len(colors)]
         mine = [r for r in pts if r["algorithm"] == rec["algorithm"]]
         if not mine:
             continue
         xs = [r["fit_seconds"] for r in mine]
-        ax.scatter(xs, [r["precision@10"] for r in mine], color=c, alpha=0.35, s=18)
-        mx = float(np.mean(xs))
+        ax.scatter(xs, [r[metric] for r in mine], color=c, alpha=0.35, s=18)
+        mx = float(rec.get("fit_seconds_mean") or np.mean(xs))
+        # x: the range of the folds (a std bar would cross zero on the log axis); y: the std.
         ax.errorbar(
             mx,
-            rec["precision@10_mean"],
+            rec[f"{metric}_mean"],
             xerr=[[max(0.0, mx - min(xs))], [max(0.0, max(xs) - mx)]],
-            yerr=rec.get("precision@10_std", 0.0),
+            yerr=rec.get(f"{metric}_std", 0.0),
             fmt="o",
             color=c,
             ms=8,
@@ -94,7 +67,7 @@ def plot_precision_vs_fit_time(
         )
     ax.set_xscale("log")
     ax.set_xlabel("fit time per fold (s, log scale)")
-    ax.set_ylabel("precision@10")
+    ax.set_ylabel(label)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
