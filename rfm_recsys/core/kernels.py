@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from .blas import blas_threads, default_threads
 from .completion import gram_of_completion, predict_pairs
 from .memory import CHUNK_BYTES, OVERSAMPLE
-from .solve import RowPlan, solve_rows, spd_solve
+from .solve import RowPlan, run_shared, solve_rows, spd_solve
 
 # Power iterations of the randomized range finder. Measured on a validation share of ml-100k
 # (rank 128, defaults): validation RMSE 0.9255 with none, 0.92128 with one, 0.92126 with two,
@@ -537,7 +537,7 @@ def _solve_rows_factored(L_all, plan: RowPlan, y, lam: float, n_threads) -> np.n
             sol = _solve_stack(L, yy, lam)
             a[pos[valid]] = sol[valid]
 
-    _run_shared(tasks, run, n_threads)
+    run_shared(tasks, run, n_threads)
     return a
 
 
@@ -576,24 +576,6 @@ def _stack_solve(M: np.ndarray, b: np.ndarray) -> np.ndarray:
         _, x, info = posv(M[k].T, b[k], lower=1, overwrite_a=1, overwrite_b=0)
         out[k] = x if info == 0 else spd_solve(M[k].astype(np.float64), b[k].astype(np.float64))
     return out
-
-
-def _run_shared(tasks: list, run, n_threads: int | None) -> None:
-    """Run tasks ``(cost, ...)`` on threads, largest first onto the least-loaded worker."""
-    if n_threads is None:
-        n_threads = default_threads()
-    with blas_threads(1):
-        if n_threads <= 1 or len(tasks) < 2:
-            run(tasks)
-            return
-        shares: list[list] = [[] for _ in range(n_threads)]
-        load = [0.0] * n_threads
-        for t in sorted(tasks, key=lambda t: -t[0]):
-            w = load.index(min(load))
-            shares[w].append(t)
-            load[w] += t[0]
-        with ThreadPoolExecutor(n_threads) as ex:
-            list(ex.map(run, shares))
 
 
 # --------------------------------------------------------------- factored feature updates

@@ -107,22 +107,30 @@ def solve_rows(
                 sol = np.stack([spd_solve(M, r[:, 0]) for M, r in zip(Ks, rhs)])
             a[p] = sol
 
+    run_shared(tasks, run, n_threads)
+    return a
+
+
+def run_shared(tasks: list, run, n_threads: int | None) -> None:
+    """Run tasks ``(cost, ...)`` on threads, largest first onto the least-loaded worker.
+
+    ``run`` gets a list of tasks; the tasks must write disjoint outputs (no locks are taken).
+    BLAS is single-threaded inside: the parallelism is across tasks.
+    """
     if n_threads is None:
         n_threads = default_threads()
     with blas_threads(1):
         if n_threads <= 1 or len(tasks) < 2:
             run(tasks)
-        else:
-            # largest first onto the least-loaded worker: positions are disjoint, so no locks
-            shares: list[list] = [[] for _ in range(n_threads)]
-            load = [0.0] * n_threads
-            for t in sorted(tasks, key=lambda t: -t[0]):
-                w = load.index(min(load))
-                shares[w].append(t)
-                load[w] += t[0]
-            with ThreadPoolExecutor(n_threads) as ex:
-                list(ex.map(run, shares))
-    return a
+            return
+        shares: list[list] = [[] for _ in range(n_threads)]
+        load = [0.0] * n_threads
+        for t in sorted(tasks, key=lambda t: -t[0]):
+            w = load.index(min(load))
+            shares[w].append(t)
+            load[w] += t[0]
+        with ThreadPoolExecutor(n_threads) as ex:
+            list(ex.map(run, shares))
 
 
 def spd_solve(M: np.ndarray, b: np.ndarray) -> np.ndarray:
