@@ -290,7 +290,7 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         ),
         AlgoSpec(
             "svd", "SVD", "rating", _svd, quick={"n_epochs": 5},
-            grid={"reg_all": [0.02, 0.05], "lr_all": [0.005, 0.01]},
+            grid={"reg_all": [0.02, 0.05, 0.1], "lr_all": [0.005, 0.01]},
             quick_grid={"reg_all": [0.02, 0.05]},
         ),
         AlgoSpec(
