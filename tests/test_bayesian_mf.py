@@ -147,3 +147,14 @@ def test_score_users_match_predict(split, fitted):
     items = np.arange(trainset.n_items)
     est, _ = fitted.fit_.predict(np.full(items.size, 3), items)
     np.testing.assert_allclose(scores[1], est, rtol=1e-5)
+
+
+def test_default_keeps_all_but_a_tenth_of_any_number_of_sweeps(split):
+    from rfm_recsys.baselines.bayesian_mf import kept_samples
+
+    assert kept_samples(200, None) == 180
+    assert kept_samples(100, None) == 90
+    assert kept_samples(5, 3) == 3
+    # a --tune grid over n_iter alone must fit at every point (it once failed at n_iter=100)
+    algo = BayesianMFAlgo(rank=2, n_iter=20, random_state=0).fit(split[0])
+    assert algo.fit_.history[0]["n_samples"] == 18

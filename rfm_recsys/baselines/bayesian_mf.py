@@ -91,7 +91,7 @@ def fit_bayesian_mf(
     *,
     rank: int = 10,
     n_iter: int = 200,
-    n_kept_samples: int = 180,
+    n_kept_samples: int | None = None,
     init_stdev: float = 0.1,
     random_state: int = 0,
     verbose: bool = False,
@@ -104,7 +104,8 @@ def fit_bayesian_mf(
         n_users, n_items: number of users and items (one-hot widths).
         rank: dimension of the factors.
         n_iter: Gibbs sweeps in all (burn-in included).
-        n_kept_samples: the last sweeps whose samples are averaged.
+        n_kept_samples: the last sweeps whose samples are averaged (None: all but the first
+            tenth, :func:`kept_samples`).
         init_stdev: standard deviation of the initial factors.
         random_state: myfm's seed (an int).
         verbose: show myfm's progress bar.
@@ -126,7 +127,7 @@ def fit_bayesian_mf(
             X,
             np.asarray(ratings, dtype=np.float64),
             n_iter=n_iter,
-            n_kept_samples=n_kept_samples,
+            n_kept_samples=kept_samples(n_iter, n_kept_samples),
             grouping=[0] * n_users + [1] * n_items,
             callback=None if verbose else (lambda *_: (False, None)),
         )
@@ -148,6 +149,17 @@ def fit_bayesian_mf(
     )
 
 
+def kept_samples(n_iter: int, n_kept_samples: int | None) -> int:
+    """The samples averaged: ``n_kept_samples``, or all sweeps but a tenth of burn-in if None.
+
+    None keeps 90% whatever ``n_iter`` is, so a grid over ``n_iter`` needs no matching
+    ``n_kept_samples`` (a fixed count larger than a small ``n_iter`` is an error).
+    """
+    if n_kept_samples is None:
+        return max(1, n_iter - n_iter // 10)
+    return int(n_kept_samples)
+
+
 class BayesianMFAlgo(_VectorisedAlgo):
     """Bayesian MF ("BayesianMF (myfm)" in the tables): myfm's Gibbs-sampled factorisation.
 
@@ -157,14 +169,16 @@ class BayesianMFAlgo(_VectorisedAlgo):
     item is unknown ``w0 + w_u``; if both are unknown ``PredictionImpossible`` is raised
     (Surprise then predicts the global mean). Estimates are clipped to the rating scale.
 
-    The sampling settings (200 sweeps, the last 180 kept) follow myfm's MovieLens examples and
-    the comparison of Rendle et al. (2019), who keep a few hundred samples; rank 10 and 32 are the
-    two sizes the benchmark reports. Needs ``pip install myfm`` (the ``bayes`` extra).
+    The sampling settings (200 sweeps, the last 180 kept by default) follow myfm's MovieLens
+    examples and the comparison of Rendle et al. (2019), who keep a few hundred samples; rank 10
+    and 32 are the two sizes the benchmark reports. Needs ``pip install myfm`` (the ``bayes``
+    extra).
 
     Args:
         rank: dimension of the factors.
         n_iter: Gibbs sweeps in all, burn-in included.
-        n_kept_samples: the last ``n_kept_samples`` sweeps are averaged (at most ``n_iter``).
+        n_kept_samples: the last ``n_kept_samples`` sweeps are averaged (at most ``n_iter``);
+            None keeps all but the first tenth (180 of 200).
         init_stdev: standard deviation of the initial factors.
         random_state: seed of the sampler (int; None means 0, so fits are reproducible).
         verbose: show myfm's progress bar.
@@ -173,7 +187,7 @@ class BayesianMFAlgo(_VectorisedAlgo):
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "rank": Interval(1, None, integer=True),
         "n_iter": Interval(1, None, integer=True),
-        "n_kept_samples": Interval(1, None, integer=True),
+        "n_kept_samples": AnyOf(Options(None), Interval(1, None, integer=True)),
         "init_stdev": Interval(0.0, None, closed="neither"),
         "random_state": AnyOf(Options(None), Interval(0, 2**31 - 1, integer=True)),
         "verbose": Options(True, False),
@@ -183,7 +197,7 @@ class BayesianMFAlgo(_VectorisedAlgo):
         self,
         rank: int = 10,
         n_iter: int = 200,
-        n_kept_samples: int = 180,
+        n_kept_samples: int | None = None,
         init_stdev: float = 0.1,
         random_state: int | None = None,
         verbose: bool = False,
@@ -199,7 +213,7 @@ class BayesianMFAlgo(_VectorisedAlgo):
     def fit(self, trainset) -> BayesianMFAlgo:
         """Sample the posterior on a Surprise ``Trainset``; returns ``self``."""
         self._validate_params()
-        if self.n_kept_samples > self.n_iter:
+        if self.n_kept_samples is not None and self.n_kept_samples > self.n_iter:
             raise ValueError(
                 f"BayesianMFAlgo: n_kept_samples ({self.n_kept_samples}) must not exceed n_iter "
                 f"({self.n_iter}): lower n_kept_samples or raise n_iter"
