@@ -324,10 +324,14 @@ class FactoredKernel:
     def range_gram(
         self, A: sp.csr_matrix, At: sp.csr_matrix, P: np.ndarray, c: float, n_threads: int = 1
     ) -> np.ndarray:
-        """``X^T X P`` (``d x q``) for ``X = A (U diag(s) U^T + c I)``, given ``At = A^T``.
+        """``X^T X P`` (``d x q``, float64) for ``X = A (U diag(s) U^T + c I)``, ``At = A^T``.
 
         Sparse products and thin factor products only; over row blocks of ``A`` the results add
-        up to the whole matrix's.
+        up to the whole matrix's. ``X P`` is formed row by row in the kernel's dtype (the same
+        in any row blocking); the sum over rows, ``X^T (X P)``, is accumulated in float64, so
+        that summing it in another order (row blocks on several machines) changes nothing
+        visible: with float32 sums the Dask backend's models differed from the threads
+        backend's by 5e-6 relative on ml-100k at rank 32, with float64 ones by 1e-15.
         """
         dtype = self.dtype
         U, Us = self.U, self._scaled()
@@ -336,7 +340,8 @@ class FactoredKernel:
             return Us @ (U.T @ v) + dtype.type(c) * v
 
         W = np.asarray(_spmm(A, K_times(P.astype(dtype, copy=False)), n_threads), dtype=dtype)
-        return K_times(np.asarray(_spmm(At, W, n_threads), dtype=dtype))
+        Y = np.asarray(_spmm(At, W.astype(np.float64), n_threads))
+        return Us.astype(np.float64) @ (U.T.astype(np.float64) @ Y) + c * Y
 
     def next_exact(self, ZtZ: np.ndarray, update, n_rows: int, iteration: int) -> FactoredKernel:
         """The next kernel from ``Z^T Z`` (``r x r``, summed over all rows; shift ``c = 0``).
@@ -673,13 +678,13 @@ def _rayleigh_ritz(P: np.ndarray, Y: np.ndarray, r: int, dtype):
     With ``G = P^T Y = W diag(g) W^T``, ``X P W g^-1/2`` is an orthonormal basis of
     ``span(X P)``, so ``B = X^T X P W g^-1/2 = Y W g^-1/2`` has ``B B^T = X^T Pi X``: its left
     singular vectors and squared singular values are the answer. Directions of ``G`` below
-    its rounding level (``q`` units of ``Y``'s precision, relative) are dropped: they carry
-    no signal and ``g^-1/2`` would amplify their noise.
+    its rounding level are dropped (``q`` units of ``dtype``, relative: ``X P`` was formed in
+    ``dtype``): they carry no signal and ``g^-1/2`` would amplify their noise.
     """
     Y64 = np.asarray(Y, dtype=np.float64)
     G = P.T.astype(np.float64) @ Y64
     g, W = scipy.linalg.eigh((G + G.T) / 2, check_finite=False)
-    floor = max(g[-1], 0.0) * G.shape[0] * np.finfo(np.asarray(Y).dtype).eps
+    floor = max(g[-1], 0.0) * G.shape[0] * np.finfo(dtype).eps
     inv_sqrt = np.zeros_like(g)
     keep = g > floor
     inv_sqrt[keep] = 1.0 / np.sqrt(g[keep])
