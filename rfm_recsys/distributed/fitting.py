@@ -42,7 +42,7 @@ from ..core.engine import AGOPPower, FeatureUpdate, check_memory
 from ..core.fitting import RatingsFit, _seed, resolve_orientation
 from ..core.kernels import DenseKernel, FactoredKernel, check_spectral, resolve_rank
 from . import blocks as B
-from .cluster import DistributedFitError, gather
+from .cluster import DistributedFitError, broadcast, gather
 
 # Partial Gram matrices are summed in a tree of this fan-in on the workers.
 _FAN_IN = 4
@@ -147,7 +147,7 @@ class _Run:
         return self.client.submit(fn, *args, pure=False)
 
     def _broadcast(self, x):
-        return self.client.scatter(x, broadcast=True, hash=False)
+        return broadcast(self.client, x)
 
     # ------------------------------------------------------------------ baseline
 
@@ -259,15 +259,17 @@ class _Run:
         from its source) the step is redone from them. A lost scattered part cannot be redone:
         the error stands.
         """
+        rebuild = None
         for attempt in range(_RETRIES + 1):
             try:
+                if rebuild is not None:  # inside the try: a loss while rebuilding is retried too
+                    rebuild()
                 return step()
             except DistributedFitError as exc:
-                lost = isinstance(exc.__cause__, _cancelled())
+                lost = isinstance(exc.__cause__, _repairable())
                 if attempt == _RETRIES or not lost or not self._parts_alive():
                     raise
-                if on_retry is not None:
-                    on_retry()
+                rebuild = on_retry
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _parts_alive(self) -> bool:
@@ -409,10 +411,14 @@ class _Run:
         return rec
 
 
-def _cancelled() -> type:
+def _repairable() -> tuple[type, ...]:
+    """Causes of a lost step that a redo may repair: data cancelled with a worker, a comm closed
+    or a broadcast cut short by a worker leaving. Not ``KilledWorker``: a task that kept
+    killing its workers would kill them again."""
     from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
 
-    return FutureCancelledError
+    return (FutureCancelledError, CommClosedError, OSError, ValueError)
 
 
 class _Best:
