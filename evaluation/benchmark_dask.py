@@ -6,17 +6,23 @@ threads backend, then with ``backend="dask"`` on ``LocalCluster(n_workers=W,
 threads_per_worker=1)`` (started before the clock runs), and reports:
 
 * the wall time of each fit and their ratio (dask / threads), and per-iteration seconds;
-* bytes per iteration: into the workers (what the driver scatters: the kernel, broadcast to
-  every worker) and out of the workers (``Worker.transfer_outgoing_bytes_total``: partial
-  ``X^T X`` moving between workers for the tree sum, and the total to the driver), beside the
-  estimate ``d * d * 4`` per worker of the dense kernel (``d * r * 4`` for a factored one);
+* bytes per iteration: into the workers (what the driver scatters, counted as the arrays'
+  ``nbytes`` times the number of workers for a broadcast: the kernel, and the ``d x q``
+  blocks of a randomized update) and out of the workers
+  (``Worker.transfer_outgoing_bytes_total``: partial sums moving between workers for the tree
+  sum, and the total to the driver), beside the estimate ``d * r * 4`` per worker of the
+  factored kernel (``d * d * 4`` for the dense one, ``--rank none``);
+* the seconds of each task function (Dask's task stream), for the per-partition costs, and
+  the peak RSS of the driver and of each worker process;
 * the largest relative gap between the two models' predictions on 200,000 training pairs.
 
 Both fits see the same cores: the threads backend uses ``W`` threads (``RFM_BLAS_THREADS`` is not
-touched). Run it on an idle machine; the JSON lines it prints (and appends to ``--out``) hold
-the figures and the command line.
+touched). Both fit the same model (``--rank``, default ``auto``: the library's default, a
+rank-128 factored kernel beyond 256 feature columns). Run it on an idle machine; the JSON
+lines it prints (and appends to ``--out``) hold the figures and the command line.
 
-    python -m evaluation.benchmark_dask --shape ml-1m --n-iter 2
+    python -m evaluation.benchmark_dask --shape ml-25m
+    python -m evaluation.benchmark_dask --shape ml-1m --n-iter 2 --rank none
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -46,17 +53,34 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument(
+        "--rank", dest="rank_text", default="auto", help="'auto' (default), 'none' or an int"
+    )
     p.add_argument("--skip-threads", action="store_true", help="time the dask fit only")
     p.add_argument("--out", default=None, help="append the JSON record to this file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    text = args.rank_text.lower()
+    args.rank = {"auto": "auto", "none": None}[text] if text in ("auto", "none") else int(text)
+    return args
+
+
+def _payload_bytes(x) -> int:
+    """Bytes of the arrays in what the driver scatters (a kernel object: its factors)."""
+    if isinstance(x, np.ndarray):
+        return int(x.nbytes)
+    if isinstance(x, (list, tuple)):
+        return sum(_payload_bytes(v) for v in x)
+    if hasattr(x, "to_arrays"):
+        return sum(int(np.asarray(v).nbytes) for v in x.to_arrays().values())
+    from dask.sizeof import sizeof
+
+    return int(sizeof(x))
 
 
 class _Traffic:
     """Bytes the driver scatters (counted at the call) and bytes the workers send out."""
 
     def __init__(self, client) -> None:
-        from dask.sizeof import sizeof
-
         self.client = client
         self.scattered = 0
         n_workers = len(client.nthreads())
@@ -64,7 +88,7 @@ class _Traffic:
 
         def counting(data, *args, **kwargs):
             copies = n_workers if kwargs.get("broadcast") else 1
-            self.scattered += int(sizeof(data)) * copies
+            self.scattered += _payload_bytes(data) * copies
             return scatter(data, *args, **kwargs)
 
         client.scatter = counting
@@ -114,12 +138,16 @@ def main(argv=None) -> dict:
         "command": "python -m evaluation.benchmark_dask " + " ".join(sys.argv[1:]),
         "shape": [n_users, n_items, len(df)],
         "n_iter": args.n_iter,
+        "rank": args.rank,
         "dtype": args.dtype,
         "workers": args.workers,
         "generate_seconds": round(time.perf_counter() - t, 2),
         "load_before": os.getloadavg(),
     }
+    from rfm_recsys.core.kernels import resolve_rank
+
     d = min(n_users, n_items)
+    r = resolve_rank(args.rank, d)
     # the predictions are compared on a seeded sample of training pairs: predicting all of
     # ML-10M's pairs with a dense kernel takes minutes
     pick = np.random.default_rng(args.seed).choice(len(df), min(len(df), 200_000), replace=False)
@@ -127,7 +155,7 @@ def main(argv=None) -> dict:
     p_threads = None
     if not args.skip_threads:
         t = time.perf_counter()
-        threads = LinRFM(n_iter=args.n_iter, dtype=args.dtype, rank=None).fit(df)
+        threads = LinRFM(n_iter=args.n_iter, dtype=args.dtype, rank=args.rank).fit(df)
         record["threads_seconds"] = round(time.perf_counter() - t, 2)
         record["threads_iteration_seconds"] = [
             round(h["iteration_seconds"], 2) for h in threads.history_
@@ -149,19 +177,25 @@ def main(argv=None) -> dict:
         traffic.mark()
         t = time.perf_counter()
         with get_task_stream(client) as stream:
-            model = LinRFM(n_iter=args.n_iter, dtype=args.dtype, rank=None, backend="dask").fit(
-                df, callback=traffic.mark
-            )
+            model = LinRFM(
+                n_iter=args.n_iter, dtype=args.dtype, rank=args.rank, backend="dask"
+            ).fit(df, callback=traffic.mark)
         record["dask_seconds"] = round(time.perf_counter() - t, 2)
         traffic.mark()
         record["task_seconds"] = _task_seconds(stream.data)
+        # a lambda travels by value: each worker reports its own peak
+        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        record["worker_peak_rss_mib"] = sorted(round(v / 1024, 1) for v in peaks.values())
     record["dask_iteration_seconds"] = [round(h["iteration_seconds"], 2) for h in model.history_]
     marks = traffic.per_iteration()
     # marks: [start -> end of iteration 0 (setup + first solve), it 0 -> it 1, ..., last -> end]
     record["bytes_setup_and_first_solve"] = marks[0]
     record["bytes_per_iteration"] = marks[1:-1]
     record["bytes_final_gather"] = marks[-1]
-    record["estimate_dense_kernel_bytes_per_worker"] = d * d * np.dtype(args.dtype).itemsize
+    itemsize = np.dtype(args.dtype).itemsize
+    record["kernel"] = "dense" if r is None else f"factored rank {r}"
+    record["estimate_kernel_bytes_per_worker"] = d * (d if r is None else r) * itemsize
+    record["driver_peak_rss_mib"] = _peak_rss_mib()
     if p_threads is not None:
         record["ratio_dask_over_threads"] = round(
             record["dask_seconds"] / record["threads_seconds"], 3
@@ -177,6 +211,10 @@ def main(argv=None) -> dict:
         with open(args.out, "a") as fh:
             fh.write(line + "\n")
     return record
+
+
+def _peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def _select(args, folds, n_ratings: int, overrides: dict, notes: list[str]):
         notes.append("SVD++ left out by --quick (name it in --algorithms to include it)")
     params = {k: algorithm_params(k, args.quick, overrides) for k in keys}
     if getattr(args, "backend", "threads") == "dask" and "linrfm" in params:
-        notes.append(_use_dask(params["linrfm"], overrides.get("linrfm", {})))
+        notes.append(_use_dask(params["linrfm"]))
     train = folds[0][0]
     shape = DataShape(train.n_users, train.n_items, train.n_ratings)
     reasons = skip_reasons(keys, params, shape, args)
@@ -68,14 +68,10 @@ def _select(args, folds, n_ratings: int, overrides: dict, notes: list[str]):
     return keys, params, skipped
 
 
-def _use_dask(params: dict, given: dict) -> str:
+def _use_dask(params: dict) -> str:
     """lin-RFM's parameters for ``--backend dask``; the note for the report."""
     params["backend"] = "dask"
-    if "rank" in given:
-        return "lin-RFM fitted with backend='dask' (rank as given by --param)"
-    # the dask backend fits the dense kernel; the rank 'auto' would pick a factored one
-    params["rank"] = None
-    return "lin-RFM fitted with backend='dask' and the dense kernel (rank=None)"
+    return "lin-RFM fitted with backend='dask' (a LocalCluster per fit)"
 
 
 def _tasks(args, keys, params, paths, dataset, run_id, threads, memory_method) -> list[dict]:

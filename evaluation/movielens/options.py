@@ -172,8 +172,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         choices=["threads", "dask"],
         default="threads",
         help="lin-RFM's backend: 'dask' fits it on the current dask.distributed client, or on a "
-        "LocalCluster started for each fit (needs the dask extra; dense kernel, rank=None, "
-        "unless --param linrfm.rank=... is given) (default: threads)",
+        "LocalCluster started for each fit (needs the dask extra; the same model as with "
+        "threads, either kernel form) (default: threads)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument(

@@ -22,7 +22,7 @@ from ..core.fitting import RatingsFit
 from ..ids import Vocabulary
 from .cluster import DistributedFitError, dask_client
 from .data import frame_ratings, is_dask_frame, scatter_ratings
-from .fitting import check_dense, fit_ratings_dask
+from .fitting import check_supported, fit_ratings_dask
 
 __all__ = ["DistributedFitError", "fit_arrays_dask", "fit_frame_dask", "is_dask_frame"]
 
@@ -61,7 +61,7 @@ def fit_arrays_dask(
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
     # before any cluster is started or data sent
-    check_dense(kwargs.get("rank"), kwargs["orient"], n_users, n_items, kwargs.get("update"))
+    check_supported(kwargs.get("rank"), kwargs["orient"], n_users, n_items, kwargs.get("update"))
     with dask_client() as client:
         data = scatter_ratings(
             client,

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from ..checks import RatingsError, check_triples
 from ..core.completion import gram_of_completion, predict_pairs
+from ..core.kernels import FactoredKernel, factor_gram
 from ..core.solve import RowPlan, solve_rows
 
 
@@ -217,12 +218,28 @@ def reuse_temporaries() -> None:
         libc.mallopt(-1, 64 * 2**20)  # -1: M_TRIM_THRESHOLD
 
 
-def solve_block(block: Block, K: np.ndarray | None, lam: float, dtype: np.dtype) -> np.ndarray:
-    """Row coefficients ``a`` of the block (CSR data order); ``K=None`` is the identity."""
+def _here(K):
+    """The broadcast kernel with its arrays aligned in this process (see :func:`aligned`).
+
+    ``K`` is ``None`` (the identity), a dense ``d x d`` array or a
+    :class:`~rfm_recsys.core.kernels.FactoredKernel`.
+    """
+    if isinstance(K, FactoredKernel):
+        return FactoredKernel(aligned(K.U), aligned(K.s), K.eps, K.rank, K.shift, K.random_state)
+    return aligned(K)
+
+
+def solve_block(block: Block, K, lam: float, dtype: np.dtype) -> np.ndarray:
+    """Row coefficients ``a`` of the block (CSR data order); ``K=None`` is the identity.
+
+    A factored kernel solves with its own method, the threads backend's code path.
+    """
     reuse_temporaries()
     y = block.R.data
     if K is None:
         return y / np.dtype(dtype).type(1.0 + lam)
+    if isinstance(K, FactoredKernel):
+        return _here(K).solve_rows(block.plan, y, lam)
     return solve_rows(aligned(K), block.plan, y, lam)
 
 
@@ -230,7 +247,7 @@ def _coefficients(block: Block, a: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((aligned(a), block.R.indices, block.R.indptr), shape=block.R.shape)
 
 
-def block_stats(block: Block, a: np.ndarray, K: np.ndarray | None) -> dict:
+def block_stats(block: Block, a: np.ndarray, K) -> dict:
     """What the driver's history needs: ``sum a^2`` and, with validation, the squared errors."""
     a64 = a.astype(np.float64)
     out = {"sum_a2": float(a64 @ a64), "n_a": int(a.size), "sse": 0.0, "n_valid": 0}
@@ -240,6 +257,8 @@ def block_stats(block: Block, a: np.ndarray, K: np.ndarray | None) -> dict:
         if K is None:
             # identity kernel: W = A, read the entries (0 where the pair was not fitted)
             pred = np.asarray(A[vr, vc], dtype=np.float64).ravel()
+        elif isinstance(K, FactoredKernel):
+            pred = _here(K).complete(A).pairs(vr, vc)
         else:
             pred = predict_pairs(aligned(K), A, vr, vc)
         err = pred - vv
@@ -252,6 +271,21 @@ def block_gram(block: Block, a: np.ndarray, K: np.ndarray | None, dtype: np.dtyp
     """This block's ``X^T X`` with ``X = A K`` (``d x d``), summed over blocks by the driver."""
     reuse_temporaries()
     return gram_of_completion(aligned(K), _coefficients(block, a), None, dtype)
+
+
+def block_factor_gram(block: Block, a: np.ndarray, K: FactoredKernel) -> np.ndarray:
+    """This block's ``Z^T Z`` (``r x r``, float64) for the factored kernel's exact update."""
+    reuse_temporaries()
+    return factor_gram(_here(K).complete(_coefficients(block, a)).Z)
+
+
+def block_range_gram(
+    block: Block, a: np.ndarray, K: FactoredKernel, P: np.ndarray, c: float
+) -> np.ndarray:
+    """This block's ``X^T X P`` (``d x q``) for the factored kernel's randomized update."""
+    reuse_temporaries()
+    A = _coefficients(block, a)
+    return _here(K).range_gram(A, A.T.tocsr(), aligned(P), c, n_threads=1)
 
 
 def sum_arrays(*arrays: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from ..core.blas import usable_cores
 
-__all__ = ["DistributedFitError", "dask_client", "gather", "require_dask"]
+__all__ = ["DistributedFitError", "broadcast", "dask_client", "gather", "require_dask"]
 
 
 class DistributedFitError(RuntimeError):
@@ -60,6 +60,29 @@ def dask_client() -> Iterator:
         yield client
 
 
+def _lost_message(exc: BaseException) -> str:
+    return (
+        f"a Dask worker was lost during the fit and its data could not be recomputed "
+        f"({type(exc).__name__}: {exc}). Ratings passed as a pandas DataFrame, sparse matrix "
+        f"or Surprise trainset are scattered from this process and live only on the "
+        f"workers: refit, or pass a dask DataFrame read from storage (dd.read_parquet) so "
+        f"that Dask can recompute lost partitions from their source."
+    )
+
+
+def lost_types() -> tuple[type, ...]:
+    """Exceptions that mean a worker (and what it held) was lost during a step."""
+    distributed = require_dask()
+    from distributed.comm.core import CommClosedError
+
+    return (
+        distributed.KilledWorker,
+        distributed.client.FutureCancelledError,
+        CommClosedError,
+        OSError,
+    )
+
+
 def gather(client, futures):
     """``client.gather`` that turns the loss of unrecoverable data into a clear error.
 
@@ -68,15 +91,19 @@ def gather(client, futures):
     here as :class:`DistributedFitError` instead of Dask's internal exception, and the fit stops:
     it never returns a model built from missing partitions.
     """
-    distributed = require_dask()
-    lost = (distributed.KilledWorker, distributed.client.FutureCancelledError)
     try:
         return client.gather(futures)
-    except lost as exc:
-        raise DistributedFitError(
-            f"a Dask worker was lost during the fit and its data could not be recomputed "
-            f"({type(exc).__name__}: {exc}). Ratings passed as a pandas DataFrame, sparse matrix "
-            f"or Surprise trainset are scattered from this process and live only on the "
-            f"workers: refit, or pass a dask DataFrame read from storage (dd.read_parquet) so "
-            f"that Dask can recompute lost partitions from their source."
-        ) from exc
+    except lost_types() as exc:
+        raise DistributedFitError(_lost_message(exc)) from exc
+
+
+def broadcast(client, x):
+    """``x`` scattered to every worker; a worker lost meanwhile is :class:`DistributedFitError`.
+
+    Dask copies a broadcast to the workers it knows; one that dies (or restarts) during the
+    copy makes the scheduler's ``replicate`` fail with a ``ValueError`` or a closed comm.
+    """
+    try:
+        return client.scatter(x, broadcast=True, hash=False)
+    except (ValueError, *lost_types()) as exc:
+        raise DistributedFitError(_lost_message(exc)) from exc

@@ -7,10 +7,16 @@ each holding every rating of a set of rows. One engine run:
    half-step as partial ``bincount`` sums (one vector of biases broadcast, one summed back).
 2. **Blocks**: each part becomes, on its worker, the CSR matrix of its rows' residuals and its
    row plan; kept there (persisted futures) for every iteration of the run.
-3. **Iterations**: the kernel is broadcast once; each block solves its rows (the coefficients
-   stay on the worker) and returns ``sum a^2`` and its validation errors; its partial
-   ``X^T X`` is summed over a tree of tasks on the workers and only the total reaches the
-   driver, which applies the feature update and broadcasts the next kernel.
+3. **Iterations**: the kernel is broadcast once (the dense ``d x d`` array, or the factored
+   kernel's ``d x r`` ``U`` with its ``s`` and ``eps``); each block solves its rows with the
+   threads backend's code (the coefficients stay on the worker) and returns ``sum a^2`` and
+   its validation errors. Its share of the feature update is summed over a tree of tasks on
+   the workers and only the total reaches the driver: the dense kernel's ``X^T X``
+   (``d x d``); the factored kernel's ``Z^T Z`` (``r x r``), or, for a randomized update (the
+   first one, or any with a shift), ``X^T X P`` (``d x q``) for each ``d x q`` block ``P`` the
+   driver broadcasts. The driver finishes the update with the same
+   :class:`~rfm_recsys.core.kernels.FactoredKernel` methods as the threads backend
+   (``next_exact``, ``next_randomized``) and broadcasts the next kernel.
 4. **Result**: the coefficients of the chosen iteration are gathered into the ordinary
    :class:`~rfm_recsys.core.fitting.RatingsFit`.
 
@@ -33,10 +39,10 @@ import numpy as np
 
 from ..core.baseline import Baseline
 from ..core.engine import AGOPPower, FeatureUpdate, check_memory
-from ..core.fitting import RatingsFit, resolve_orientation
-from ..core.kernels import DenseKernel, resolve_rank
+from ..core.fitting import RatingsFit, _seed, resolve_orientation
+from ..core.kernels import DenseKernel, FactoredKernel, check_spectral, resolve_rank
 from . import blocks as B
-from .cluster import DistributedFitError, gather
+from .cluster import DistributedFitError, broadcast, gather
 
 # Partial Gram matrices are summed in a tree of this fan-in on the workers.
 _FAN_IN = 4
@@ -76,16 +82,18 @@ def fit_ratings_dask(
     progress: bool = False,
     callback: Callable[[int, dict], None] | None = None,
     rank: int | str | None = None,
+    shift: float = 0.0,
     random_state=None,
 ) -> RatingsFit:
     """:func:`~rfm_recsys.core.fitting.fit_ratings` on ratings held by a Dask cluster.
 
     The validation share was drawn when the parts were made (``RatingPart.held``). With it, the
     early-stopping run fits the non-held ratings, then the model is refitted on all of them for
-    the best number of iterations; the history keeps the validation curve.
+    the best number of iterations; the history keeps the validation curve. ``rank`` and
+    ``shift`` choose the kernel's form as in :func:`~rfm_recsys.core.fitting.fit_ratings`.
     """
     update = update if update is not None else AGOPPower(1.0)
-    check_dense(rank, orient, data.n_users, data.n_items, update)
+    r = check_supported(rank, orient, data.n_users, data.n_items, update)
     run = _Run(
         data,
         update=update,
@@ -98,6 +106,9 @@ def fit_ratings_dask(
         tol=tol,
         max_memory=max_memory,
         progress=progress,
+        rank=r,
+        shift=float(shift),
+        seed=_seed(random_state) if r is not None else 0,
     )
     if not validation_share:
         return run.fit("all", n_iter, None, callback)
@@ -111,16 +122,13 @@ def fit_ratings_dask(
     return fit
 
 
-def check_dense(rank, orient: str, n_users: int, n_items: int, update) -> None:
-    """Refuse a factored kernel, which this backend does not fit yet, naming the fix."""
+def check_supported(rank, orient: str, n_users: int, n_items: int, update) -> int | None:
+    """The kernel's rank (``None``: dense) for this fit; refuses an update it cannot apply."""
     d = n_items if resolve_orientation(orient, n_users, n_items) else n_users
-    if resolve_rank(rank, d, update) is not None:
-        raise NotImplementedError(
-            f"backend='dask' fits the dense d x d kernel only (rank=None); rank={rank!r} asks "
-            f"for a factored kernel at d = {d:,} feature columns. Pass rank=None (the dense "
-            f"kernel takes {4 * d * d / 2**30:.2f} GiB per copy in float32), or fit with "
-            f"backend='threads'."
-        )
+    r = resolve_rank(rank, d, update)
+    if r is not None:
+        check_spectral(update)
+    return r
 
 
 class _Run:
@@ -139,7 +147,7 @@ class _Run:
         return self.client.submit(fn, *args, pure=False)
 
     def _broadcast(self, x):
-        return self.client.scatter(x, broadcast=True, hash=False)
+        return broadcast(self.client, x)
 
     # ------------------------------------------------------------------ baseline
 
@@ -174,7 +182,9 @@ class _Run:
     def fit(self, mode: str, n_iter: int, patience: int | None, callback) -> RatingsFit:
         s = self.s
         bl, nnz = self._retrying(lambda: self.baseline(mode))
-        check_memory(self.n, self.d, nnz, s["dtype"], s["update"].needs_eigh, s["max_memory"])
+        check_memory(
+            self.n, self.d, nnz, s["dtype"], s["update"].needs_eigh, s["max_memory"], s["rank"]
+        )
         self.block_spec = (mode, bl, patience is not None)
         self._make_blocks()
         history, best_iteration, K, a = self._iterate(nnz, n_iter, patience, callback)
@@ -192,13 +202,25 @@ class _Run:
             b_user=bl.b_row,
             b_item=bl.b_col,
             users_are_rows=self.users_are_rows,
-            kernel=DenseKernel.eye(self.d, s["dtype"]) if K is None else DenseKernel(K),
+            kernel=self._as_kernel(K),
             A=A,
             lam=s["lam"],
             reg_user=float(s["reg_user"]),
             history=history,
             best_iteration=best_iteration,
         )
+
+    def _initial_kernel(self):
+        """``K = I``: ``None`` for the dense form (never materialised on the workers)."""
+        s = self.s
+        if s["rank"] is None:
+            return None
+        return FactoredKernel.eye(self.d, s["dtype"], s["rank"], s["shift"], s["seed"])
+
+    def _as_kernel(self, K):
+        if isinstance(K, FactoredKernel):
+            return K
+        return DenseKernel.eye(self.d, self.s["dtype"]) if K is None else DenseKernel(K)
 
     def _make_blocks(self) -> None:
         """(Re)build the engine blocks on the workers from the parts and the driver's baseline."""
@@ -237,15 +259,17 @@ class _Run:
         from its source) the step is redone from them. A lost scattered part cannot be redone:
         the error stands.
         """
+        rebuild = None
         for attempt in range(_RETRIES + 1):
             try:
+                if rebuild is not None:  # inside the try: a loss while rebuilding is retried too
+                    rebuild()
                 return step()
             except DistributedFitError as exc:
-                lost = isinstance(exc.__cause__, _cancelled())
+                lost = isinstance(exc.__cause__, _repairable())
                 if attempt == _RETRIES or not lost or not self._parts_alive():
                     raise
-                if on_retry is not None:
-                    on_retry()
+                rebuild = on_retry
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _parts_alive(self) -> bool:
@@ -254,24 +278,78 @@ class _Run:
         return all(f.status not in ("lost", "cancelled", "error") for f in self.data.parts)
 
     def _remote_iteration(self, K, last: bool):
-        """One round on the workers: row solves, their statistics and (unless last) ``X^T X``."""
+        """One round on the workers: row solves, their statistics and (unless last) the summed
+        share of the feature update that needs no further round (see :meth:`_update_share`)."""
         dtype = self.s["dtype"]
         K_fut = None if K is None else self._broadcast(K)
         a = [self._submit(B.solve_block, b, K_fut, self.s["lam"], dtype) for b in self.blocks]
         stats = [self._submit(B.block_stats, b, x, K_fut) for b, x in zip(self.blocks, a)]
-        futs = stats if last else [*stats, self._gram(a, K_fut)]
-        out = gather(self.client, futs)
-        xtx = None if last else np.asarray(out[-1], dtype=dtype)
-        return out[: len(stats)], xtx, a
+        share = None if last else self._update_share(K, a, K_fut)
+        out = gather(self.client, stats if share is None else [*stats, share])
+        total = None if share is None else np.asarray(out[-1])
+        return out[: len(stats)], total, a, K_fut
+
+    def _update_share(self, K, a, K_fut):
+        """The tree-summed future of the blocks' ``X^T X`` (dense kernel) or ``Z^T Z``
+        (factored, exact update); ``None`` for a randomized update, which takes its own rounds.
+        """
+        if not isinstance(K, FactoredKernel):
+            dtype = self.s["dtype"]
+            return self._tree(
+                [self._submit(B.block_gram, b, x, K_fut, dtype) for b, x in zip(self.blocks, a)]
+            )
+        if K.update_shift(0.0, False) != 0.0:
+            return None
+        return self._tree(
+            [self._submit(B.block_factor_gram, b, x, K_fut) for b, x in zip(self.blocks, a)]
+        )
+
+    def _next_kernel(self, K, total, state: dict, it: int):
+        """The driver's side of the feature update, as the threads backend's kernel does it."""
+        update, dtype = self.update, self.s["dtype"]
+        if not isinstance(K, FactoredKernel):
+            K_new = update(np.asarray(total, dtype=dtype), self.n, it)
+            if not np.all(np.isfinite(K_new)):
+                raise FloatingPointError(
+                    f"the kernel became non-finite at iteration {it + 1}: raise `lam` or use "
+                    f"float64"
+                )
+            return K_new.astype(dtype, copy=False)
+        if total is not None:
+            return K.next_exact(total, update, self.n, it)
+        c = K.update_shift(0.0, False)
+
+        def gram(P):  # X^T X P summed over the blocks; P is broadcast once per pass
+            P_fut = self._broadcast(np.ascontiguousarray(P, dtype=dtype))
+            futs = [
+                self._submit(B.block_range_gram, b, x, state["K_fut"], P_fut, c)
+                for b, x in zip(self.blocks, state["a"])
+            ]
+            return np.asarray(gather(self.client, [self._tree(futs)])[0])
+
+        def redo():  # after a lost worker: the blocks and this iteration's solves again
+            self._make_blocks()
+            state["K_fut"] = self._broadcast(K)
+            state["a"] = [
+                self._submit(B.solve_block, b, state["K_fut"], self.s["lam"], dtype)
+                for b in self.blocks
+            ]
+
+        return self._retrying(lambda: K.next_randomized(gram, update, self.n, it), redo)
+
+    def _change(self, K, K_new) -> float:
+        if isinstance(K, FactoredKernel):
+            return K.distance(K_new)
+        K_old = np.eye(self.d, dtype=self.s["dtype"]) if K is None else K
+        return float(np.linalg.norm(K_new - K_old) / max(np.linalg.norm(K_old), 1e-300))
 
     def _iterate(self, nnz: int, n_iter: int, patience: int | None, callback):
         """The engine loop of :func:`~rfm_recsys.core.engine.fit_engine`, one task per block."""
         s = self.s
-        dtype = s["dtype"]
-        update = copy.deepcopy(s["update"])
-        update.reset()
+        self.update = copy.deepcopy(s["update"])
+        self.update.reset()
         t0 = time.perf_counter()
-        K = None  # the identity, never materialised on the workers
+        K = self._initial_kernel()
         history: list[dict] = []
         best = _Best(patience)
         change = float("nan")
@@ -279,7 +357,7 @@ class _Run:
         it = 0
         while True:
             last = it >= n_iter or (s["tol"] is not None and it > 0 and change < s["tol"])
-            stats, xtx, a = self._retrying(
+            stats, total, a, K_fut = self._retrying(
                 lambda K=K, last=last: self._remote_iteration(K, last), self._make_blocks
             )
             rec = self._record(it, stats, nnz, change, patience is not None)
@@ -292,24 +370,17 @@ class _Run:
                 bar.update(1)
             if last or best.exhausted:
                 break
-            K_new = update(xtx, self.n, it)
-            if not np.all(np.isfinite(K_new)):
-                raise FloatingPointError(
-                    f"the kernel became non-finite at iteration {it + 1}: raise `lam` or use "
-                    f"float64"
-                )
-            K_old = np.eye(self.d, dtype=dtype) if K is None else K
-            change = float(np.linalg.norm(K_new - K_old) / max(np.linalg.norm(K_old), 1e-300))
-            K = K_new.astype(dtype, copy=False)
+            K_new = self._next_kernel(K, total, {"a": a, "K_fut": K_fut}, it)
+            change = self._change(K, K_new)
+            K = K_new
             it += 1
         if bar is not None:
             bar.close()
         best_iteration, K, a = best.result(it, K, a)
         return history, best_iteration, K, a
 
-    def _gram(self, a, K_fut):
-        dtype = self.s["dtype"]
-        futs = [self._submit(B.block_gram, b, x, K_fut, dtype) for b, x in zip(self.blocks, a)]
+    def _tree(self, futs):
+        """One future: the sum of ``futs``, added in a tree of fan-in ``_FAN_IN`` on the workers."""
         while len(futs) > 1:
             futs = [
                 self._submit(B.sum_arrays, *futs[k : k + _FAN_IN])
@@ -340,10 +411,14 @@ class _Run:
         return rec
 
 
-def _cancelled() -> type:
+def _repairable() -> tuple[type, ...]:
+    """Causes of a lost step that a redo may repair: data cancelled with a worker, a comm closed
+    or a broadcast cut short by a worker leaving. Not ``KilledWorker``: a task that kept
+    killing its workers would kill them again."""
     from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
 
-    return FutureCancelledError
+    return (FutureCancelledError, CommClosedError, OSError, ValueError)
 
 
 class _Best:

@@ -71,13 +71,17 @@ class LinRFM(ScoringRecommenderBase):
 
     ``backend="dask"`` (or a ``dask.dataframe.DataFrame`` given to ``fit``) fits the same model
     on the current ``dask.distributed`` client, or on a temporary ``LocalCluster`` without one
-    (:mod:`rfm_recsys.distributed`): the ratings live on the workers as blocks of rows, and per
-    iteration only the kernel (out) and the summed ``X^T X`` (back) cross the network, ``d x d``
-    each. The driver holds what any fitted model holds: the id vocabularies and biases, the
-    kernel ``K`` (``d^2`` floats) and the coefficients ``A`` (one float and one int32 index per
-    rating); during the fit, about four ``d x d`` arrays. With float32 that is about 8 bytes
-    per rating plus ``16 d^2`` bytes: 1.3 GiB at 100 million ratings and d = 6,000; it stops
-    being reasonable on a 16 GiB driver at about a billion ratings or d above about 25,000.
+    (:mod:`rfm_recsys.distributed`), with either form of the kernel (``rank``): the ratings
+    live on the workers as blocks of rows, and per iteration only the kernel (out) and the
+    blocks' summed share of the update (back) cross the network. With the factored kernel (the
+    default ``rank="auto"`` beyond 256 feature columns) that is ``U`` (``d x r``) out and the
+    ``r x r`` ``Z^T Z`` back, plus two passes of ``d x (r + 10)`` blocks each way for a
+    randomized update (the first one); with the dense kernel ``d x d`` each way. The driver
+    holds what any fitted model holds: the id vocabularies and biases, the kernel (``d r`` or
+    ``d^2`` floats) and the coefficients ``A`` (one float and one int32 index per rating),
+    about 8 bytes per rating in float32: 8 GB at a billion ratings. The dense kernel adds
+    about four ``d x d`` arrays during the fit, which stops being reasonable on a 16 GiB driver
+    at d above about 25,000; the factored one a few ``d x (r + 10)`` arrays.
 
     The hyperparameters are :data:`rfm_recsys.config.LINRFM`'s (shared with
     :class:`~rfm_recsys.surprise_algos.LinRFMAlgo`, defaults chosen on validation shares of
