@@ -70,6 +70,8 @@ def base_fit(train, nu, ni, args, lam=None, n_iter=None, orient=None) -> Ratings
         orient=orient or args.orient,
         reg_user=args.reg_user,
         reg_item=args.reg_item,
+        rank=args.rank,
+        random_state=0,
     )
 
 
@@ -111,7 +113,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--reg-user", type=float, default=2.0)
     ap.add_argument("--reg-item", type=float, default=2.0)
     ap.add_argument("--out", default="results/kernel_rfm")
+    ap.add_argument(
+        "--rank",
+        default="auto",
+        help="form of the learned kernel: 'none' (dense), an int, or 'auto' (the default's); a "
+        "factored one makes the kernel step factored (rfm_recsys.core.kernel_rfm_factored)",
+    )
     args = ap.parse_args(argv)
+    args.rank = None if args.rank == "none" else (args.rank if args.rank == "auto" else int(args.rank))
     spec = json.loads(args.settings)
     if isinstance(spec, dict):  # a grid: every combination of the listed values
         keys = list(spec)
