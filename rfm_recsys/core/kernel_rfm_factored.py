@@ -317,9 +317,12 @@ def refit_kernel_factored(
     update = AGOPPower(1.0, normalize="diag")
     for step in range(s.n_updates + 1):
         seed = (base_seed, 7919, step)  # apart from the engine's (seed, iteration)
-        with blas_threads(1):  # thin products: see FactoredKernel.next
-            L, norms = factored_geometry(M, B, counts, s.implicit_weight, geo_rank, seed)
-            Kn = nystrom_kernel(L, norms, s, landmarks, up_rank, seed, dtype, base_seed)
+        if s.kernel == "linear" and not s.implicit_weight:
+            Kn = M  # the learned kernel itself, as the dense path: plain lin-RFM exactly
+        else:
+            with blas_threads(1):  # thin products: see FactoredKernel.next
+                L, norms = factored_geometry(M, B, counts, s.implicit_weight, geo_rank, seed)
+                Kn = nystrom_kernel(L, norms, s, landmarks, up_rank, seed, dtype, base_seed)
         a = Kn.solve_rows(plan, y, s.lam)
         A = sp.csr_matrix((a, R.indices, R.indptr), shape=R.shape)
         if step == s.n_updates:
