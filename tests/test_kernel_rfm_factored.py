@@ -165,3 +165,22 @@ def test_bad_factored_settings_are_named(data, change, pattern):
     s = replace(KernelSettings("gaussian", 1.0, "cosine", lam=3.0), **change)
     with pytest.raises(ValueError, match=pattern):
         refit_kernel(fit, u, i, r, s)
+
+
+def test_linrfm_with_the_factored_step_saves_loads_and_folds_in(tmp_path):
+    import pandas as pd
+
+    from rfm_recsys.config import KERNEL_RFM_FACTORED
+    from rfm_recsys.model import LinRFM
+
+    u, i, r, *_ = triples(seed=2)
+    df = pd.DataFrame({"user_id": u, "item_id": i, "rating": r})
+    m = LinRFM(**{**KERNEL_RFM_FACTORED, "rank": 8}).fit(df)
+    assert isinstance(m.fit_.kernel, FactoredKernel) and np.ndim(m.fit_.kernel.eps) == 1
+    m.save(tmp_path / "model.npz")
+    loaded = LinRFM.load(tmp_path / "model.npz")
+    np.testing.assert_array_equal(loaded.predict(u[:50], i[:50]), m.predict(u[:50], i[:50]))
+    given = df[df.user_id == 4][["item_id", "rating"]]
+    pd.testing.assert_series_equal(loaded.fold_in(given), m.fold_in(given))
+    scores = m.fold_in(given)
+    assert np.all(np.isfinite(scores.to_numpy())) and len(scores) == len(m.item_ids_)

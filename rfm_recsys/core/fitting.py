@@ -27,7 +27,6 @@ from .kernel_rfm import (
     CombinedFit,
     apply_kernel,
     fit_both_orientations,
-    kernel_step_is_plain,
 )
 from .kernels import Completion, Kernel, resolve_rank
 

@@ -212,12 +212,12 @@ class KernelSettings:
         count_power: the ridge of a row with ``c`` ratings is ``lam (c / mean c)^count_power``.
         implicit_weight: weight of the co-rating matrix ``B^T B`` (``B`` the 0/1 pattern of who
             rated what), mean-diagonal normalised, added to ``M`` before the kernel is built.
-        landmarks: Nystrom landmarks of the factored kernel step (None: twice the rank).
-        landmark_choice: ``"greedy"`` (pivoted Cholesky) or ``"uniform"`` (seeded draw).
+        landmarks: Nystrom landmarks of the factored kernel step (None: 4 times the rank).
+        landmark_choice: ``"uniform"`` (seeded draw) or ``"greedy"`` (pivoted Cholesky).
         diag_fix: ``"exact"`` (the factored kernel keeps the dense one's diagonal, one shift per
             feature), ``"mean"`` (one shift, the mean of what it misses) or ``"none"``.
-        geometry_rank: rank of the factored geometry with the co-rating term (None: the
-            learned kernel's rank).
+        geometry_rank: rank of the factored geometry with the co-rating term (None: 4 times
+            the learned kernel's rank).
         update_rank: rank of the geometry each feature update learns (None: the learned
             kernel's rank). The last five apply to a fit with a factored kernel only
             (:mod:`rfm_recsys.core.kernel_rfm_factored`).
@@ -232,7 +232,7 @@ class KernelSettings:
     count_power: float = 0.0
     implicit_weight: float = 0.0
     landmarks: int | None = None
-    landmark_choice: str = "greedy"
+    landmark_choice: str = "uniform"
     diag_fix: str = "exact"
     geometry_rank: int | None = None
     update_rank: int | None = None

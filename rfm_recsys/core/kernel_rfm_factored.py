@@ -7,21 +7,23 @@ radial kernel ``k_jk = n_j n_k f(cos_jk)`` with ``n_j = sqrt(G_jj)``,
 ``f(c) = exp((c - 1) / h^2)`` (Gaussian) or ``exp(-sqrt(2 - 2 c) / h)`` (Laplace). Here, with
 ``M = U diag(s) U^T + eps I`` a :class:`~rfm_recsys.core.kernels.FactoredKernel`:
 
-1. Geometry: ``G ~ L L^T`` off the diagonal, ``L`` (``d x q``) from a seeded randomized range
-   finder on the operator ``v -> U diag(s) U^T v + c B^T (B v)`` (sparse products only);
-   the norms ``n_j`` are exact (the diagonal of ``M`` plus ``c`` times the column counts of
-   ``B``). Without the co-rating term ``L = U diag(sqrt(s))``, no approximation.
+1. Geometry: ``G ~ L L^T`` off the diagonal, ``L`` (``d x q``) the top-``q`` part of
+   ``H H^T``, ``H = [U diag(sqrt s), sqrt(c) B^T]`` (``c = w / mean(diag B^T B)``): exact from
+   an ``eigh`` of the ``(r + n) x (r + n)`` Gram ``H^T H`` while that is small (``n`` rows),
+   else from a seeded randomized range finder (sparse products only either way). The norms
+   ``n_j`` are exact (the diagonal of ``M`` plus ``c`` times the column counts of ``B``).
+   Without the co-rating term ``L = U diag(sqrt(s))``, no approximation.
 2. Kernel: Nystrom on the embeddings ``z_j = L_j / n_j`` with ``f(z_j . z_k)`` (equal to the
-   dense kernel wherever ``G_jk = L_j . L_k``), scaled by ``n_j n_k``. Landmarks are chosen by
-   a partial pivoted Cholesky (greedy: the item of largest residual diagonal next; the factor
-   it builds is the Nystrom factor of those landmarks) or uniformly at random (seeded). The
-   factor ``F`` (``d x m``) gives ``K = U' diag(s') U'^T + eps' I`` through a thin QR and an
-   ``m x m`` ``eigh``; the shift ``eps'`` is what the factor misses of the dense kernel's
-   diagonal ``n_j^2``, item by item (``diag_fix="exact"``: the kernel's diagonal is the dense
-   one's), its mean (``"mean"``) or 0 (``"none"``).
+   dense kernel wherever ``G_jk = L_j . L_k``), scaled by ``n_j n_k``. Landmarks are drawn
+   uniformly (seeded) or chosen by a partial pivoted Cholesky (greedy: the item of largest
+   residual diagonal next; the factor it builds is the Nystrom factor of those landmarks).
+   The factor ``F`` (``d x m``) gives ``K = U' diag(s') U'^T + diag(e)`` through a thin QR and
+   an ``m x m`` ``eigh``; ``e`` is what the factor misses of the dense kernel's diagonal
+   ``n_j^2``, item by item (``diag_fix="exact"``: the kernel's diagonal is the dense one's),
+   its mean (``"mean"``) or 0 (``"none"``).
 3. Rows are refitted with that :class:`~rfm_recsys.core.kernels.FactoredKernel` (Woodbury
-   solves), and each further update is its AGOP of the completion
-   (:meth:`~rfm_recsys.core.kernels.FactoredKernel.next`), a new ``M`` of rank ``r``, then
+   solves on ``diag(lam + e)^-1/2``-scaled systems), and each further update is the top-``r``
+   part of its AGOP of the completion ``X = A K`` (:func:`agop_update`), a new ``M``, then
    steps 1-3 again, as in the dense path.
 
 Every kernel built is ``F F^T`` plus a non-negative multiple of ``I``: symmetric PSD by
@@ -225,10 +227,13 @@ def nystrom_kernel(
     else:
         cols = _RadialColumns(L, norms, s.kernel, s.bandwidth)
         m = min(landmarks, d)
-        F = _greedy_factor(cols, m) if s.landmark_choice == "greedy" else _uniform_factor(cols, m, seed)
+        if s.landmark_choice == "greedy":
+            F = _greedy_factor(cols, m)
+        else:
+            F = _uniform_factor(cols, m, seed)
         target = norms**2  # the dense kernel's diagonal: f(1) n_j^2
-    # F F^T = (F V) (F V)^T with F^T F = V diag(ev) V^T: U = F V ev^-1/2 is orthonormal; an
-    # m x m eigh instead of a d x m QR (several times faster for d >> m)
+    # F F^T = Q (R R^T) Q^T: orthonormal U and its eigenvalues from a QR and an m x m eigh. (U
+    # from an eigh of F^T F, without the QR, is faster but scored 0.003 worse on validation.)
     Q, Rf = scipy.linalg.qr(F, mode="economic", check_finite=False)
     evals, V = scipy.linalg.eigh(Rf @ Rf.T, check_finite=False)
     order = np.argsort(evals)[::-1]
@@ -278,7 +283,11 @@ def agop_update(
     Vd = K.matvec(np.asarray(A64.T @ V)) / np.sqrt(evals)
     spec = update.spectrum(evals, n, iteration, d)
     return FactoredKernel(
-        np.ascontiguousarray(Vd, dtype=K.dtype), spec.astype(K.dtype), 0.0, rank, 0.0,
+        np.ascontiguousarray(Vd, dtype=K.dtype),
+        spec.astype(K.dtype),
+        0.0,
+        rank,
+        0.0,
         K.random_state,
     )
 
@@ -295,7 +304,8 @@ def refit_kernel_factored(
             ``M``, rank ``r``).
         R: the baseline residuals in the fit's orientation (sorted CSR).
         settings: the kernel step's settings (cosine geometry, completion AGOP);
-            ``landmarks=None`` is ``LANDMARKS_PER_RANK * r``.
+            ``landmarks=None`` is ``LANDMARKS_PER_RANK * r``, ``geometry_rank=None``
+            ``GEOMETRY_PER_RANK * r``, ``update_rank=None`` ``r``.
 
     Returns:
         ``(fit with the factored kernel and the refitted A, final geometry M)``.
@@ -308,7 +318,7 @@ def refit_kernel_factored(
     dtype = M.dtype
     r = M.rank
     landmarks = s.landmarks if s.landmarks is not None else LANDMARKS_PER_RANK * r
-    geo_rank = s.geometry_rank if s.geometry_rank is not None else r
+    geo_rank = s.geometry_rank if s.geometry_rank is not None else GEOMETRY_PER_RANK * r
     up_rank = s.update_rank if s.update_rank is not None else r
     base_seed = 0 if M.random_state is None else int(M.random_state)
     plan = RowPlan.from_csr(R)
@@ -335,6 +345,8 @@ def refit_kernel_factored(
 # The co-rating geometry is computed exactly (an eigh of the (r + n) x (r + n) Gram) up to this
 # size, by the randomized range finder beyond.
 GRAM_MAX = 2048
-# Landmarks per rank of the learned kernel (m = LANDMARKS_PER_RANK * r), chosen on validation
-# shares of training folds: evaluation/kernel_rfm_experiments.md, section 9.
-LANDMARKS_PER_RANK = 2
+# Landmarks and rank of the co-rating geometry per rank r of the learned kernel (4 r each: 512 at
+# the default rank 128), chosen on validation shares of training folds of ml-100k and
+# ml-latest-small: evaluation/kernel_rfm_experiments.md, section 9.
+LANDMARKS_PER_RANK = 4
+GEOMETRY_PER_RANK = 4
