@@ -384,7 +384,7 @@ KERNEL_RFM_FACTORED = {
     "kernel": "gaussian",
     "bandwidth": 0.7,
     "implicit": 2.0,
-    "kernel_updates": 2,
+    "kernel_updates": 3,
     "kernel_lam": 3.0,
 }
 _ORIENT = next(p for p in _SHARED if p.name == "orient")

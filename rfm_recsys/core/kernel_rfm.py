@@ -31,6 +31,12 @@ the signal SVD++ adds to SVD). And both orientations: :class:`CombinedFit` avera
 users as rows and one with items as rows (:func:`fit_both_orientations`). What validation kept,
 and the figures, are in ``evaluation/kernel_rfm_experiments.md``; the user-facing classes reach
 this module through :func:`apply_kernel`.
+
+Everything above forms ``d x d`` matrices. On a fit with a
+:class:`~rfm_recsys.core.kernels.FactoredKernel` (``rank`` an int, or ``"auto"`` beyond 256
+feature columns) :func:`refit_kernel` hands over to
+:func:`~rfm_recsys.core.kernel_rfm_factored.refit_kernel_factored`, the same step (cosine
+geometry, co-rating signal, AGOP of the completion) with low-rank factors and Nystrom instead.
 """
 
 from __future__ import annotations
@@ -456,6 +462,8 @@ def apply_kernel(
     kernel_lam: float | None = None,
 ) -> RatingsFit:
     """The user-facing classes' kernel step on a fitted lin-RFM (cosine geometry, completion AGOP).
+
+    Dense or factored as ``fit``'s kernel is (:func:`refit_kernel`).
 
     Returns ``fit`` itself when the settings change nothing (linear kernel, no implicit signal,
     no update, the same ridge), so the linear default is today's model exactly.
