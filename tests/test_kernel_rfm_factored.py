@@ -184,3 +184,20 @@ def test_linrfm_with_the_factored_step_saves_loads_and_folds_in(tmp_path):
     pd.testing.assert_series_equal(loaded.fold_in(given), m.fold_in(given))
     scores = m.fold_in(given)
     assert np.all(np.isfinite(scores.to_numpy())) and len(scores) == len(m.item_ids_)
+
+
+def test_randomized_paths_agree_with_the_exact_ones(data, monkeypatch):
+    import rfm_recsys.core.kernel_rfm_factored as kf
+
+    u, i, r, nu, ni = data
+    fit = factored_fit(data)
+    s = KernelSettings(
+        "gaussian", 0.7, "cosine", lam=3.0, n_updates=2, implicit_weight=2.0,
+        landmarks=ni, geometry_rank=ni, update_rank=ni,
+    )  # fmt: skip
+    exact, _ = refit_kernel(fit, u, i, r, s)
+    # past GRAM_MAX the geometry and the updates come from randomized range finders; with as
+    # many columns as items they span everything, so the kernels agree closely
+    monkeypatch.setattr(kf, "GRAM_MAX", 0)
+    rand, _ = refit_kernel(fit, u, i, r, s)
+    np.testing.assert_allclose(rand.predict(u, i)[0], exact.predict(u, i)[0], atol=1e-4)
