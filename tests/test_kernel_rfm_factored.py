@@ -195,9 +195,10 @@ def test_randomized_paths_agree_with_the_exact_ones(data, monkeypatch):
         "gaussian", 0.7, "cosine", lam=3.0, n_updates=2, implicit_weight=2.0,
         landmarks=ni, geometry_rank=ni, update_rank=ni,
     )  # fmt: skip
+    # the geometry and the updates from Gram eigh's, or from randomized range finders: with as
+    # many columns as items these span everything, so the kernels agree closely
+    monkeypatch.setattr(kf, "_gram_is_cheaper", lambda size, d, rank: True)
     exact, _ = refit_kernel(fit, u, i, r, s)
-    # past GRAM_MAX the geometry and the updates come from randomized range finders; with as
-    # many columns as items they span everything, so the kernels agree closely
-    monkeypatch.setattr(kf, "GRAM_MAX", 0)
+    monkeypatch.setattr(kf, "_gram_is_cheaper", lambda size, d, rank: False)
     rand, _ = refit_kernel(fit, u, i, r, s)
     np.testing.assert_allclose(rand.predict(u, i)[0], exact.predict(u, i)[0], atol=1e-4)

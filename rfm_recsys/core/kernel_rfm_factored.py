@@ -85,6 +85,17 @@ def co_rating_pattern(R: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
     return B, counts
 
 
+def _gram_is_cheaper(size: int, d: int, rank: int) -> bool:
+    """Whether an ``eigh`` of a ``size x size`` Gram beats a range finder with ``rank`` columns.
+
+    The ``eigh`` costs about ``size^3``, the range finder's QRs and products about
+    ``d (rank + OVERSAMPLE)^2`` each; both give the same validation RMSE (section 9 of
+    ``evaluation/kernel_rfm_experiments.md``). Never beyond ``GRAM_MAX``.
+    """
+    q = rank + OVERSAMPLE
+    return size <= GRAM_MAX and size**3 <= d * q * q
+
+
 def factored_geometry(
     M: FactoredKernel,
     B: sp.csr_matrix | None,
@@ -98,7 +109,8 @@ def factored_geometry(
     ``G - eps I = H H^T`` with ``H = [U diag(sqrt s), sqrt(c) B^T]`` (``c = weight /
     mean(counts)``): without the co-rating term ``L = U diag(sqrt s)``; with it, the top-``rank``
     eigenpairs of ``H H^T``, exact from the ``(r + n) x (r + n)`` Gram ``H^T H`` (sparse
-    products only) while ``r + n <= GRAM_MAX``, else from a seeded randomized range finder.
+    products only) where that is the cheaper (:func:`_gram_is_cheaper`), else from a seeded
+    randomized range finder.
     """
     U = M.U.astype(np.float64)
     s = np.clip(M.s.astype(np.float64), 0.0, None)
@@ -109,7 +121,7 @@ def factored_geometry(
     c = weight / max(float(counts.mean()), 1e-300)
     norms = np.sqrt(np.clip(diag + c * counts, 0.0, None))
     n_rows, r = B.shape[0], U.shape[1]
-    if r + n_rows <= GRAM_MAX:
+    if _gram_is_cheaper(r + n_rows, M.d, rank):
         return _geometry_gram(Ls, B, c, rank), norms
     return _geometry_randomized(U, s, B, c, rank, seed), norms
 
@@ -254,13 +266,12 @@ def agop_update(
 ) -> FactoredKernel:
     """The next geometry: the top-``rank`` part of the AGOP ``X^T X / n`` of ``X = A K``.
 
-    While ``n <= GRAM_MAX`` it is exact, from an ``eigh`` of ``X X^T = A K^2 A^T`` (sparse
-    products and ``n x r`` factors only; the randomized range finder of
-    :meth:`FactoredKernel.next` moved validation RMSE by up to 0.003 with the basis it was
-    handed); beyond, :meth:`FactoredKernel.next`'s range finder.
+    Where that is the cheaper (:func:`_gram_is_cheaper`), exact from an ``eigh`` of
+    ``X X^T = A K^2 A^T`` (sparse products and ``n x r`` factors only); else
+    :meth:`FactoredKernel.next`'s seeded randomized range finder.
     """
     n, d = A.shape
-    if n > GRAM_MAX:
+    if not _gram_is_cheaper(n, d, rank):
         return K.next(K.complete(A), update, n, iteration, None, 0.0)
     U = K.U.astype(np.float64)
     s = K.s.astype(np.float64)
@@ -342,8 +353,7 @@ def refit_kernel_factored(
     return replace(fit, kernel=Kn, A=A, lam=float(s.lam)), M
 
 
-# The co-rating geometry is computed exactly (an eigh of the (r + n) x (r + n) Gram) up to this
-# size, by the randomized range finder beyond.
+# Largest Gram whose eigh replaces a randomized range finder (_gram_is_cheaper).
 GRAM_MAX = 2048
 # Landmarks and rank of the co-rating geometry per rank r of the learned kernel (4 r each: 512 at
 # the default rank 128), chosen on validation shares of training folds of ml-100k and
