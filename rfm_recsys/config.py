@@ -374,10 +374,10 @@ KERNEL_RFM = {
 }
 #: The kernel step on the factored kernel (``rank="auto"``: beyond 256 items; no items x items
 #: matrix is formed, :mod:`rfm_recsys.core.kernel_rfm_factored`), with the settings validation
-#: chose for it (``evaluation/kernel_rfm_experiments.md``, section 9): as accurate as
-#: :data:`KERNEL_RFM` on ml-100k and ml-latest-small validation shares, at a fraction of its
-#: time and memory on ml-latest-small, but still several times plain lin-RFM's fit time, so not
-#: the default: ``LinRFMAlgo(**KERNEL_RFM_FACTORED)``.
+#: chose for it (``evaluation/kernel_rfm_experiments.md``, section 9): level with
+#: :data:`KERNEL_RFM` on ml-100k validation shares and ahead of it on ml-latest-small's, in a
+#: quarter of its time there, but about Bayesian MF rank 10's fit time (many times plain
+#: lin-RFM's), so not the default: ``LinRFMAlgo(**KERNEL_RFM_FACTORED)``.
 KERNEL_RFM_FACTORED = {
     "orient": "items",
     "rank": "auto",
