@@ -16,6 +16,9 @@ kernel setting refits its rows (:func:`rfm_recsys.core.kernel_rfm.refit_kernel`)
 - ``orient``: both orientations' kernel parts blended, ``alpha`` (the weight of ``--orient``'s
   side) chosen on validation; a setting's ``"other"`` entry holds the other side's settings.
 - ``bmf``: Bayesian MF (myfm, rank 10 and 32, default sampling) on the same splits.
+- ``compare``: in one run, each setting of ``--settings`` as the dense kernel step (lin-RFM with
+  ``rank=None``) and as the factored one (``--rank``), plain lin-RFM both ways, Surprise's SVD
+  and Bayesian MF rank 10; ``seconds`` is the whole fit (lin-RFM and its kernel step).
 - ``confirm``: the settings of ``--settings`` (a JSON list, or a dict of lists meaning their
   product) on every fold given.
 
@@ -59,7 +62,7 @@ def rmse(fit: RatingsFit, valid, scale) -> float:
     return float(np.sqrt(np.mean((est - r) ** 2)))
 
 
-def base_fit(train, nu, ni, args, lam=None, n_iter=None, orient=None) -> RatingsFit:
+def base_fit(train, nu, ni, args, lam=None, n_iter=None, orient=None, rank="args") -> RatingsFit:
     return fit_ratings(
         *train,
         nu,
@@ -70,6 +73,8 @@ def base_fit(train, nu, ni, args, lam=None, n_iter=None, orient=None) -> Ratings
         orient=orient or args.orient,
         reg_user=args.reg_user,
         reg_item=args.reg_item,
+        rank=args.rank if rank == "args" else rank,
+        random_state=0,
     )
 
 
@@ -98,7 +103,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument(
         "--experiment",
         required=True,
-        choices=["base", "oneshot", "updates", "count", "implicit", "orient", "confirm", "bmf"],
+        choices=[
+            "base",
+            "oneshot",
+            "updates",
+            "count",
+            "implicit",
+            "orient",
+            "confirm",
+            "bmf",
+            "compare",
+        ],
     )
     ap.add_argument(
         "--settings",
@@ -111,7 +126,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--reg-user", type=float, default=2.0)
     ap.add_argument("--reg-item", type=float, default=2.0)
     ap.add_argument("--out", default="results/kernel_rfm")
+    ap.add_argument(
+        "--rank",
+        default="auto",
+        help="form of the learned kernel: 'none' (dense), an int, or 'auto' (the default's); a "
+        "factored one makes the kernel step factored (rfm_recsys.core.kernel_rfm_factored)",
+    )
     args = ap.parse_args(argv)
+    if args.rank != "auto":
+        args.rank = None if args.rank == "none" else int(args.rank)
     spec = json.loads(args.settings)
     if isinstance(spec, dict):  # a grid: every combination of the listed values
         keys = list(spec)
@@ -173,6 +196,9 @@ def run_experiment(args, given, train, valid, nu, ni, scale, record) -> None:
                 time.perf_counter() - t0,
             )
         return
+    if args.experiment == "compare":
+        compare(args, given, train, valid, nu, ni, scale, record)
+        return
     if args.experiment == "bmf":
         for rank in (10, 32):
             t0 = time.perf_counter()
@@ -232,6 +258,36 @@ def run_experiment(args, given, train, valid, nu, ni, scale, record) -> None:
         t0 = time.perf_counter()
         refit, _ = refit_kernel(fit, *train, s)
         record(asdict(s), rmse(refit, valid, scale), time.perf_counter() - t0)
+
+
+def compare(args, given, train, valid, nu, ni, scale, record) -> None:
+    """Dense and factored kernel steps and the references, fit seconds from one run."""
+    from surprise import SVD, Dataset, Reader
+
+    for form, rank in (("dense", None), ("factored", args.rank)):
+        t0 = time.perf_counter()
+        fit = base_fit(train, nu, ni, args, rank=rank)
+        base_secs = time.perf_counter() - t0
+        record({"kernel": "lin-RFM", "form": form}, rmse(fit, valid, scale), base_secs)
+        for s in given:
+            t0 = time.perf_counter()
+            refit, _ = refit_kernel(fit, *train, KernelSettings(**s))
+            secs = base_secs + time.perf_counter() - t0
+            record({**s, "form": form}, rmse(refit, valid, scale), secs)
+    df = pd.DataFrame({"u": train[0], "i": train[1], "r": train[2]})
+    ts = Dataset.load_from_df(df, Reader(rating_scale=scale)).build_full_trainset()
+    t0 = time.perf_counter()
+    algo = SVD(random_state=0).fit(ts)
+    secs = time.perf_counter() - t0
+    est = np.array([algo.predict(a, b, clip=False).est for a, b in zip(*valid[:2])])
+    score = float(np.sqrt(np.mean((np.clip(est, *scale) - valid[2]) ** 2)))
+    record({"kernel": "SVD (Surprise)"}, score, secs)
+    t0 = time.perf_counter()
+    bmf = fit_bayesian_mf(*train, nu, ni, rank=10, random_state=0)
+    secs = time.perf_counter() - t0
+    est = np.clip(bmf.predict(*valid[:2])[0], *scale)
+    score = float(np.sqrt(np.mean((est - valid[2]) ** 2)))
+    record({"kernel": "BayesianMF (myfm) rank 10"}, score, secs)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ __all__ = [
     "ALS",
     "FRAME",
     "IRLS",
+    "KERNEL_RFM",
+    "KERNEL_RFM_FACTORED",
     "LINRFM",
     "PLAIN_LINRFM",
     "ModelConfig",
@@ -358,8 +360,9 @@ PLAIN_LINRFM = {"kernel": "linear", "implicit": 0.0, "kernel_updates": 0, "kerne
 #: The kernel step validation chose (``evaluation/kernel_rfm_experiments.md``): the dense kernel
 #: over items with the co-rating signal and a Gaussian kernel over its angles. More accurate than
 #: plain lin-RFM on ml-100k and ml-latest-small, but its cost grows with the number of items
-#: squared (a dense items x items kernel, no factored form yet), so it is not the default:
-#: ``LinRFMAlgo(**KERNEL_RFM)``; add ``orient="both"`` (``LinRFMAlgo`` only) for both sides.
+#: squared (a dense items x items kernel), so it is not the default: ``LinRFMAlgo(**KERNEL_RFM)``;
+#: add ``orient="both"`` (``LinRFMAlgo`` only) for both sides. :data:`KERNEL_RFM_FACTORED` is the
+#: same step on the factored kernel, for many items.
 KERNEL_RFM = {
     "orient": "items",
     "rank": None,
@@ -367,6 +370,21 @@ KERNEL_RFM = {
     "bandwidth": 1.0,
     "implicit": 2.0,
     "kernel_updates": 2,
+    "kernel_lam": 3.0,
+}
+#: The kernel step on the factored kernel (``rank="auto"``: beyond 256 items; no items x items
+#: matrix is formed, :mod:`rfm_recsys.core.kernel_rfm_factored`), with the settings validation
+#: chose for it (``evaluation/kernel_rfm_experiments.md``, section 9): level with
+#: :data:`KERNEL_RFM` on ml-100k validation shares and ahead of it on ml-latest-small's, in a
+#: quarter of its time there, but about Bayesian MF rank 10's fit time (many times plain
+#: lin-RFM's), so not the default: ``LinRFMAlgo(**KERNEL_RFM_FACTORED)``.
+KERNEL_RFM_FACTORED = {
+    "orient": "items",
+    "rank": "auto",
+    "kernel": "gaussian",
+    "bandwidth": 0.7,
+    "implicit": 2.0,
+    "kernel_updates": 3,
     "kernel_lam": 3.0,
 }
 _ORIENT = next(p for p in _SHARED if p.name == "orient")

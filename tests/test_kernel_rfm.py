@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 import test_models_common as common
 
-from rfm_recsys.config import KERNEL_RFM
+from rfm_recsys.config import KERNEL_RFM, KERNEL_RFM_FACTORED
 from rfm_recsys.core.engine import AGOPPower
 from rfm_recsys.core.fitting import fit_ratings
 from rfm_recsys.core.kernel_rfm import (
@@ -250,6 +250,25 @@ class TestLinRFMLaplace(common.TestLinRFM):
 class TestLinRFMKernelStep(common.TestLinRFM):
     def make_model(self, **params):
         return super().make_model(**{**KERNEL_RFM, **params})
+
+
+class TestLinRFMKernelStepFactored(common.TestLinRFM):
+    # rank 8 on this 80-item set: "auto" would keep the dense kernel below 257 items
+    def make_model(self, **params):
+        return super().make_model(**{**KERNEL_RFM_FACTORED, "rank": 8, **params})
+
+    def test_the_kernel_step_is_factored(self, data):
+        model = self.fit(self.make_model(), data.train)
+        kernel = model.fit_.kernel
+        assert type(kernel).__name__ == "FactoredKernel" and np.ndim(kernel.eps) == 1
+
+
+class TestLinRFMAlgoKernelStepFactored(common.TestLinRFMAlgo):
+    default_params: ClassVar[dict] = {**KERNEL_RFM_FACTORED, "rank": 8}
+
+
+class TestLinRFMAlgoBothFactored(common.TestLinRFMAlgo):
+    default_params: ClassVar[dict] = {**KERNEL_RFM_FACTORED, "rank": 8, "orient": "both"}
 
 
 class TestLinRFMAlgoLaplace(common.TestLinRFMAlgo):

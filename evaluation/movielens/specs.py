@@ -52,8 +52,9 @@ def _kernel_rfm_size(params: dict, shape: DataShape, args: Any) -> str | None:
     if shape.n_items <= KERNEL_RFM_MAX_ITEMS:
         return None
     return (
-        f"kernel RFM builds dense {shape.n_items:,} x {shape.n_items:,} kernels over the items "
-        f"(no factored form yet); above {KERNEL_RFM_MAX_ITEMS:,} items it is left out"
+        f"kernel RFM builds dense {shape.n_items:,} x {shape.n_items:,} kernels over the items; "
+        f"above {KERNEL_RFM_MAX_ITEMS:,} items it is left out (its factored form is "
+        f"rfm_recsys.config.KERNEL_RFM_FACTORED)"
     )
 
 

@@ -12,7 +12,6 @@ where ``S_r`` are the observed feature columns of row ``r`` and ``A`` the row co
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,6 @@ from .kernel_rfm import (
     CombinedFit,
     apply_kernel,
     fit_both_orientations,
-    kernel_step_is_plain,
 )
 from .kernels import Completion, Kernel, resolve_rank
 
@@ -265,8 +263,10 @@ def fit_with_config(
     have passed the config's constraints (``_validate_params``). Families with the kernel step's
     parameters (``kernel``, ``implicit``...) get it after the AGOP updates
     (:func:`~rfm_recsys.core.kernel_rfm.apply_kernel`); ``orient="both"`` fits both
-    orientations and returns their :class:`~rfm_recsys.core.kernel_rfm.CombinedFit`.
-    ``backend="dask"`` runs plain lin-RFM on a Dask cluster
+    orientations and returns their :class:`~rfm_recsys.core.kernel_rfm.CombinedFit`. The kernel
+    step takes the fit's form: dense for a dense kernel, factored
+    (:mod:`~rfm_recsys.core.kernel_rfm_factored`, no ``d x d`` matrix) for ``rank`` an int or
+    ``"auto"`` beyond 256 feature columns. ``backend="dask"`` runs plain lin-RFM on a Dask cluster
     (:func:`rfm_recsys.distributed.fit_arrays_dask`).
     """
     if values.get("backend", "threads") == "dask":
@@ -278,19 +278,6 @@ def fit_with_config(
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
     kernel = {k: values[k] for k in KERNEL_PARAMS if k in values}
-    if kernel and not kernel_step_is_plain(**kernel) and kwargs.get("rank") is not None:
-        # The kernel step builds a dense d x d kernel from the learned one (no factored form
-        # yet), so the fit runs dense from the start and the memory check sees that.
-        if kwargs["rank"] != "auto":
-            warnings.warn(
-                f"rank={kwargs['rank']!r} is not used: the kernel step (kernel="
-                f"{kernel.get('kernel')!r}, implicit={kernel.get('implicit')!r}, kernel_updates="
-                f"{kernel.get('kernel_updates')!r}) needs the dense kernel; pass rank=None, or "
-                f"switch the kernel step off with rfm_recsys.config.PLAIN_LINRFM",
-                UserWarning,
-                stacklevel=3,
-            )
-        kwargs["rank"] = None
     if kwargs.get("orient") == "both":
         return fit_both_orientations(
             users, items, ratings, n_users, n_items, kernel, callback=callback, **kwargs

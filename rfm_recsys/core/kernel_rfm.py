@@ -31,6 +31,12 @@ the signal SVD++ adds to SVD). And both orientations: :class:`CombinedFit` avera
 users as rows and one with items as rows (:func:`fit_both_orientations`). What validation kept,
 and the figures, are in ``evaluation/kernel_rfm_experiments.md``; the user-facing classes reach
 this module through :func:`apply_kernel`.
+
+Everything above forms ``d x d`` matrices. On a fit with a
+:class:`~rfm_recsys.core.kernels.FactoredKernel` (``rank`` an int, or ``"auto"`` beyond 256
+feature columns) :func:`refit_kernel` hands over to
+:func:`~rfm_recsys.core.kernel_rfm_factored.refit_kernel_factored`, the same step (cosine
+geometry, co-rating signal, AGOP of the completion) with low-rank factors and Nystrom instead.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .engine import RowPlan, gram_of_completion, solve_rows
-from .kernels import DenseKernel
+from .kernel_rfm_factored import refit_kernel_factored
+from .kernels import DenseKernel, FactoredKernel
 
 if TYPE_CHECKING:  # fitting imports this module: no import cycle at run time
     from .fitting import RatingsFit
@@ -211,6 +218,15 @@ class KernelSettings:
         count_power: the ridge of a row with ``c`` ratings is ``lam (c / mean c)^count_power``.
         implicit_weight: weight of the co-rating matrix ``B^T B`` (``B`` the 0/1 pattern of who
             rated what), mean-diagonal normalised, added to ``M`` before the kernel is built.
+        landmarks: Nystrom landmarks of the factored kernel step (None: 4 times the rank).
+        landmark_choice: ``"uniform"`` (seeded draw) or ``"greedy"`` (pivoted Cholesky).
+        diag_fix: ``"exact"`` (the factored kernel keeps the dense one's diagonal, one shift per
+            feature), ``"mean"`` (one shift, the mean of what it misses) or ``"none"``.
+        geometry_rank: rank of the factored geometry with the co-rating term (None: 4 times
+            the learned kernel's rank).
+        update_rank: rank of the geometry each feature update learns (None: the learned
+            kernel's rank). The last five apply to a fit with a factored kernel only
+            (:mod:`rfm_recsys.core.kernel_rfm_factored`).
     """
 
     kernel: str = "linear"
@@ -221,6 +237,11 @@ class KernelSettings:
     feature_update: str = "completion"
     count_power: float = 0.0
     implicit_weight: float = 0.0
+    landmarks: int | None = None
+    landmark_choice: str = "uniform"
+    diag_fix: str = "exact"
+    geometry_rank: int | None = None
+    update_rank: int | None = None
 
 
 def residual_matrix(
@@ -252,10 +273,16 @@ def refit_kernel(
         settings: the kernel and the refit's ridge and updates.
 
     Returns:
-        ``(fit with the kernel matrix as K and the refitted A, final geometry M)``.
+        ``(fit with the kernel matrix as K and the refitted A, final geometry M)``; for a fit
+        with a :class:`~rfm_recsys.core.kernels.FactoredKernel` both are factored kernels
+        (:func:`~rfm_recsys.core.kernel_rfm_factored.refit_kernel_factored`, no ``d x d``
+        matrix).
     """
     s = settings
     _check(s.kernel, s.geometry, s.bandwidth)
+    if isinstance(fit.kernel, FactoredKernel):
+        R = residual_matrix(fit, users, items, ratings, fit.kernel.dtype)
+        return refit_kernel_factored(fit, R, s)
     if s.feature_update not in FEATURE_UPDATES:
         raise ValueError(
             f"feature_update must be one of {', '.join(FEATURE_UPDATES)}, got {s.feature_update!r}"
@@ -435,6 +462,8 @@ def apply_kernel(
     kernel_lam: float | None = None,
 ) -> RatingsFit:
     """The user-facing classes' kernel step on a fitted lin-RFM (cosine geometry, completion AGOP).
+
+    Dense or factored as ``fit``'s kernel is (:func:`refit_kernel`).
 
     Returns ``fit`` itself when the settings change nothing (linear kernel, no implicit signal,
     no update, the same ridge), so the linear default is today's model exactly.

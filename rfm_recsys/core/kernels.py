@@ -3,7 +3,10 @@
 :class:`DenseKernel` stores ``K`` as a ``d x d`` array; its feature update accumulates
 ``X^T X`` over dense row chunks (cost ``n d^2``), and memory grows with ``d^2``.
 
-:class:`FactoredKernel` stores ``K = U diag(s) U^T + eps I`` with ``U`` ``d x r`` orthonormal:
+:class:`FactoredKernel` stores ``K = U diag(s) U^T + eps I`` with ``U`` ``d x r`` orthonormal
+(``eps`` a scalar, or a per-column diagonal ``diag(e)`` where a kernel keeps its exact diagonal,
+as the factored kernel step does: the solves below then run on ``diag(lam + e)^-1/2``-scaled
+systems):
 
 - Row fits with ``L = U[S_i] diag(sqrt(s))`` and ``lam' = lam + eps``: a row with at most ``r``
   observations solves ``(L L^T + lam' I) a = y`` directly; a longer one uses Woodbury,
@@ -216,7 +219,7 @@ class FactoredKernel:
     Args:
         U: ``d x r`` orthonormal columns (``r`` may be 0: ``K = eps I``).
         s: the ``r`` eigenvalues of the low-rank part.
-        eps: the shift.
+        eps: the shift: a number, or ``d`` non-negative numbers (``K = U diag(s) U^T + diag(eps)``).
         rank: rank of the kernels that updates produce.
         shift: share of the mean diagonal that updates give to ``eps I`` (0: none, the span of
             ``U`` is then fixed after the first update).
@@ -234,8 +237,16 @@ class FactoredKernel:
     ) -> None:
         self.U = U
         self.s = np.asarray(s, dtype=U.dtype)
-        self.eps = float(eps)
         self.d = U.shape[0]
+        if np.ndim(eps) == 0:
+            self.eps = float(eps)
+        else:
+            self.eps = np.asarray(eps, dtype=np.float64)
+            if self.eps.shape != (self.d,) or not np.all(self.eps >= 0):
+                raise ValueError(
+                    f"a per-column eps must be {self.d} non-negative numbers, got shape "
+                    f"{self.eps.shape} (min {self.eps.min(initial=0.0)})"
+                )
         self.rank = int(rank)
         self.shift = float(shift)
         self.random_state = random_state
@@ -254,40 +265,71 @@ class FactoredKernel:
     def _scaled(self) -> np.ndarray:
         return self.U * self.s  # U diag(s), d x r
 
+    @property
+    def has_eps(self) -> bool:
+        return bool(np.any(self.eps))
+
+    def eps_at(self, cols: np.ndarray):
+        """The shift of columns ``cols`` (a number when it is one for all)."""
+        return self.eps if np.ndim(self.eps) == 0 else self.eps[cols]
+
+    def _eps_for(self, v: np.ndarray):
+        # the shift broadcast against v (d or d x m)
+        if np.ndim(self.eps) == 0:
+            return self.eps
+        return self.eps.reshape((-1,) + (1,) * (np.ndim(v) - 1))
+
+    def _row_scales(self, lam: float) -> np.ndarray:
+        # diag(lam + e)^-1/2: K[S,S] + lam I = D^1/2 (Lt Lt^T + I) D^1/2 with Lt = D^-1/2 L
+        dvec = lam + self.eps
+        floor = 1e-12 * max(float(dvec.max(initial=0.0)), 1e-300)
+        return 1.0 / np.sqrt(np.maximum(dvec, floor))
+
     # -- row fits
 
     def solve_rows(self, plan, y, lam, n_threads=None) -> np.ndarray:
-        lam_eff = lam + self.eps
+        per_column = np.ndim(self.eps) != 0
+        if per_column:
+            sc = self._row_scales(lam).astype(self.dtype)[plan.indices]
+            y = y * sc
+        lam_eff = 1.0 if per_column else lam + self.eps
         if self.U.shape[1] == 0:  # K = eps I
-            return y / y.dtype.type(lam_eff)
-        # rows of L, plus a zero row d that padded entries point to
-        L_all = np.zeros((self.d + 1, self.U.shape[1]), dtype=self.dtype)
-        np.multiply(self.U, np.sqrt(np.clip(self.s, 0, None)), out=L_all[: self.d])
-        return _solve_rows_factored(L_all, plan, y, lam_eff, n_threads)
+            a = y / y.dtype.type(lam_eff)
+        else:
+            # rows of L, plus a zero row d that padded entries point to
+            L_all = np.zeros((self.d + 1, self.U.shape[1]), dtype=self.dtype)
+            np.multiply(self.U, np.sqrt(np.clip(self.s, 0, None)), out=L_all[: self.d])
+            if per_column:
+                L_all[: self.d] *= self._row_scales(lam).astype(self.dtype)[:, None]
+            a = _solve_rows_factored(L_all, plan, y, lam_eff, n_threads)
+        return a * sc if per_column else a
 
     def solve_row(self, cols, y, lam) -> np.ndarray:
         L = (self.U[cols] * np.sqrt(np.clip(self.s, 0, None))).astype(np.float64)
         y = np.asarray(y, dtype=np.float64)
-        return _solve_one(L, y, lam + self.eps)
+        if np.ndim(self.eps) == 0:
+            return _solve_one(L, y, lam + self.eps)
+        sc = self._row_scales(lam)[cols]
+        return _solve_one(L * sc[:, None], y * sc, 1.0) * sc
 
     def apply(self, cols, a) -> np.ndarray:
         a = np.asarray(a, dtype=np.float64)
         out = self.U.astype(np.float64) @ (self.s * (self.U[cols].T.astype(np.float64) @ a))
-        if self.eps:
-            np.add.at(out, cols, self.eps * a)
+        if self.has_eps:
+            np.add.at(out, cols, self.eps_at(cols) * a)
         return out
 
     def matvec(self, v) -> np.ndarray:
         v = np.asarray(v, dtype=np.float64)
         U = self.U.astype(np.float64)
         s = self.s.astype(np.float64)
-        return U @ (s.reshape((-1,) + (1,) * (v.ndim - 1)) * (U.T @ v)) + self.eps * v
+        return U @ (s.reshape((-1,) + (1,) * (v.ndim - 1)) * (U.T @ v)) + self._eps_for(v) * v
 
     def rows(self, idx) -> np.ndarray:
         idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
         out = (self._scaled()[idx] @ self.U.T).astype(np.float64)
-        if self.eps:
-            out[np.arange(idx.size), idx] += self.eps
+        if self.has_eps:
+            out[np.arange(idx.size), idx] += self.eps_at(idx)
         return out
 
     def diag(self) -> np.ndarray:
@@ -302,7 +344,7 @@ class FactoredKernel:
         check_spectral(update)
         A = completion.A
         c = self.update_shift(lam, targets is not None)
-        if c == 0.0:
+        if not np.any(c):
             return self.next_exact(factor_gram(completion.Z), update, n_rows, iteration)
         n_threads = default_threads()  # for the sparse products, before BLAS is limited
         At = A.T.tocsr()
@@ -316,15 +358,22 @@ class FactoredKernel:
     # backend runs the first on each block and the second on the driver, so both fit the same
     # model.
 
-    def update_shift(self, lam: float, reimposed: bool) -> float:
-        """``c`` in ``X = A (U diag(s) U^T + c I)``: ``eps``, plus ``lam`` if targets are
-        re-imposed. ``c = 0`` allows the exact update (:meth:`next_exact`)."""
+    def update_shift(self, lam: float, reimposed: bool) -> float | np.ndarray:
+        """``c`` in ``X = A (U diag(s) U^T + diag(c))``: ``eps`` (a number or one per column),
+        plus ``lam`` if targets are re-imposed. ``c = 0`` allows the exact update
+        (:meth:`next_exact`)."""
         return self.eps + (lam if reimposed else 0.0)
 
     def range_gram(
-        self, A: sp.csr_matrix, At: sp.csr_matrix, P: np.ndarray, c: float, n_threads: int = 1
+        self,
+        A: sp.csr_matrix,
+        At: sp.csr_matrix,
+        P: np.ndarray,
+        c: float | np.ndarray,
+        n_threads: int = 1,
     ) -> np.ndarray:
-        """``X^T X P`` (``d x q``, float64) for ``X = A (U diag(s) U^T + c I)``, ``At = A^T``.
+        """``X^T X P`` (``d x q``, float64) for ``X = A (U diag(s) U^T + diag(c))``, ``At = A^T``
+        (``c`` a number or one per column).
 
         Sparse products and thin factor products only; over row blocks of ``A`` the results add
         up to the whole matrix's. ``X P`` is formed row by row in the kernel's dtype (the same
@@ -336,12 +385,16 @@ class FactoredKernel:
         dtype = self.dtype
         U, Us = self.U, self._scaled()
 
-        def K_times(v):  # (U diag(s) U^T + c I) v
-            return Us @ (U.T @ v) + dtype.type(c) * v
+        per_column = np.ndim(c) != 0
+        c_dt = np.asarray(c, dtype=dtype)[:, None] if per_column else dtype.type(c)
+        c64 = np.asarray(c, dtype=np.float64)[:, None] if per_column else float(c)
+
+        def K_times(v):  # (U diag(s) U^T + diag(c)) v
+            return Us @ (U.T @ v) + c_dt * v
 
         W = np.asarray(_spmm(A, K_times(P.astype(dtype, copy=False)), n_threads), dtype=dtype)
         Y = np.asarray(_spmm(At, W.astype(np.float64), n_threads))
-        return Us.astype(np.float64) @ (U.T.astype(np.float64) @ Y) + c * Y
+        return Us.astype(np.float64) @ (U.T.astype(np.float64) @ Y) + c64 * Y
 
     def next_exact(self, ZtZ: np.ndarray, update, n_rows: int, iteration: int) -> FactoredKernel:
         """The next kernel from ``Z^T Z`` (``r x r``, summed over all rows; shift ``c = 0``).
@@ -392,11 +445,15 @@ class FactoredKernel:
             return DenseKernel(self.dense()).distance(other)
         s0, s1 = self.s.astype(np.float64), other.s.astype(np.float64)
         C = other.U.T.astype(np.float64) @ self.U.astype(np.float64)  # r1 x r0
-        e0, e1, d = self.eps, other.eps, self.d
-        n0 = s0 @ s0 + 2 * e0 * s0.sum() + e0 * e0 * d
-        n1 = s1 @ s1 + 2 * e1 * s1.sum() + e1 * e1 * d
-        cross = np.sum((s1[:, None] * C * s0[None, :]) * C) + e0 * s1.sum() + e1 * s0.sum()
-        cross += e0 * e1 * d
+        d = self.d
+        e0 = np.broadcast_to(np.asarray(self.eps, dtype=np.float64), (d,))
+        e1 = np.broadcast_to(np.asarray(other.eps, dtype=np.float64), (d,))
+        # <diag(e), U diag(s) U^T> = sum_j e_j (U diag(s) U^T)_jj
+        lr0 = np.einsum("ij,ij->i", self.U.astype(np.float64) * s0, self.U.astype(np.float64))
+        lr1 = np.einsum("ij,ij->i", other.U.astype(np.float64) * s1, other.U.astype(np.float64))
+        n0 = s0 @ s0 + 2 * e0 @ lr0 + e0 @ e0
+        n1 = s1 @ s1 + 2 * e1 @ lr1 + e1 @ e1
+        cross = np.sum((s1[:, None] * C * s0[None, :]) * C) + e0 @ lr1 + e1 @ lr0 + e0 @ e1
         return float(math.sqrt(max(n0 + n1 - 2 * cross, 0.0)) / max(math.sqrt(n0), 1e-300))
 
     def dense(self) -> np.ndarray:
@@ -415,7 +472,7 @@ class FactoredKernel:
 
 
 class FactoredCompletion:
-    """``W = Z U^T + eps A`` with ``Z = A U diag(s)`` computed once (``n x r``)."""
+    """``W = Z U^T + A diag(eps)`` with ``Z = A U diag(s)`` computed once (``n x r``)."""
 
     def __init__(self, kernel: FactoredKernel, A: sp.csr_matrix) -> None:
         self.kernel, self.A = kernel, A
@@ -430,14 +487,15 @@ class FactoredCompletion:
         for lo in range(0, rows.shape[0], step):
             r, c = rows[lo : lo + step], cols[lo : lo + step]
             out[lo : lo + step] = np.einsum("ij,ij->i", self.Z[r], U[c], dtype=np.float64)
-        if self.kernel.eps and rows.size:
-            out += self.kernel.eps * np.asarray(self.A[rows, cols], dtype=np.float64).ravel()
+        if self.kernel.has_eps and rows.size:
+            eps = self.kernel.eps_at(cols)
+            out += eps * np.asarray(self.A[rows, cols], dtype=np.float64).ravel()
         return out
 
     def rows(self, idx) -> np.ndarray:
         out = (self.Z[idx] @ self.kernel.U.T).astype(np.float64)
-        if self.kernel.eps:
-            out += self.kernel.eps * self.A[idx].toarray()
+        if self.kernel.has_eps:
+            out += self.A[idx].toarray() * self.kernel.eps  # a number, or one per column
         return out
 
     def column(self, j) -> np.ndarray:
@@ -445,26 +503,27 @@ class FactoredCompletion:
 
     def columns(self, idx) -> np.ndarray:
         out = (self.Z @ self.kernel.U[idx].T).astype(np.float64)
-        if self.kernel.eps:
-            out += self.kernel.eps * self.A[:, idx].toarray()
+        if self.kernel.has_eps:
+            out += self.A[:, idx].toarray() * self.kernel.eps_at(idx)
         return out
 
     def times(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         out = self.Z.astype(np.float64) @ (self.kernel.U.T.astype(np.float64) @ X)
-        if self.kernel.eps:
-            out += self.kernel.eps * np.asarray(self.A @ X)
+        if self.kernel.has_eps:
+            out += np.asarray(self.A @ (self.kernel._eps_for(X) * X))
         return out
 
     def row_norms(self) -> np.ndarray:
         # U is orthonormal: ||Z_r U^T||^2 = ||Z_r||^2; the shift adds the cross and A terms
         Z = self.Z.astype(np.float64)
         sq = np.einsum("ij,ij->i", Z, Z)
-        if self.kernel.eps:
-            e = self.kernel.eps
-            AU = np.asarray(self.A @ self.kernel.U.astype(np.float64))
-            A2 = np.asarray(self.A.multiply(self.A).sum(axis=1)).ravel()
-            sq += 2 * e * np.einsum("ij,ij->i", Z, AU) + e * e * A2
+        if self.kernel.has_eps:
+            U = self.kernel.U.astype(np.float64)
+            AU = np.asarray(self.A @ (self.kernel._eps_for(U) * U))  # A diag(e) U
+            Ae = self.A.multiply(np.reshape(self.kernel.eps, (1, -1))).tocsr()  # A diag(e)
+            A2 = np.asarray(Ae.multiply(Ae).sum(axis=1)).ravel()
+            sq += 2 * np.einsum("ij,ij->i", Z, AU) + A2
         return np.sqrt(np.maximum(sq, 0.0))
 
 
@@ -472,10 +531,11 @@ def kernel_from_arrays(arrays) -> Kernel:
     """The kernel saved by ``to_arrays`` (a mapping such as an ``np.load`` result)."""
     if "K" in arrays:
         return DenseKernel(np.asarray(arrays["K"]))
+    eps = np.asarray(arrays["kernel_eps"], dtype=np.float64)
     return FactoredKernel(
         np.asarray(arrays["kernel_U"]),
         np.asarray(arrays["kernel_s"]),
-        float(arrays["kernel_eps"]),
+        float(eps) if eps.ndim == 0 else eps,
         int(arrays["kernel_rank"]),
         float(arrays["kernel_shift"]),
     )
