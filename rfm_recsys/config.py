@@ -301,7 +301,8 @@ _RANK = Param(
     AnyOf(Options(None, "auto"), Interval(1, None, integer=True)),
     "form of the kernel: ``None`` is the dense ``d x d`` matrix, an int ``r`` the factored "
     "``U diag(s) U^T`` with ``U`` ``d x r`` (time and memory linear in ``d``, predictions in "
-    "O(r)); ``'auto'`` is rank 128 when the feature side has more than 256 columns, else dense.",
+    "O(r)); ``'auto'`` is rank 128 when the feature side has more than 4,096 columns (256 "
+    "without the kernel step), else dense.",
     "rank",
     int | str | None,
 )
@@ -320,10 +321,12 @@ _BACKEND = Param(
 # with the co-rating signal, a Gaussian kernel over the learned geometry and both orientations
 # averaged were each kept because validation shares of ml-100k and ml-latest-small training
 # folds said so: ``python -m evaluation.explore_kernel_rfm`` (evaluation/kernel_rfm_experiments.md).
+# It is on by default with the settings chosen there (F*: Gaussian, bandwidth 0.7, kernel_lam 3,
+# implicit 2, 3 kernel updates, the kernel over items; section 9); PLAIN_LINRFM switches it off.
 _KERNEL = (
     Param(
         "kernel",
-        "linear",
+        "gaussian",
         Options("linear", "gaussian", "laplace"),
         "kernel of the row fits over the learned geometry ``M``: ``'linear'`` (``M`` itself, "
         "plain lin-RFM), ``'gaussian'`` ``n_j n_k exp((cos_jk - 1) / h^2)`` or ``'laplace'`` "
@@ -331,10 +334,10 @@ _KERNEL = (
         "cosine of features ``j`` and ``k`` in ``M``.",
         annotation=str,
     ),
-    Param("bandwidth", 1.0, _POSITIVE, "``h`` of the radial kernels.", annotation=float),
+    Param("bandwidth", 0.7, _POSITIVE, "``h`` of the radial kernels.", annotation=float),
     Param(
         "implicit",
-        0.0,
+        2.0,
         _NONNEG,
         "weight of the co-rating matrix (who rated what, mean diagonal 1) added to ``M`` for "
         "the kernel step; 0 disables it.",
@@ -342,43 +345,39 @@ _KERNEL = (
     ),
     Param(
         "kernel_updates",
-        0,
+        3,
         _COUNT,
         "AGOP updates with the kernel step's kernel, after the ``n_iter`` linear ones.",
         annotation=int,
     ),
     Param(
         "kernel_lam",
-        None,
+        3.0,
         AnyOf(_NONE, _NONNEG),
         "ridge of the row fits in the kernel step (None: ``lam``).",
         annotation=float | None,
     ),
 )
-#: The kernel step switched off, as by default: ``LinRFMAlgo(**PLAIN_LINRFM)`` is plain lin-RFM.
-PLAIN_LINRFM = {"kernel": "linear", "implicit": 0.0, "kernel_updates": 0, "kernel_lam": None}
-#: The kernel step validation chose (``evaluation/kernel_rfm_experiments.md``): the dense kernel
-#: over items with the co-rating signal and a Gaussian kernel over its angles. More accurate than
-#: plain lin-RFM on ml-100k and ml-latest-small, but its cost grows with the number of items
-#: squared (a dense items x items kernel), so it is not the default: ``LinRFMAlgo(**KERNEL_RFM)``;
-#: add ``orient="both"`` (``LinRFMAlgo`` only) for both sides. :data:`KERNEL_RFM_FACTORED` is the
-#: same step on the factored kernel, for many items.
-KERNEL_RFM = {
-    "orient": "items",
-    "rank": None,
-    "kernel": "gaussian",
+#: Plain lin-RFM, the kernel step switched off: ``LinRFMAlgo(**PLAIN_LINRFM)`` is the library's
+#: default model before the kernel step became the default (orient ``"auto"``, linear kernel),
+#: parameter for parameter. Also what ``backend="dask"`` fits (it has no kernel step).
+PLAIN_LINRFM = {
+    "orient": "auto",
+    "kernel": "linear",
     "bandwidth": 1.0,
-    "implicit": 2.0,
-    "kernel_updates": 2,
-    "kernel_lam": 3.0,
+    "implicit": 0.0,
+    "kernel_updates": 0,
+    "kernel_lam": None,
 }
-#: The kernel step on the factored kernel (``rank="auto"``: beyond 256 items; no items x items
-#: matrix is formed, :mod:`rfm_recsys.core.kernel_rfm_factored`), with the settings validation
-#: chose for it (``evaluation/kernel_rfm_experiments.md``, section 9): level with
-#: :data:`KERNEL_RFM` on ml-100k validation shares and ahead of it on ml-latest-small's, in a
-#: quarter of its time there, but about Bayesian MF rank 10's fit time (many times plain
-#: lin-RFM's), so not the default: ``LinRFMAlgo(**KERNEL_RFM_FACTORED)``.
-KERNEL_RFM_FACTORED = {
+#: The defaults of ``LinRFMAlgo`` and ``LinRFM``, spelled out: the kernel step over items with the
+#: co-rating signal and a Gaussian kernel over the learned geometry's angles, the settings F*
+#: chosen by ``python -m evaluation.explore_kernel_rfm`` on validation shares of folds 0 and 1
+#: of ml-100k and ml-latest-small (``evaluation/kernel_rfm_experiments.md``, section 9): best
+#: there for both the dense and the factored kernel, about 0.025 validation RMSE ahead of plain
+#: lin-RFM. ``rank="auto"`` takes the dense kernel up to 4,096 items and the factored one
+#: beyond (:data:`rfm_recsys.core.kernels.KERNEL_DENSE_MAX_D`). Add ``orient="both"``
+#: (``LinRFMAlgo`` only) for both sides.
+KERNEL_RFM = {
     "orient": "items",
     "rank": "auto",
     "kernel": "gaussian",
@@ -387,9 +386,16 @@ KERNEL_RFM_FACTORED = {
     "kernel_updates": 3,
     "kernel_lam": 3.0,
 }
+#: The default kernel step forced onto the factored kernel (rank 128; no items x items matrix
+#: is formed, :mod:`rfm_recsys.core.kernel_rfm_factored`) whatever the number of items: on
+#: ml-latest-small (9,724 items, where ``"auto"`` takes it anyway) 4.5 times faster than the
+#: dense step and 0.004 behind it on validation shares; on ml-100k 0.001-0.002 behind and
+#: slower (section 9 of ``evaluation/kernel_rfm_experiments.md``).
+KERNEL_RFM_FACTORED = {**KERNEL_RFM, "rank": 128}
 _ORIENT = next(p for p in _SHARED if p.name == "orient")
 _LINRFM_ORIENT = replace(
     _ORIENT,
+    default="items",
     constraint=Options("auto", "users", "items", "both"),
     doc="the feature (kernel) side: ``'auto'`` (the smaller side), ``'items'`` (users are the "
     "rows), ``'users'`` or ``'both'`` (each orientation fitted, the predictions averaged with "

@@ -138,9 +138,16 @@ class LinRFMAlgo(_EngineAlgo):
     ``mu + b_i``, if the item is unknown ``mu + b_u``; if both are unknown
     ``PredictionImpossible`` is raised (Surprise then predicts the global mean).
 
+    By default the kernel step follows the AGOP updates (:mod:`rfm_recsys.core.kernel_rfm`):
+    the kernel over items with the co-rating signal, a Gaussian kernel over the learned
+    geometry's angles and 3 more AGOP updates with it (:data:`rfm_recsys.config.KERNEL_RFM`
+    spells these defaults out); ``LinRFMAlgo(**rfm_recsys.config.PLAIN_LINRFM)`` is plain
+    lin-RFM as above.
+
     The hyperparameters are :data:`rfm_recsys.config.LINRFM`'s. The defaults (n_iter 2, lam 10,
-    power 1, bias penalties 2) were chosen on validation shares of ml-100k and ml-latest-small
-    training folds: ``python -m evaluation.choose_defaults`` (see the README).
+    power 1, bias penalties 2; the kernel step's) were chosen on validation shares of ml-100k
+    and ml-latest-small training folds: ``python -m evaluation.choose_defaults`` and
+    ``python -m evaluation.explore_kernel_rfm`` (see the README).
     """
 
 

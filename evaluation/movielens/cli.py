@@ -58,8 +58,10 @@ def _select(args, folds, n_ratings: int, overrides: dict, notes: list[str]):
         keys.remove("svdpp")
         notes.append("SVD++ left out by --quick (name it in --algorithms to include it)")
     params = {k: algorithm_params(k, args.quick, overrides) for k in keys}
-    if getattr(args, "backend", "threads") == "dask" and "linrfm" in params:
-        notes.append(_use_dask(params["linrfm"]))
+    if getattr(args, "backend", "threads") == "dask":
+        for key in ("linrfm", "plain-linrfm"):
+            if key in params:
+                notes.append(_use_dask(key, params[key]))
     train = folds[0][0]
     shape = DataShape(train.n_users, train.n_items, train.n_ratings)
     reasons = skip_reasons(keys, params, shape, args)
@@ -68,10 +70,19 @@ def _select(args, folds, n_ratings: int, overrides: dict, notes: list[str]):
     return keys, params, skipped
 
 
-def _use_dask(params: dict) -> str:
+def _use_dask(key: str, params: dict) -> str:
     """lin-RFM's parameters for ``--backend dask``; the note for the report."""
+    from rfm_recsys.core.kernel_rfm import KERNEL_PARAMS, kernel_step_is_plain
+
     params["backend"] = "dask"
-    return "lin-RFM fitted with backend='dask' (a LocalCluster per fit)"
+    note = f"{ALGORITHMS[key].label} fitted with backend='dask' (a LocalCluster per fit)"
+    every = effective_params(key, params)
+    if not kernel_step_is_plain(**{k: every[k] for k in KERNEL_PARAMS}):
+        note += (
+            ": the kernel step does not run there, so it is plain lin-RFM "
+            f"(orient {every['orient']!r})"
+        )
+    return note
 
 
 def _tasks(args, keys, params, paths, dataset, run_id, threads, memory_method) -> list[dict]:

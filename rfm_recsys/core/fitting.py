@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..config import LINRFM, ModelConfig
+from ..config import LINRFM, PLAIN_LINRFM, ModelConfig
 from .baseline import Baseline, bias_estimates, bias_scores, fit_baseline
 from .engine import AGOPPower, FeatureUpdate, fit_engine, spd_solve
 from .kernel_rfm import (
@@ -27,13 +27,15 @@ from .kernel_rfm import (
     CombinedFit,
     apply_kernel,
     fit_both_orientations,
+    kernel_step_is_plain,
 )
-from .kernels import Completion, Kernel, resolve_rank
+from .kernels import Completion, Kernel, resolve_rank, resolve_step_rank
 
 _COMPLETION_LOCK = threading.Lock()
 
-# Defaults of the functions below: the model classes' own (one declaration in config.py).
-_D = LINRFM.defaults()
+# Defaults of the functions below: the model classes' own (one declaration in config.py) with the
+# kernel step off, as these functions fit plain lin-RFM (orient "auto" included).
+_D = {**LINRFM.defaults(), **PLAIN_LINRFM}
 _DTYPE = np.dtype(_D["dtype"])
 
 
@@ -266,8 +268,9 @@ def fit_with_config(
     orientations and returns their :class:`~rfm_recsys.core.kernel_rfm.CombinedFit`. The kernel
     step takes the fit's form: dense for a dense kernel, factored
     (:mod:`~rfm_recsys.core.kernel_rfm_factored`, no ``d x d`` matrix) for ``rank`` an int or
-    ``"auto"`` beyond 256 feature columns. ``backend="dask"`` runs plain lin-RFM on a Dask cluster
-    (:func:`rfm_recsys.distributed.fit_arrays_dask`).
+    ``"auto"`` beyond 4,096 feature columns (with the step on; plain lin-RFM's ``"auto"`` is
+    dense up to 256). ``backend="dask"`` runs plain lin-RFM on a Dask cluster
+    (:func:`rfm_recsys.distributed.fit_arrays_dask`), without the kernel step.
     """
     if values.get("backend", "threads") == "dask":
         from ..distributed import fit_arrays_dask
@@ -282,6 +285,10 @@ def fit_with_config(
         return fit_both_orientations(
             users, items, ratings, n_users, n_items, kernel, callback=callback, **kwargs
         )
+    if kernel and not kernel_step_is_plain(**kernel) and "rank" in kwargs:
+        # the kernel step's own rule for rank="auto" (dense up to 4096 feature columns)
+        d = n_items if resolve_orientation(kwargs["orient"], n_users, n_items) else n_users
+        kwargs["rank"] = resolve_step_rank(kwargs["rank"], d)
     fit = fit_ratings(users, items, ratings, n_users, n_items, callback=callback, **kwargs)
     return apply_kernel(fit, users, items, ratings, **kernel) if kernel else fit
 

@@ -33,7 +33,7 @@ and the figures, are in ``evaluation/kernel_rfm_experiments.md``; the user-facin
 this module through :func:`apply_kernel`.
 
 Everything above forms ``d x d`` matrices. On a fit with a
-:class:`~rfm_recsys.core.kernels.FactoredKernel` (``rank`` an int, or ``"auto"`` beyond 256
+:class:`~rfm_recsys.core.kernels.FactoredKernel` (``rank`` an int, or ``"auto"`` beyond 4,096
 feature columns) :func:`refit_kernel` hands over to
 :func:`~rfm_recsys.core.kernel_rfm_factored.refit_kernel_factored`, the same step (cosine
 geometry, co-rating signal, AGOP of the completion) with low-rank factors and Nystrom instead.
@@ -49,7 +49,7 @@ import scipy.sparse as sp
 
 from .engine import RowPlan, gram_of_completion, solve_rows
 from .kernel_rfm_factored import refit_kernel_factored
-from .kernels import DenseKernel, FactoredKernel
+from .kernels import DenseKernel, FactoredKernel, resolve_step_rank
 
 if TYPE_CHECKING:  # fitting imports this module: no import cycle at run time
     from .fitting import RatingsFit
@@ -441,9 +441,13 @@ def fit_both_orientations(
     from .fitting import fit_ratings
 
     fit_kwargs.pop("orient", None)
+    step = not kernel_step_is_plain(**kernel)
 
     def one(side: str) -> RatingsFit:
-        fit = fit_ratings(users, items, ratings, n_users, n_items, orient=side, **fit_kwargs)
+        kw = dict(fit_kwargs)
+        if step and "rank" in kw:  # the kernel step's rule for rank="auto", per side
+            kw["rank"] = resolve_step_rank(kw["rank"], n_items if side == "items" else n_users)
+        fit = fit_ratings(users, items, ratings, n_users, n_items, orient=side, **kw)
         return apply_kernel(fit, users, items, ratings, **kernel)
 
     return CombinedFit(one("items"), one("users"), weight=weight)
@@ -466,7 +470,7 @@ def apply_kernel(
     Dense or factored as ``fit``'s kernel is (:func:`refit_kernel`).
 
     Returns ``fit`` itself when the settings change nothing (linear kernel, no implicit signal,
-    no update, the same ridge), so the linear default is today's model exactly.
+    no update, the same ridge), so :data:`~rfm_recsys.config.PLAIN_LINRFM` is plain lin-RFM exactly.
     """
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)

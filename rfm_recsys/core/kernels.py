@@ -549,6 +549,24 @@ def kernel_from_arrays(arrays) -> Kernel:
 # by -0.0002 and +0.0004 at rank 128 for 20-45% more time, so updates use none by default.
 AUTO_RANK = 128
 AUTO_DENSE_MAX_D = 2 * AUTO_RANK
+# rank="auto" with the kernel step on (the default): the dense kernel (lin-RFM and the step) up
+# to KERNEL_DENSE_MAX_D feature columns, rank AUTO_RANK beyond. Measured with the default step
+# on folds 0 and 1 (evaluation/kernel_rfm_experiments.md, section 9; a shared 2-core machine):
+# on ml-100k (1,682 items) the dense step took 3.5 s against the factored 7.9 s and scored
+# 0.001-0.002 better validation RMSE; on ml-latest-small (9,724 items) the factored step took
+# 12.7 s against the dense 58 s (2.2 GB) for 0.004 worse. The dense step's time and memory grow
+# with d squared to cubed, so the switch lies between the two: 4096 columns (a 64 MB float32
+# kernel).
+KERNEL_DENSE_MAX_D = 4096
+
+
+def resolve_step_rank(rank: int | str | None, d: int) -> int | str | None:
+    """``rank`` for a fit followed by the kernel step: ``"auto"`` becomes dense up to
+    ``KERNEL_DENSE_MAX_D`` (4096) feature columns and ``AUTO_RANK`` (128) beyond; ``None`` and
+    an int are returned as given."""
+    if isinstance(rank, str) and rank == "auto":
+        return None if d <= KERNEL_DENSE_MAX_D else AUTO_RANK
+    return rank
 
 
 def resolve_rank(rank: int | str | None, d: int, update=None) -> int | None:

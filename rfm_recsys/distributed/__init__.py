@@ -12,6 +12,7 @@ Needs the ``dask`` extra: ``pip install "rfm_recsys[dask]"``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,22 +28,35 @@ from .fitting import check_supported, fit_ratings_dask
 __all__ = ["DistributedFitError", "fit_arrays_dask", "fit_frame_dask", "is_dask_frame"]
 
 
-def check_plain(values: Mapping[str, Any]) -> None:
-    """Refuse what this backend does not fit yet (the kernel step, both orientations)."""
+def check_plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values this backend fits: the kernel step dropped (with a warning), both sides refused.
+
+    The backend fits plain lin-RFM only. With the kernel step on (the default), the kernel-step
+    parameters (``kernel``, ``bandwidth``, ``implicit``, ``kernel_updates``, ``kernel_lam``) are
+    replaced by :data:`~rfm_recsys.config.PLAIN_LINRFM`'s and a ``UserWarning`` says so; the
+    user's ``orient`` and everything else are kept. ``orient="both"`` is refused.
+    """
+    from ..config import PLAIN_LINRFM
     from ..core.kernel_rfm import KERNEL_PARAMS, kernel_step_is_plain
 
-    kernel = {k: values[k] for k in KERNEL_PARAMS if k in values}
-    if kernel and not kernel_step_is_plain(**kernel):
-        raise NotImplementedError(
-            f"backend='dask' fits plain lin-RFM; the kernel step ({kernel}) runs only with "
-            f"backend='threads'. Switch it off with rfm_recsys.config.PLAIN_LINRFM, or fit with "
-            f"backend='threads'."
-        )
     if values.get("orient") == "both":
         raise NotImplementedError(
             "backend='dask' fits one orientation: use orient='auto', 'items' or 'users', or "
             "backend='threads' for orient='both'"
         )
+    out = dict(values)
+    kernel = {k: values[k] for k in KERNEL_PARAMS if k in values}
+    if kernel and not kernel_step_is_plain(**kernel):
+        warnings.warn(
+            f"the kernel step does not run on the dask backend: fitted plain lin-RFM (the "
+            f"kernel-step parameters {kernel} replaced by rfm_recsys.config.PLAIN_LINRFM's, "
+            f"orient={values.get('orient')!r} kept); pass **rfm_recsys.config.PLAIN_LINRFM to "
+            f"silence, or backend='threads' for the kernel step",
+            UserWarning,
+            stacklevel=4,
+        )
+        out.update({k: PLAIN_LINRFM[k] for k in KERNEL_PARAMS})
+    return out
 
 
 def fit_arrays_dask(
@@ -57,7 +71,7 @@ def fit_arrays_dask(
     callback=None,
 ) -> RatingsFit:
     """:func:`~rfm_recsys.core.fitting.fit_with_config` on the cluster, from checked triples."""
-    check_plain(values)
+    values = check_plain(values)
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
     # before any cluster is started or data sent
@@ -90,7 +104,7 @@ def fit_frame_dask(
     Returns:
         ``(fit, user vocabulary, item vocabulary, (lowest, highest) rating)``.
     """
-    check_plain(values)
+    values = check_plain(values)
     kwargs = config.fit_kwargs(values)
     kwargs["progress"] = bool(progress or kwargs.get("progress", False))
     columns = (values["user_col"], values["item_col"], values["rating_col"])

@@ -52,7 +52,11 @@ class LinRFM(ScoringRecommenderBase):
     ``S_r`` the columns observed in row ``r``, ``a_r = (K[S_r, S_r] + lam I)^-1 y_r`` and ``y_r``
     the baseline residuals. ``K`` starts as the identity and is replaced ``n_iter`` times by
     ``(W^T W / n)^power`` rescaled to mean diagonal 1, with ``W = A K`` the fitted rows (the
-    average gradient outer product, AGOP).
+    average gradient outer product, AGOP). By default the kernel step follows
+    (:mod:`rfm_recsys.core.kernel_rfm`): the kernel over items with the co-rating signal, a
+    Gaussian kernel over the learned geometry's angles and 3 more AGOP updates with it
+    (:data:`rfm_recsys.config.KERNEL_RFM`); ``LinRFM(**rfm_recsys.config.PLAIN_LINRFM)`` is
+    plain lin-RFM as above.
 
     Unknown ids at ``predict``: an unknown user gets the item side of the baseline
     ``mu + b_i``, an unknown item ``mu + b_u``, and a pair with both unknown the global mean
@@ -71,7 +75,9 @@ class LinRFM(ScoringRecommenderBase):
 
     ``backend="dask"`` (or a ``dask.dataframe.DataFrame`` given to ``fit``) fits the same model
     on the current ``dask.distributed`` client, or on a temporary ``LocalCluster`` without one
-    (:mod:`rfm_recsys.distributed`), with either form of the kernel (``rank``): the ratings
+    (:mod:`rfm_recsys.distributed`), without the kernel step (it fits plain lin-RFM, the
+    kernel-step parameters replaced by :data:`~rfm_recsys.config.PLAIN_LINRFM`'s with a
+    warning, ``orient`` kept), with either form of the kernel (``rank``): the ratings
     live on the workers as blocks of rows, and per iteration only the kernel (out) and the
     blocks' summed share of the update (back) cross the network. With the factored kernel (the
     default ``rank="auto"`` beyond 256 feature columns) that is ``U`` (``d x r``) out and the
@@ -85,7 +91,8 @@ class LinRFM(ScoringRecommenderBase):
 
     The hyperparameters are :data:`rfm_recsys.config.LINRFM`'s (shared with
     :class:`~rfm_recsys.surprise_algos.LinRFMAlgo`, defaults chosen on validation shares of
-    ml-100k and ml-latest-small training folds: ``python -m evaluation.choose_defaults``) and
+    ml-100k and ml-latest-small training folds: ``python -m evaluation.choose_defaults`` and
+    ``python -m evaluation.explore_kernel_rfm``) and
     :data:`rfm_recsys.config.FRAME`'s (DataFrame columns and rating scale).
 
     Attributes (after ``fit``):
