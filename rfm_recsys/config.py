@@ -360,7 +360,8 @@ _KERNEL = (
 )
 #: Plain lin-RFM, the kernel step switched off: ``LinRFMAlgo(**PLAIN_LINRFM)`` is the library's
 #: default model before the kernel step became the default (orient ``"auto"``, linear kernel),
-#: parameter for parameter. Also what ``backend="dask"`` fits (it has no kernel step).
+#: parameter for parameter. Also what ``backend="dask"`` fits (it has no kernel step). With
+#: another side: ``LinRFMAlgo(**{**PLAIN_LINRFM, "orient": "items"})``.
 PLAIN_LINRFM = {
     "orient": "auto",
     "kernel": "linear",

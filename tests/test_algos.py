@@ -11,7 +11,11 @@ from surprise import SVD, Dataset, Reader, accuracy, dump
 from surprise.model_selection import GridSearchCV, PredefinedKFold, cross_validate
 
 from rfm_recsys import ALSAlgo, InvalidParameterError, IRLSAlgo, LinRFMAlgo, RatingsError
-from rfm_recsys.core.engine import EngineMemoryError
+from rfm_recsys.config import KERNEL_RFM, PLAIN_LINRFM
+from rfm_recsys.core.engine import AGOPPower, EngineMemoryError
+from rfm_recsys.core.fitting import fit_ratings
+from rfm_recsys.core.kernels import DenseKernel
+from rfm_recsys.surprise_algos import _trainset_arrays
 
 
 def synthetic_df(n_users=120, n_items=90, density=0.3, rank=3, noise=0.3, seed=0):
@@ -159,15 +163,93 @@ def test_test_is_vectorised_on_20k(data, monkeypatch):
     assert [p.est for p in preds[:500]] == pytest.approx(expected, abs=1e-12)
 
 
-def test_ml100k_u1_with_defaults(ml100k_dir):
+@pytest.fixture(scope="module")
+def u1(ml100k_dir):
     reader = Reader("ml-100k")
     data = Dataset.load_from_folds(
         [(str(ml100k_dir / "u1.base"), str(ml100k_dir / "u1.test"))], reader
     )
-    trainset, testset = next(PredefinedKFold().split(data))
+    return next(PredefinedKFold().split(data))
+
+
+def test_ml100k_u1_with_defaults(u1):
+    # the defaults run the kernel step (dense over ml-100k's 1,682 items): 0.8991 measured
+    trainset, testset = u1
     algo = LinRFMAlgo().fit(trainset)
+    # rank="auto" with the kernel step: the dense kernel up to 4096 items
+    assert isinstance(algo.fit_.kernel, DenseKernel)
+    rmse = accuracy.rmse(algo.test(testset), verbose=False)
+    assert rmse <= 0.905, rmse
+
+
+def test_ml100k_u1_plain_linrfm(u1):
+    # plain lin-RFM, the defaults before the kernel step: 0.9287 measured
+    trainset, testset = u1
+    algo = LinRFMAlgo(**PLAIN_LINRFM).fit(trainset)
     rmse = accuracy.rmse(algo.test(testset), verbose=False)
     assert rmse <= 0.929, rmse
+
+
+#: Every default of LinRFMAlgo before the kernel step became the default, spelled out.
+OLD_DEFAULTS = {
+    "n_iter": 2, "lam": 10.0, "power": 1.0, "orient": "auto", "reg_user": 2.0, "reg_item": 2.0,
+    "baseline_epochs": 10, "dtype": "float32", "tol": None, "validation_share": 0.0,
+    "patience": 2, "duplicates": "raise", "random_state": None, "max_memory": None,
+    "verbose": False, "rank": "auto", "kernel": "linear", "bandwidth": 1.0, "implicit": 0.0,
+    "kernel_updates": 0, "kernel_lam": None, "backend": "threads",
+}  # fmt: skip
+
+
+def test_plain_linrfm_is_the_old_default_model(data):
+    algo = LinRFMAlgo(**PLAIN_LINRFM)
+    assert algo.get_params() == OLD_DEFAULTS
+    trainset = data.build_full_trainset()
+    algo.fit(trainset)
+    u, i, r = _trainset_arrays(trainset)
+    # the engine with the old default arguments, written out (no default read from config.py)
+    ref = fit_ratings(
+        u, i, r, trainset.n_users, trainset.n_items, update=AGOPPower(1.0, normalize="diag"),
+        lam=10.0, n_iter=2, orient="auto", reg_user=2.0, reg_item=2.0, baseline_epochs=10,
+        dtype=np.float32, rank="auto",
+    )  # fmt: skip
+    assert isinstance(algo.fit_, type(ref)) and algo.fit_.users_are_rows == ref.users_are_rows
+    assert np.array_equal(algo.fit_.K, ref.K) and (algo.fit_.A != ref.A).nnz == 0
+    uu, ii = np.meshgrid(np.arange(trainset.n_users), np.arange(trainset.n_items))
+    est, _ = algo.fit_.predict(uu.ravel(), ii.ravel())
+    assert np.array_equal(est, ref.predict(uu.ravel(), ii.ravel())[0])
+
+
+def test_defaults_are_the_kernel_step(data):
+    algo = LinRFMAlgo()
+    assert {k: algo.get_params()[k] for k in KERNEL_RFM} == KERNEL_RFM
+    assert {k: v for k, v in algo.get_params().items() if k not in PLAIN_LINRFM} == {
+        k: v for k, v in OLD_DEFAULTS.items() if k not in PLAIN_LINRFM
+    }
+    trainset = data.build_full_trainset()
+    algo.fit(trainset)
+    plain = LinRFMAlgo(**PLAIN_LINRFM).fit(trainset)
+    assert algo.fit_.users_are_rows  # the kernel over items
+    testset = trainset.build_testset()
+    est = [p.est for p in algo.test(testset)]
+    assert not np.allclose(est, [p.est for p in plain.test(testset)])
+
+
+def test_kernel_step_auto_rank_rule(data, monkeypatch):
+    import rfm_recsys.core.kernels as kernels
+
+    assert kernels.resolve_step_rank("auto", 4096) is None
+    assert kernels.resolve_step_rank("auto", 4097) == kernels.AUTO_RANK
+    assert kernels.resolve_step_rank(None, 10**6) is None and kernels.resolve_step_rank(7, 5) == 7
+    trainset = data.build_full_trainset()  # 90 items: dense under every rule here
+    assert isinstance(LinRFMAlgo(kernel_updates=1).fit(trainset).fit_.kernel, DenseKernel)
+    monkeypatch.setattr(kernels, "KERNEL_DENSE_MAX_D", 50)  # 90 items now count as many
+    fit = LinRFMAlgo(kernel_updates=1).fit(trainset).fit_
+    assert isinstance(fit.kernel, kernels.FactoredKernel)
+    # explicit ranks are respected, and plain lin-RFM keeps its own rule (dense up to 256)
+    assert isinstance(
+        LinRFMAlgo(kernel_updates=1, rank=None).fit(trainset).fit_.kernel, DenseKernel
+    )
+    assert isinstance(LinRFMAlgo(**PLAIN_LINRFM).fit(trainset).fit_.kernel, DenseKernel)
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ def test_irls_schedule_is_its_own():
         baseline_epochs=10,
     )
     irls = IRLSAlgo(p=p, gamma0=gamma0, **kw).fit(trainset)
-    rfm = LinRFMAlgo(**kw, **PLAIN_LINRFM).fit(trainset)
+    rfm = LinRFMAlgo(**{**PLAIN_LINRFM, **kw}).fit(trainset)
 
     from rfm_recsys.surprise_algos import _trainset_arrays
 

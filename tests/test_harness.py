@@ -80,11 +80,13 @@ def test_end_to_end_files_exist_and_parse(run):
     for key in ("cpu", "logical_cores", "ram_gib", "python"):
         assert res["machine"][key]
     assert res["versions"]["scikit-surprise"] and res["versions"]["implicit"]
-    assert set(res["speed"]["algorithms"]) == {"lin-RFM", "IRLS-p"}
+    # the per-iteration curves are plain lin-RFM's (and IRLS-p's), not the kernel step's
+    assert set(res["speed"]["algorithms"]) == {"lin-RFM, plain (PLAIN_LINRFM)", "IRLS-p"}
     assert {r["blas_threads"] for r in res["rows"]} == {
         1
     }  # --blas-threads defaults to 1 in every worker
-    curves = [r["curve"] for r in res["rows"] if r["algorithm"] in ("linrfm", "irls")]
+    assert not any(r.get("curve") for r in res["rows"] if r["algorithm"] == "linrfm")
+    curves = [r["curve"] for r in res["rows"] if r["algorithm"] in ("plain-linrfm", "irls")]
     assert len(curves) == 4 and all(
         len(c["rmse"]) == max(3, c["final_iteration"] + 1) for c in curves
     )
@@ -228,8 +230,19 @@ def test_algorithm_selection_and_overrides():
     assert "svdpp" not in keys and "implicit-als" not in keys and notes
     keys, _ = harness.resolve_algorithms(None, 100_000, ranking=True, svdpp=False)
     assert keys == [
-        "linrfm", "kernel-rfm", "bmf10", "bmf32", "irls", "als", "svd", "svdpp", "baseline", *TOPN
+        "linrfm", "plain-linrfm", "bmf10", "bmf32", "irls", "als", "svd", "svdpp", "baseline",
+        *TOPN,
     ]  # fmt: skip
+    assert harness.ALGORITHMS["linrfm"].label == "lin-RFM (defaults: kernel step)"
+    assert "kernel-rfm" not in harness.ALGORITHMS
+    for alias, key in [
+        ("kernel-rfm", "linrfm"),
+        ("krfm", "linrfm"),
+        ("kernelrfm", "linrfm"),
+        ("plain", "plain-linrfm"),
+        ("plain-rfm", "plain-linrfm"),
+    ]:
+        assert harness.resolve_algorithms(alias, 10, False, False)[0] == [key]
     assert TOPN == ["implicit-linrfm", "ease", "implicit-als"]
     keys, _ = harness.resolve_algorithms("SVD++, lin-rfm", 10**7, ranking=False, svdpp=False)
     assert keys == ["linrfm", "svdpp"]
