@@ -218,16 +218,15 @@ def rank_settings(res: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 #: The kernel step's part of the defaults and where it comes from (printed and written).
 KERNEL_STEP_TEXT = f"""\
 The kernel step (on by default; rfm_recsys.config.PLAIN_LINRFM switches it off)
-  after lin-RFM's AGOP updates, the row fits are redone with {KERNEL_RFM}:
-  a {KERNEL_RFM["kernel"]} kernel (bandwidth {KERNEL_RFM["bandwidth"]}) over the angles of the
-  learned geometry plus the co-rating matrix (implicit {KERNEL_RFM["implicit"]}), the kernel over
-  {KERNEL_RFM["orient"]}, ridge kernel_lam {KERNEL_RFM["kernel_lam"]}, and
-  {KERNEL_RFM["kernel_updates"]} more AGOP updates with it; rank "auto": the dense kernel up to
-  4,096 items, rank 128 beyond.
+  Defaults (rfm_recsys.config.KERNEL_RFM): {", ".join(f"{k}={v!r}" for k, v in KERNEL_RFM.items())}.
+  After lin-RFM's AGOP updates the rows are refitted with a Gaussian kernel over the angles of
+  the learned geometry plus the co-rating matrix (weight `implicit`), the kernel over items,
+  ridge `kernel_lam`, and `kernel_updates` more AGOP updates with that kernel; rank "auto" is
+  the dense kernel up to 4,096 items and rank 128 beyond.
   Chosen by python -m evaluation.explore_kernel_rfm on validation shares of folds 0/1 of
   ml-100k and ml-latest-small (evaluation/kernel_rfm_experiments.md section 9): best on both
   sets for both the dense and the factored kernel, about 0.025 validation RMSE ahead of plain
-  lin-RFM. Test folds were never read. Rerun its final grid: --kernel-step.
+  lin-RFM. Test folds were never read. Rerun its final grid here: --kernel-step.
 """
 #: ``--kernel-step``: the grid around the kernel step's defaults (the rest as the defaults).
 KERNEL_STEP_GRID = {

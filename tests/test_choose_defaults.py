@@ -39,3 +39,26 @@ def test_each_family_has_its_own_columns(key, columns):
     both = pd.concat([res, res.assign(dataset="toy2")])
     ranking = rank_settings(both, columns)
     assert list(ranking.index.names) == columns and ranking["mean_ratio"].iloc[0] == 1.0
+
+
+def test_kernel_step_defaults_are_stated_and_rerun():
+    from evaluation.choose_defaults import KERNEL_STEP_GRID, KERNEL_STEP_TEXT, kernel_step_rows
+    from rfm_recsys.config import KERNEL_RFM
+
+    for needle in (
+        "bandwidth=0.7",
+        "kernel_lam=3.0",
+        "implicit=2.0",
+        "kernel_updates=3",
+        "orient='items'",
+        "python -m evaluation.explore_kernel_rfm",
+        "folds 0/1",
+        "section 9",
+    ):
+        assert needle in KERNEL_STEP_TEXT, needle
+    # the defaults lie inside the grid --kernel-step reruns
+    assert all(KERNEL_RFM[k] in v for k, v in KERNEL_STEP_GRID.items())
+    df = make_ratings(80, 50, 2000, random_state=0)
+    rows = kernel_step_rows("toy", df, quick=True)
+    assert len(rows) == 1 and rows[0]["form"] == "dense"
+    assert set(KERNEL_STEP_GRID) <= set(rows[0]) and 0.3 < rows[0]["valid_rmse"] < 2.0
