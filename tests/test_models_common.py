@@ -2,7 +2,9 @@
 
 LinRFM directly; the Surprise algorithms LinRFMAlgo, IRLSAlgo and ALSAlgo
 (rfm_recsys.baselines.als) through the Surprise adapter. LinRFM and LinRFMAlgo run twice: with
-the default kernel (dense on this 60 x 80 set) and with a rank-8 factored kernel.
+the defaults (the kernel step, dense on this 60 x 80 set) and as plain lin-RFM (PLAIN_LINRFM)
+with a rank-8 factored kernel; the kernel step on the factored kernel runs the contract in
+tests/test_kernel_rfm.py.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 from model_mixin import RATING_SCALE, EngineBaselines, ModelTestMixin, SurpriseAdapter
 
 from rfm_recsys.baselines.als import ALSAlgo
+from rfm_recsys.config import PLAIN_LINRFM
 from rfm_recsys.model import LinRFM
 from rfm_recsys.surprise_algos import IRLSAlgo, LinRFMAlgo
 
@@ -40,7 +43,7 @@ class TestLinRFM(EngineBaselines, ModelTestMixin):
 
 class TestLinRFMFactored(TestLinRFM):
     def make_model(self, **params):
-        return super().make_model(**{"rank": 8, **params})
+        return super().make_model(**{**PLAIN_LINRFM, "rank": 8, **params})
 
     def test_the_kernel_is_factored(self, data):
         model = self.fit(self.make_model(), data.train)
@@ -66,7 +69,7 @@ class TestLinRFMAlgo(_SurpriseWithBaselines):
 
 
 class TestLinRFMAlgoFactored(TestLinRFMAlgo):
-    default_params: ClassVar[dict] = {"rank": 8}
+    default_params: ClassVar[dict] = {**PLAIN_LINRFM, "rank": 8}
 
     def test_the_kernel_is_factored(self, data):
         model = self.fit(self.make_model(), data.train)

@@ -17,6 +17,7 @@ from model_mixin import synthetic_ratings
 from surprise import Dataset, Reader
 
 from rfm_recsys import ALSAlgo, IRLSAlgo, LinRFM, LinRFMAlgo
+from rfm_recsys.config import PLAIN_LINRFM
 from rfm_recsys.core import fitting
 
 
@@ -35,22 +36,27 @@ def all_pairs(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_predictions_clipped_to_training_range_without_rating_scale(data):
+    # plain lin-RFM: the kernel step smooths its predictions into the range on this data
     train = data.train
     lo, hi = float(train.rating.min()), float(train.rating.max())
     u, i = all_pairs(train)
-    raw = LinRFM(clip=False).fit(train)
-    clipped = LinRFM().fit(train)
+    raw = LinRFM(**PLAIN_LINRFM, clip=False).fit(train)
+    clipped = LinRFM(**PLAIN_LINRFM).fit(train)
     assert clipped.rating_range_ == (lo, hi)
     p_raw, p = raw.predict(u, i), clipped.predict(u, i)
-    # unclipped lin-RFM does leave the range on this data, so the clipping is exercised
+    # unclipped plain lin-RFM does leave the range on this data, so the clipping is exercised
     assert (p_raw > hi).any() and (p_raw < lo).any()
     np.testing.assert_array_equal(p, np.clip(p_raw, lo, hi))
     fold = clipped.fold_in({train.item_id.iloc[0]: 5.0, train.item_id.iloc[1]: 1.0})
     assert fold.between(lo, hi).all()
     # a rating_scale still wins; clip=False turns all clipping off
-    scaled = LinRFM(rating_scale=(0.0, 4.0)).fit(train.assign(rating=train.rating - 1.0))
+    scaled = LinRFM(**PLAIN_LINRFM, rating_scale=(0.0, 4.0)).fit(
+        train.assign(rating=train.rating - 1.0)
+    )
     assert scaled.predict(u, i).min() >= 0.0 and scaled.predict(u, i).max() <= 4.0
-    assert (LinRFM(rating_scale=(1, 5), clip=False).fit(train).predict(u, i) > 5).any()
+    assert (
+        LinRFM(**PLAIN_LINRFM, rating_scale=(1, 5), clip=False).fit(train).predict(u, i) > 5
+    ).any()
 
 
 def test_clipping_survives_save_load_and_sparse_fits(data):

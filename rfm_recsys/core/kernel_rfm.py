@@ -197,6 +197,11 @@ def solve_rows_scaled(
 
 def _normalise(G: np.ndarray) -> np.ndarray:
     s = float(np.mean(np.diag(G)))
+    if s == 0.0 and not G.any():
+        # every fitted row is zero (the residuals after the baseline are all zero, e.g. one
+        # rating value throughout): the fit is the baseline whatever the kernel, so keep the
+        # neutral geometry, as the AGOP update does, rather than fail
+        return np.eye(G.shape[0], dtype=G.dtype)
     if not np.isfinite(s) or s <= 0:
         raise FloatingPointError("the feature matrix collapsed to zero: lower the ridge")
     G /= G.dtype.type(s)
