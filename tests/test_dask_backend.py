@@ -300,8 +300,11 @@ def test_harness_backend_flag_sets_dask():
 
     assert parse_args(["--backend", "dask"]).backend == "dask"
     assert parse_args([]).backend == "threads"
-    params = {"rank": 64}
+    from evaluation.movielens.specs import algorithm_params
+
+    params = algorithm_params("plain-linrfm", False, {"plain-linrfm": {"rank": 64}})
     note = _use_dask("plain-linrfm", params)
-    assert params == {"rank": 64, "backend": "dask"}  # any rank: both kernels fit on Dask
+    # any rank: both kernels fit on Dask
+    assert params == {**PLAIN_LINRFM, "rank": 64, "backend": "dask"}
     assert "kernel step" not in note
-    assert "kernel step does not run" in _use_dask("linrfm", {})
+    assert "kernel step does not run" in _use_dask("linrfm", algorithm_params("linrfm", False, {}))
