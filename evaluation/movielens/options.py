@@ -72,6 +72,8 @@ def _protocol_options(p: argparse.ArgumentParser) -> None:
         help="comma-separated subset of " + ", ".join(ALGORITHMS) + " (default: all rating "
         f"algorithms; SVD++ only up to {SVDPP_MAX_RATINGS:,} ratings unless --svdpp; "
         "the top-N models implicit-linrfm, ease and implicit-als only with --ranking). "
+        "linrfm is lin-RFM with the library's defaults (the kernel step), plain-linrfm plain "
+        "lin-RFM (rfm_recsys.config.PLAIN_LINRFM). "
         "Algorithms that cannot fit this data (IRLS-p's dense kernel beyond the available "
         "memory, SVD++ on large sets) are skipped with the "
         "reason, which the report lists",
@@ -123,7 +125,7 @@ def _protocol_options(p: argparse.ArgumentParser) -> None:
         "--curve-iters",
         type=int,
         default=None,
-        help=f"iterations of the test-RMSE-per-iteration curves of lin-RFM and IRLS (default "
+        help=f"iterations of the test-RMSE-per-iteration curves of plain lin-RFM and IRLS (default "
         f"{CURVE_ITERS}, 3 with --quick, 0 from {LARGE_RATINGS:,} ratings on; 0 turns them "
         "off); each point is one refit",
     )
@@ -173,7 +175,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         default="threads",
         help="lin-RFM's backend: 'dask' fits it on the current dask.distributed client, or on a "
         "LocalCluster started for each fit (needs the dask extra; the same model as with "
-        "threads, either kernel form) (default: threads)",
+        "threads, either kernel form, but without the kernel step: linrfm is then plain "
+        "lin-RFM with the kernel over items) (default: threads)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument(
