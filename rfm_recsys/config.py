@@ -294,7 +294,8 @@ _SHARED = (
 )
 
 # "auto" was chosen on validation shares of training folds (``python -m evaluation.choose_rank``)
-# and keeps every MovieLens release up to ML-32M within this machine's memory.
+# and keeps every MovieLens release up to ML-32M within this machine's memory. With the kernel
+# step on, "auto" keeps the dense kernel up to 4096 columns (core.kernels.KERNEL_DENSE_MAX_D).
 _RANK = Param(
     "rank",
     "auto",
