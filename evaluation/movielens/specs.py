@@ -280,12 +280,12 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         ),
         AlgoSpec(
             "als", "ALS", "rating", _als, quick={"n_epochs": 5},
-            grid={"n_factors": [20, 50], "reg": [0.08, 0.12, 0.16]},
+            grid={"n_factors": [50, 100], "reg": [0.12, 0.16, 0.24]},
             quick_grid={"reg": [0.08, 0.12]},
         ),
         AlgoSpec(
             "svd", "SVD", "rating", _svd, quick={"n_epochs": 5},
-            grid={"reg_all": [0.02, 0.05, 0.1], "lr_all": [0.005, 0.01]},
+            grid={"reg_all": [0.05, 0.1, 0.15], "lr_all": [0.01, 0.02]},
             quick_grid={"reg_all": [0.02, 0.05]},
         ),
         AlgoSpec(
@@ -308,7 +308,7 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         AlgoSpec(
             "baseline", "BaselineOnly", "rating", _baseline,
             defaults={"method": "als", "reg_i": 10, "reg_u": 15, "n_epochs": 10},
-            grid={"reg_u": [5, 15, 25], "reg_i": [5, 10, 20]}, quick_grid={"reg_u": [5, 15]},
+            grid={"reg_u": [2, 5, 10], "reg_i": [2, 5, 10]}, quick_grid={"reg_u": [5, 15]},
             options_dict=True,
         ),
         AlgoSpec(
