@@ -7,20 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from test_kernel_rfm import triples
 
 from rfm_recsys.core.engine import AGOPPower, RowPlan
 from rfm_recsys.core.fitting import fit_ratings
 from rfm_recsys.core.kernel_rfm import KernelSettings, apply_kernel, refit_kernel
 from rfm_recsys.core.kernels import DenseKernel, FactoredKernel, kernel_from_arrays
-
-
-def triples(n_users=70, n_items=50, density=0.3, seed=0):
-    rng = np.random.default_rng(seed)
-    P = rng.standard_normal((n_users, 3)) * 0.7
-    Q = rng.standard_normal((n_items, 3)) * 0.7
-    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
-    r = 3.5 + (P[u] * Q[i]).sum(1) + 0.3 * rng.standard_normal(u.size)
-    return u, i, np.clip(np.round(r), 1, 5), n_users, n_items
 
 
 @pytest.fixture(scope="module")
