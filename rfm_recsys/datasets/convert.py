@@ -18,7 +18,7 @@ from .registry import data_home as resolve_home
 from .registry import default_data_home, get_dataset
 
 if TYPE_CHECKING:  # Surprise is imported lazily: it is slow to import and only these need it.
-    from surprise.dataset import DatasetAutoFolds, DatasetUserFolds
+    from .timestamps import TimedDatasetAutoFolds, TimedDatasetUserFolds
 
 #: The literature's ml-100k splits: five disjoint 80/20 folds (u1..u5) made by the dataset's
 #: mku.sh, and ua/ub (exactly 10 test ratings per user).
@@ -98,25 +98,32 @@ def _checked_ids(df: pd.DataFrame, col: str) -> np.ndarray:
 
 def to_surprise(
     df: pd.DataFrame, rating_scale: tuple[float, float] | None = None
-) -> DatasetAutoFolds:
+) -> TimedDatasetAutoFolds:
     """Wrap a ratings DataFrame as a Surprise ``Dataset``.
 
     Args:
-        df: Ratings with columns ``user_id``, ``item_id``, ``rating`` (other columns ignored).
+        df: Ratings with columns ``user_id``, ``item_id``, ``rating`` and optionally
+            ``timestamp`` (seconds since the epoch, or datetimes; other columns ignored).
         rating_scale: (lowest, highest) rating, which Surprise uses to clip predictions. Defaults
             to ``df.attrs["rating_scale"]`` (set by :func:`load_movielens` and
             :func:`make_ratings`); required otherwise.
 
     Returns:
-        ``surprise.Dataset.load_from_df(...)``: raw ids are the integer MovieLens ids.
+        A :class:`~rfm_recsys.datasets.timestamps.TimedDatasetAutoFolds`: what
+        ``surprise.Dataset.load_from_df(...)`` returns (the same raw ratings in the same order,
+        so the same folds), with the timestamps as the raw ratings' 4th element, which its
+        trainsets and testsets carry for models that use the time of a rating. Raw ids are the
+        integer MovieLens ids.
 
     Raises:
         RatingsFrameError: Missing columns or ids; ratings that are not numbers, NaN or
-            infinite. (Ratings outside the scale are kept: Surprise only clips predictions to
-            it.)
+            infinite; timestamps that are neither numbers nor datetimes. (Ratings outside the
+            scale are kept: Surprise only clips predictions to it.)
         ValueError: No (or an invalid) rating scale.
     """
-    from surprise import Dataset, Reader
+    from surprise import Reader
+
+    from .timestamps import TimedDatasetAutoFolds
 
     ratings = _checked_ratings(df)
     lo, hi = _scale(df, rating_scale)
@@ -129,7 +136,30 @@ def to_surprise(
             "rating": ratings,
         }
     )
-    return Dataset.load_from_df(frame, Reader(rating_scale=(lo, hi)))
+    times = _timestamp_seconds(df["timestamp"]) if "timestamp" in df.columns else None
+    return TimedDatasetAutoFolds(reader=Reader(rating_scale=(lo, hi)), df=frame, timestamps=times)
+
+
+def _timestamp_seconds(col: pd.Series) -> list:
+    """A timestamp column as seconds since the epoch (Python numbers; None where missing)."""
+    if pd.api.types.is_datetime64_any_dtype(col):
+        stamps = pd.to_datetime(col, utc=True)
+        secs = (stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        return [None if s != s else s for s in secs.tolist()]
+    bad = col.dtype == bool
+    if not bad and not pd.api.types.is_numeric_dtype(col):
+        try:
+            col = pd.to_numeric(col)
+        except (TypeError, ValueError):
+            bad = True
+    if bad:
+        raise RatingsFrameError(
+            f"the timestamp column holds {col.dtype} values: pass seconds since the epoch or "
+            "datetimes (e.g. pd.to_datetime(df['timestamp'])), or drop the column"
+        )
+    if pd.api.types.is_integer_dtype(col) and not col.isna().any():
+        return col.to_numpy(np.int64).tolist()
+    return [None if s != s else s for s in col.to_numpy(np.float64).tolist()]
 
 
 class CSRRatings(NamedTuple):
@@ -232,7 +262,7 @@ def ml100k_official_folds(
     download: bool = True,
     *,
     extract_to: str | os.PathLike[str] | None = None,
-) -> tuple[DatasetUserFolds, list[tuple[str, str]]]:
+) -> tuple[TimedDatasetUserFolds, list[tuple[str, str]]]:
     """ml-100k's official train/test splits as a Surprise dataset for ``PredefinedKFold``.
 
     The files ``u1.base``/``u1.test`` ... ``u5.*`` (and ``ua``/``ub``) shipped in the official
@@ -248,7 +278,9 @@ def ml100k_official_folds(
         extract_to: Folder to unpack fold files into when reading from the zip.
 
     Returns:
-        ``(data, folds)``: ``data`` is ``surprise.Dataset.load_from_folds(folds, reader)`` — use
+        ``(data, folds)``: ``data`` is what ``surprise.Dataset.load_from_folds(folds, reader)``
+        returns, whose folds also carry the ratings' timestamps
+        (:class:`~rfm_recsys.datasets.timestamps.TimedDatasetUserFolds`) — use
         it with ``surprise.model_selection.PredefinedKFold().split(data)``; ``folds`` is the list
         of ``(train_file, test_file)`` paths. As with Surprise's built-in ``ml-100k``, raw ids
         read from files are strings (``"196"``), unlike :func:`to_surprise`'s integers.
@@ -257,7 +289,9 @@ def ml100k_official_folds(
         ValueError: Unknown split name.
         DatasetNotFoundError, CorruptDatasetError, DataHomeError: See :func:`load_movielens`.
     """
-    from surprise import Dataset, Reader
+    from surprise import Reader
+
+    from .timestamps import TimedDatasetUserFolds
 
     names = _fold_names(which)
     entry = get_dataset("ml-100k")
@@ -281,7 +315,7 @@ def ml100k_official_folds(
     reader = Reader(
         line_format="user item rating timestamp", sep="\t", rating_scale=entry.rating_scale
     )
-    return Dataset.load_from_folds(folds, reader), folds
+    return TimedDatasetUserFolds(folds_files=folds, reader=reader), folds
 
 
 def _extract_member(src: _Source, target: Path) -> Path:
