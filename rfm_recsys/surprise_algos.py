@@ -46,6 +46,11 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
         )
         return float(est[0])
 
+    def _predict_testset(self, u: np.ndarray, i: np.ndarray, testset) -> tuple:
+        """Estimates and impossible mask of :meth:`test` for inner ids ``u``, ``i`` of
+        ``testset``; a model that reads more of the testset (its timestamps) overrides it."""
+        return self.fit_.predict(u, i)
+
     def test(self, testset, verbose: bool = False) -> list[Prediction]:
         """Predictions for every ``(uid, iid, r_ui)`` of ``testset``, computed in one batch."""
         if not testset:
@@ -56,7 +61,7 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
         users, items = ts._raw2inner_id_users.get, ts._raw2inner_id_items.get
         u = np.fromiter((users(x, -1) for x in uids), dtype=np.int64, count=n)
         i = np.fromiter((items(x, -1) for x in iids), dtype=np.int64, count=n)
-        est, impossible = self.fit_.predict(u, i)
+        est, impossible = self._predict_testset(u, i, testset)
         if impossible.any():
             est[impossible] = self.default_prediction()
         lo, hi = ts.rating_scale

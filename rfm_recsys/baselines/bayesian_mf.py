@@ -17,8 +17,10 @@ one dot product per pair and the myfm objects are dropped.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 from unittest import mock
@@ -112,7 +114,6 @@ def fit_bayesian_mf(
     """
     # optional dependency: imported where used so the package imports without it
     import myfm
-    import myfm.base
 
     n = ratings.shape[0]
     rows = np.repeat(np.arange(n), 2)
@@ -120,9 +121,7 @@ def fit_bayesian_mf(
     X = sp.csr_matrix((np.ones(2 * n), (rows, cols)), shape=(n, n_users + n_items))
     fm = myfm.MyFMRegressor(rank=rank, init_stdev=init_stdev, random_seed=int(random_state))
     t0 = time.perf_counter()
-    # myfm always draws a tqdm bar (stderr); it has no switch, so the bar is disabled here
-    bar = myfm.base.tqdm if verbose else functools.partial(myfm.base.tqdm, disable=True)
-    with mock.patch.object(myfm.base, "tqdm", bar):
+    with myfm_progress(verbose):
         fm.fit(
             X,
             np.asarray(ratings, dtype=np.float64),
@@ -147,6 +146,19 @@ def fit_bayesian_mf(
         V_item=np.ascontiguousarray(V[n_users:]),
         history=[{"seconds": seconds, "n_samples": S}],
     )
+
+
+@contextlib.contextmanager
+def myfm_progress(verbose: bool) -> Iterator[None]:
+    """Within it myfm's fits draw their tqdm progress bar (stderr) only if ``verbose``.
+
+    myfm always draws the bar and has no switch for it, so it is disabled by patching.
+    """
+    import myfm.base
+
+    bar = myfm.base.tqdm if verbose else functools.partial(myfm.base.tqdm, disable=True)
+    with mock.patch.object(myfm.base, "tqdm", bar):
+        yield
 
 
 def kept_samples(n_iter: int, n_kept_samples: int | None) -> int:
