@@ -184,6 +184,19 @@ def test_validation_split_is_cut_from_the_training_fold():
     assert vtrain_pairs | vtest_pairs == train_pairs and not vtrain_pairs & vtest_pairs
     assert len(vtest_pairs) == pytest.approx(0.1 * len(train_pairs), abs=1)
     assert not {(u, i) for u, i, _ in vtest_pairs} & {(u, i) for u, i, _ in te}
+    # the ratings' timestamps go along, and the split is the one made without them
+    from rfm_recsys.datasets.timestamps import timestamps_of_testset, timestamps_of_trainset
+
+    df = make_ratings(60, 40, 1200, random_state=0)
+    times = {(u, i): float(t) for u, i, t in zip(df.user_id, df.item_id, df.timestamp)}
+    assert list(timestamps_of_testset(vte)) == [times[(u, i)] for u, i, _ in vte]
+    assert timestamps_of_trainset(vtr).shape == (vtr.n_ratings,)
+    tr0, _ = train_test_split(
+        to_surprise(df.drop(columns="timestamp")), test_size=0.2, random_state=0
+    )
+    vtr0, vte0 = harness.validation_split(tr0, seed=1)
+    assert list(vte0) == list(vte) and timestamps_of_testset(vte0) is None
+    assert list(vtr0.all_ratings()) == list(vtr.all_ratings())
 
 
 def test_peak_rss_sees_c_allocations():
@@ -230,8 +243,8 @@ def test_algorithm_selection_and_overrides():
     assert "svdpp" not in keys and "implicit-als" not in keys and notes
     keys, _ = harness.resolve_algorithms(None, 100_000, ranking=True, svdpp=False)
     assert keys == [
-        "linrfm", "plain-linrfm", "bmf10", "bmf32", "irls", "als", "svd", "svdpp", "baseline",
-        *TOPN,
+        "linrfm", "plain-linrfm", "bmf10", "bmf32", "bsvdpp", "irls", "als", "svd", "svdpp",
+        "baseline", *TOPN,
     ]  # fmt: skip
     assert harness.ALGORITHMS["linrfm"].label == "lin-RFM (defaults: kernel step)"
     assert "kernel-rfm" not in harness.ALGORITHMS
@@ -331,6 +344,28 @@ def test_skip_rules_name_the_reason(monkeypatch):
     # a small set: nothing is skipped
     small = harness.DataShape(943, 1682, 80_000)
     assert harness.skip_reasons(keys, params, small, _args()) == {}
+
+
+def test_myfm_skip_rules(monkeypatch):
+    import importlib.util
+
+    keys = ["bmf10", "bsvdpp"]
+    params = {k: {} for k in keys}
+    ml1m = harness.DataShape(6_040, 3_706, 800_167)
+    ml10m = harness.DataShape(69_878, 10_677, 9_000_048)
+    if importlib.util.find_spec("myfm") is not None:
+        assert harness.skip_reasons(keys, params, ml1m, _args()) == {}
+        reasons = harness.skip_reasons(keys, params, ml10m, _args())
+        assert set(reasons) == {"bmf10", "bsvdpp"}
+        assert "200 sweeps" in reasons["bsvdpp"] and "--bayesian-svdpp" in reasons["bsvdpp"]
+        lifted = _args(bayesian_svdpp=True, bayesian_mf=True)
+        assert harness.skip_reasons(keys, params, ml10m, lifted) == {}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "myfm" else real(name, *a)
+    )
+    reasons = harness.skip_reasons(keys, params, ml1m, _args())
+    assert all("myfm is not installed" in reasons[k] for k in keys)
 
 
 def test_large_sets_default_to_one_holdout_and_no_curves():

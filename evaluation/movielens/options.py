@@ -6,7 +6,13 @@ import argparse
 import sys
 
 from evaluation.movielens.data import DEFAULT_DATA_HOME, SYNTHETIC_RELEASES, SYNTHETIC_SHAPE
-from evaluation.movielens.specs import ALGORITHMS, CURVE_ITERS, LARGE_RATINGS, SVDPP_MAX_RATINGS
+from evaluation.movielens.specs import (
+    ALGORITHMS,
+    BAYESIAN_SVDPP_MAX_RATINGS,
+    CURVE_ITERS,
+    LARGE_RATINGS,
+    SVDPP_MAX_RATINGS,
+)
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
@@ -85,6 +91,12 @@ def _protocol_options(p: argparse.ArgumentParser) -> None:
         "--bayesian-mf",
         action="store_true",
         help="run BayesianMF (myfm) even beyond 2,000,000 training ratings (slow)",
+    )
+    p.add_argument(
+        "--bayesian-svdpp",
+        action="store_true",
+        help="run Bayesian timeSVD++ flipped (myfm) even beyond "
+        f"{BAYESIAN_SVDPP_MAX_RATINGS:,} training ratings (slow)",
     )
     p.add_argument(
         "--folds",

@@ -62,16 +62,26 @@ def _warm_up() -> None:
 
 
 def validation_split(trainset: Any, seed: int | None) -> tuple[Any, list]:
-    """A 90/10 split of a training fold's own ratings (never touches the test fold)."""
+    """A 90/10 split of a training fold's own ratings (never touches the test fold).
+
+    The ratings' timestamps, where the training fold has them, go along (the split is the same
+    with or without them).
+    """
     import pandas as pd
-    from surprise import Dataset, Reader
+    from surprise import Reader
     from surprise.model_selection import train_test_split
+
+    from rfm_recsys.datasets.timestamps import TimedDatasetAutoFolds, timestamps_of_trainset
 
     raw = [
         (trainset.to_raw_uid(u), trainset.to_raw_iid(i), r) for u, i, r in trainset.all_ratings()
     ]
     df = pd.DataFrame(raw, columns=["user_id", "item_id", "rating"])
-    data = Dataset.load_from_df(df, Reader(rating_scale=trainset.rating_scale))
+    data = TimedDatasetAutoFolds(
+        reader=Reader(rating_scale=trainset.rating_scale),
+        df=df,
+        timestamps=timestamps_of_trainset(trainset),
+    )
     return train_test_split(data, test_size=0.1, random_state=seed)
 
 
