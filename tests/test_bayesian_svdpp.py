@@ -265,16 +265,16 @@ def test_without_timestamps_the_time_terms_are_off(split):
 
 @pytest.mark.slow
 def test_beats_bayesian_mf_on_ml100k_u1(ml100k_dir):
-    """On real ratings the implicit sets and the day beat BayesianMF at the same rank and sweeps."""
+    """On real ratings the implicit sets and the day beat BayesianMF of the same rank, even
+    with a third of its sweeps (u1 RMSE about 0.897 against 0.909)."""
     from surprise.model_selection import PredefinedKFold
 
     from rfm_recsys.datasets import ml100k_official_folds
 
     data, _ = ml100k_official_folds("u1", data_home=ml100k_dir.parent, download=False)
     trainset, testset = next(PredefinedKFold().split(data))
-    kw = dict(rank=8, n_kept_samples=20, random_state=0)
-    ours = BayesianSVDppAlgo(n_sweeps=30, **kw).fit(trainset)
-    bmf = BayesianMFAlgo(n_iter=30, **kw).fit(trainset)
-    r_ours = accuracy.rmse(ours.test(testset), verbose=False)
-    r_bmf = accuracy.rmse(bmf.test(testset), verbose=False)
+    ours = BayesianSVDppAlgo(rank=8, n_sweeps=30, n_kept_samples=20, random_state=0)
+    bmf = BayesianMFAlgo(rank=8, n_iter=100, n_kept_samples=80, random_state=0)
+    r_ours = accuracy.rmse(ours.fit(trainset).test(testset), verbose=False)
+    r_bmf = accuracy.rmse(bmf.fit(trainset).test(testset), verbose=False)
     assert r_ours < r_bmf - 0.005 and r_ours < 0.905
