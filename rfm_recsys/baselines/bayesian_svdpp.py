@@ -44,10 +44,12 @@ from surprise import AlgoBase
 from ..datasets.timestamps import timestamps_of_testset, timestamps_of_trainset
 from ..params import AnyOf, Constraint, Interval, Options
 from ..surprise_algos import _trainset_arrays, _VectorisedAlgo
-from .bayesian_mf import _PAIR_BLOCK, BayesianMFFit, kept_samples, myfm_progress
+from .bayesian_mf import BayesianMFFit, kept_samples, myfm_progress
 
 #: Seconds per day: a timestamp's day is ``floor(seconds / SECONDS_PER_DAY)`` (UTC).
 SECONDS_PER_DAY = 86_400
+# Bytes of each gathered block of factor rows in predict (the rows are S * rank floats wide).
+_BLOCK_BYTES = 8 << 20
 
 
 @dataclass
@@ -57,7 +59,7 @@ class BayesianSVDppFit(BayesianMFFit):
     ``b_user``/``V_user`` (and the item's) are the folded user (item) block: the sample mean of
     the block's linear term and inner interactions, and the summed factors of every kept sample
     side by side (``n x (S * rank)``, float32, scaled by ``1/sqrt(S)``), as in
-    :class:`BayesianMFFit`, whose ``predict`` and ``score_users`` give the estimate without a day.
+    :class:`BayesianMFFit`, whose ``score_users`` gives the estimates without a day.
 
     Attributes:
         days: the training days (``floor(seconds / 86400)``), sorted; empty without time.
@@ -90,30 +92,32 @@ class BayesianSVDppFit(BayesianMFFit):
             timestamps: seconds since the epoch of each request (NaN: unknown), or None: no
                 day terms.
         """
-        d = self.day_index(timestamps, np.size(users))
-        if self.V_day is None or not (d >= 0).any():
-            return super().predict(users, items)
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
+        d = self.day_index(timestamps if self.V_day is not None else None, users.size)
         ku, ki, kd = users >= 0, items >= 0, d >= 0
         est = np.full(users.shape, self.mu, dtype=np.float64)
         est[ku] += self.b_user[users[ku]]
         est[ki] += self.b_item[items[ki]]
-        est[kd] += self.b_day[d[kd]]
-        # <a_u, a_i> + <a_u + a_i, a_t>, with the factors of an unknown block zero
+        if kd.any():
+            est[kd] += self.b_day[d[kd]]
+        # <a_u, a_i> + <a_u + a_i, a_t>, with the factors of an unknown block zero; blocks of
+        # rows of a few MB (a row holds S * rank floats)
         rows = np.flatnonzero((ku & ki) | ((ku | ki) & kd))
-        for start in range(0, rows.size, _PAIR_BLOCK):
-            k = rows[start : start + _PAIR_BLOCK]
+        step = max(64, _BLOCK_BYTES // self.V_user.itemsize // max(self.V_user.shape[1], 1))
+        for start in range(0, rows.size, step):
+            k = rows[start : start + step]
             vu = self.V_user[np.maximum(users[k], 0)]
             vu[~ku[k]] = 0.0
             vi = self.V_item[np.maximum(items[k], 0)]
             vi[~ki[k]] = 0.0
-            vd = self.V_day[np.maximum(d[k], 0)]
-            vd[~kd[k]] = 0.0
             prod = vu * vi
-            vu += vi
-            vu *= vd
-            prod += vu
+            if kd[k].any():
+                vd = self.V_day[np.maximum(d[k], 0)]
+                vd[~kd[k]] = 0.0
+                vu += vi
+                vu *= vd
+                prod += vu
             est[k] += prod.sum(axis=1, dtype=np.float64)
         return est, ~(ku | ki)
 
