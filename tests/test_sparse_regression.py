@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rfm_recsys.params import InvalidParameterError
-from rfm_recsys.regression import (
+from evaluation.paper.regression import (
     BasisPursuitRegressor,
     IRLSRegressor,
     LassoRegressor,

@@ -1,4 +1,4 @@
-"""Numerical core shared by lin-RFM and IRLS on sparse observations.
+"""The engine: lin-RFM's and IRLS's alternation on sparse observations, one loop for every backend.
 
 Both algorithms complete an ``n x d`` matrix ``Y`` observed on a sparse set of entries by
 alternating two steps (Radhakrishnan, Belkin & Drusvyatskiy, PNAS 2025; Mohan & Fazel 2012):
@@ -13,15 +13,17 @@ alternating two steps (Radhakrishnan, Belkin & Drusvyatskiy, PNAS 2025; Mohan & 
 2. **Feature update.** ``X^T X`` of the completed matrix (``X = W``, or ``W`` with the observed
    entries put back for exact completion) is handed to a :class:`FeatureUpdate`, which returns
    the next kernel. lin-RFM uses a power of the AGOP ``G = X^T X / n``; IRLS-p uses
-   ``(X^T X + gamma I)^(1 - p/2)`` with a decreasing ``gamma``. Everything else is shared.
+   ``(X^T X + gamma I)^(1 - p/2)`` with a decreasing ``gamma``.
 
-The kernel is dense (``d x d``) or factored (``U diag(s) U^T``, ``U`` ``d x r``); both forms answer
-the loop's questions (row fits, the update, predictions) through one interface in
-:mod:`.kernels`. The other pieces live in their own modules: the dense row solves in
-:mod:`.solve`, the dense completion ``A K`` (its ``X^T X`` in bounded row chunks, pair
-predictions) in :mod:`.completion`, the updates in :mod:`.updates`, the memory estimate and
-refusal in :mod:`.memory`, the BLAS thread limits in :mod:`.blas`. This module holds the loop
-and re-exports their public names.
+Optionally a kernel step follows (kernel RFM, :mod:`.kernel_step`): after ``n_iter`` updates
+the rows are fitted with a kernel built from the learned matrix (a radial kernel over its
+geometry, with the co-rating signal) and the learned matrix is updated from that fit's AGOP.
+
+The rows live in a :class:`~rfm_recsys.core.blocks.RowBlocks` (this process's
+:class:`~rfm_recsys.core.blocks.LocalBlocks`, or the Dask backend's blocks on the workers), which
+fit them and sum their shares of each update; the kernel (dense or factored,
+:mod:`.dense_kernel`, :mod:`.factored_kernel`) asks the blocks for the shares it needs. This
+module holds the loop: history, validation tracking, stopping, hooks.
 """
 
 from __future__ import annotations
@@ -31,38 +33,27 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from .blas import default_threads
-from .completion import gram_of_completion, predict_pairs
-from .kernels import DenseKernel, FactoredKernel, Kernel, initial_kernel
-from .memory import EngineMemoryError, available_memory, check_memory, estimate_memory
-from .solve import RowPlan, solve_rows, spd_solve
+from .blocks import LocalBlocks, RowBlocks
+from .kernel import Kernel
+from .kernel_forms import initial_kernel
+from .memory import check_memory
 from .updates import AGOPPower, FeatureUpdate, IRLSUpdate
 
-# Names other modules import from here; the definitions live in the modules above.
 __all__ = [
     "AGOPPower",
-    "DenseKernel",
-    "EngineMemoryError",
     "EngineResult",
-    "FactoredKernel",
     "FeatureUpdate",
     "IRLSUpdate",
     "IterationState",
-    "Kernel",
-    "RowPlan",
-    "available_memory",
-    "check_memory",
     "complete_dense",
-    "estimate_memory",
     "fit_engine",
-    "gram_of_completion",
-    "predict_pairs",
-    "solve_rows",
-    "spd_solve",
+    "run_engine",
 ]
 
 
@@ -90,12 +81,14 @@ class IterationState:
 
 @dataclass
 class EngineResult:
-    """Fitted state: the kernel, the row coefficients and the per-iteration history."""
+    """Fitted state: the kernel, the row coefficients, the ridge they were fitted with, the
+    per-iteration history and the iteration they come from."""
 
     kernel: Kernel
     A: sp.csr_matrix
     history: list[dict]
     best_iteration: int
+    ridge: float = 0.0
 
     @property
     def K(self) -> np.ndarray:
@@ -127,8 +120,10 @@ def fit_engine(
     rank: int | None = None,
     shift: float = 0.0,
     random_state: int | None = 0,
+    step: Any = None,
 ) -> EngineResult:
-    """Run ``n_iter`` feature updates; the returned rows are fitted with the last (or best) kernel.
+    """Run ``n_iter`` feature updates on the rows of ``R``; the returned rows are fitted with the
+    last (or best) kernel.
 
     Args:
         R: ``n x d`` CSR matrix of targets (explicit zeros are observations).
@@ -152,57 +147,137 @@ def fit_engine(
             ``True`` stops the fit there (a time budget, an external criterion). Its own time
             is left out of ``record["seconds"]``.
         rank: ``None`` for the dense ``d x d`` kernel; an int for the factored kernel
-            ``U diag(s) U^T`` of that rank (:class:`~rfm_recsys.core.kernels.FactoredKernel`).
+            ``U diag(s) U^T`` of that rank
+            (:class:`~rfm_recsys.core.factored_kernel.FactoredKernel`).
         shift: factored kernel only: share of the mean diagonal given to ``eps I`` in
             ``K = U diag(s) U^T + eps I`` after each update (0 keeps the span of the first
             update's ``U``).
         random_state: seed of the factored kernel's randomized range finder.
+        step: a kernel step (:class:`~rfm_recsys.core.kernel_step.KernelStep`) run after the
+            ``n_iter`` updates, or ``None``.
 
     Returns:
-        :class:`EngineResult` with ``history`` records ``{"iteration", "train_rmse",
+        :class:`EngineResult` with ``history`` records ``{"iteration", "stage", "train_rmse",
         "valid_rmse", "kernel_change", "seconds"}``.
     """
-    R = _sorted_csr(R)
-    n, d = R.shape
+    R = sp.csr_matrix(R)
+    if not R.has_sorted_indices:
+        R = R.copy()  # sorting works in place: never reorder the caller's arrays
+        R.sort_indices()
+    if R.dtype != np.dtype(dtype):
+        R = R.astype(dtype)
+    blocks = LocalBlocks(R, validation, default_threads())
+    return run_engine(
+        blocks,
+        lam=lam,
+        n_iter=n_iter,
+        update=update,
+        tol=tol,
+        reimpose_observed=reimpose_observed,
+        patience=patience,
+        K0=K0,
+        max_memory=max_memory,
+        callback=callback,
+        progress=progress,
+        lam_schedule=lam_schedule,
+        on_iteration=on_iteration,
+        rank=rank,
+        shift=shift,
+        random_state=random_state,
+        step=step,
+    )
+
+
+def run_engine(
+    blocks: RowBlocks,
+    *,
+    lam: float,
+    n_iter: int,
+    update: FeatureUpdate,
+    tol: float | None = None,
+    reimpose_observed: bool = False,
+    patience: int = 2,
+    K0: np.ndarray | Kernel | None = None,
+    max_memory: int | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+    progress: bool = False,
+    lam_schedule: Callable[[int], float] | None = None,
+    on_iteration: Callable[[IterationState], bool | None] | None = None,
+    rank: int | None = None,
+    shift: float = 0.0,
+    random_state: int | None = 0,
+    step: Any = None,
+    stop_at: int | None = None,
+) -> EngineResult:
+    """:func:`fit_engine` on rows held by any :class:`~rfm_recsys.core.blocks.RowBlocks`.
+
+    The blocks carry their validation pairs (if any); ``stop_at`` ends the fit after the row fit
+    of that iteration (the refit of an early-stopped run). With a ``step``, iterations
+    ``0 .. n_iter - 1`` fit the rows with the learned kernel and iterations
+    ``n_iter .. n_iter + step.n_updates`` with the step's kernel built from it.
+    """
+    n, d = blocks.n_rows, blocks.n_cols
+    dtype = np.dtype(blocks.dtype)
     rank = getattr(K0, "rank", rank)  # a kernel given as K0 brings its own form
-    check_memory(n, d, R.nnz, dtype, update.needs_eigh, max_memory, rank)
-    dtype = np.dtype(dtype)
+    check_memory(n, d, blocks.nnz, dtype, update.needs_eigh, max_memory, rank)
     update = copy.deepcopy(update)  # its state (IRLS's smoothing) is this fit's own
     update.reset()
-    plan = RowPlan.from_csr(R)
-    y = R.data.astype(dtype)
-    targets = y if reimpose_observed else None
-    kernel = initial_kernel(d, dtype, rank, shift, K0, random_state)
-    tracker = _Validation(validation, patience)
+    learned = initial_kernel(d, dtype, rank, shift, K0, random_state)
+    last = n_iter + (step.n_updates if step is not None else 0)
+    if stop_at is not None:
+        last = min(last, int(stop_at))
+    tracker = _Validation(getattr(blocks, "validating", False), patience)
     history: list[dict] = []
-    bar = _progress_bar(progress, n_iter + 1)
+    bar = _progress_bar(progress, last + 1)
     clock = _Clock()
     change = float("nan")
     it = 0
-    n_threads = default_threads()
     while True:
-        lam_it = _ridge(lam, lam_schedule, it)
-        a = kernel.solve_rows(plan, y, lam_it, n_threads)
-        A = sp.csr_matrix((a, R.indices, R.indptr), shape=(n, d))
-        completion = kernel.complete(A)
-        rec = {"iteration": it, "train_rmse": _train_rmse(a, lam_it), "kernel_change": change}
-        tracker.observe(rec, it, kernel, A, completion)
+        in_step = step is not None and it >= n_iter
+        if in_step and it == n_iter:
+            step_run = step.start(blocks, learned)
+        kernel = step_run.build(learned, it - n_iter) if in_step else learned
+        ridge = step.ridge if in_step else _ridge(lam, lam_schedule, it)
+        coefs = blocks.solve(kernel, ridge)
+        rec = _record(it, "kernel" if in_step else "linear", blocks.stats(coefs, kernel), ridge)
+        rec["kernel_change"] = change
+        tracker.observe(rec, it, kernel, coefs, ridge)
         rec["seconds"] = clock.seconds()
         history.append(rec)
         _notify(callback, bar, it, rec)
         stop = on_iteration is not None and clock.excluded(
-            on_iteration, IterationState(it, kernel, A, lam_it, rec)
+            on_iteration,
+            IterationState(it, kernel, blocks.coefficients(coefs), ridge, rec),
         )
         settled = tol is not None and it > 0 and change < tol
-        if stop or it >= n_iter or tracker.exhausted or settled:
+        if stop or it >= last or tracker.exhausted or settled:
             break
-        new = kernel.next(completion, update, n, it, targets, lam_it)
-        change, kernel = kernel.distance(new), new
+        if in_step:
+            new = step_run.next(blocks, coefs, kernel, it - n_iter)
+        else:
+            new = kernel.next(blocks, coefs, update, it, ridge, reimpose_observed)
+        change, learned = learned.distance(new), new
         it += 1
     if bar is not None:
         bar.close()
-    best_iteration, kernel, A = tracker.best(it, kernel, A)
-    return EngineResult(kernel=kernel, A=A, history=history, best_iteration=best_iteration)
+    best_iteration, kernel, coefs, ridge = tracker.best(it, kernel, coefs, ridge)
+    return EngineResult(
+        kernel=kernel,
+        A=blocks.coefficients(coefs),
+        history=history,
+        best_iteration=best_iteration,
+        ridge=float(ridge),
+    )
+
+
+def _record(it: int, stage: str, stats: dict, ridge: float) -> dict:
+    # On observed entries w = K_SS a = y - lam a, so the training residual is lam * a.
+    n_a = stats["n_a"]
+    rmse = float(ridge * math.sqrt(stats["sum_a2"] / n_a)) if n_a else 0.0
+    rec = {"iteration": it, "stage": stage, "train_rmse": rmse}
+    if stats.get("n_valid"):
+        rec["valid_rmse"] = float(math.sqrt(stats["sse"] / stats["n_valid"]))
+    return rec
 
 
 def _notify(callback, bar, it: int, rec: dict) -> None:
@@ -211,19 +286,6 @@ def _notify(callback, bar, it: int, rec: dict) -> None:
     if bar is not None:
         bar.update(1)
         bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k.endswith("rmse")})
-
-
-def _train_rmse(a: np.ndarray, lam: float) -> float:
-    # On observed entries w = K_SS a = y - lam a, so the training residual is lam * a.
-    return float(lam * np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0
-
-
-def _sorted_csr(R) -> sp.csr_matrix:
-    R = sp.csr_matrix(R)
-    if not R.has_sorted_indices:
-        R = R.copy()  # sorting works in place: never reorder the caller's arrays
-        R.sort_indices()
-    return R
 
 
 def _ridge(lam: float, schedule: Callable[[int], float] | None, it: int) -> float:
@@ -262,33 +324,30 @@ class _Clock:
 class _Validation:
     """Validation RMSE per iteration, patience, and the best (kernel, rows) seen so far."""
 
-    def __init__(self, validation, patience: int) -> None:
-        self.validation = validation
+    def __init__(self, validating: bool, patience: int) -> None:
+        self.validating = validating
         self.patience = patience
         self.best_rmse = math.inf
         self.best_state: tuple | None = None
         self.since_best = 0
 
-    def observe(self, rec: dict, it: int, kernel, A: sp.csr_matrix, completion) -> None:
-        if self.validation is None:
+    def observe(self, rec: dict, it: int, kernel, coefs, ridge: float) -> None:
+        if not self.validating or "valid_rmse" not in rec:
             return
-        vr, vc, vv = self.validation
-        pred = completion.pairs(vr, vc)
-        rec["valid_rmse"] = float(np.sqrt(np.mean((pred - vv) ** 2)))
         if rec["valid_rmse"] < self.best_rmse - 1e-9:
             self.best_rmse = rec["valid_rmse"]
-            self.best_state = (it, kernel, A)  # kernels are never modified in place
+            self.best_state = (it, kernel, coefs, ridge)  # kernels are never modified in place
             self.since_best = 0
         else:
             self.since_best += 1
 
     @property
     def exhausted(self) -> bool:
-        return self.validation is not None and self.since_best >= self.patience
+        return self.validating and self.since_best >= self.patience
 
-    def best(self, it: int, kernel, A: sp.csr_matrix) -> tuple:
-        """``(iteration, kernel, A)`` to return: the best one seen, else the last."""
-        return self.best_state if self.best_state is not None else (it, kernel, A)
+    def best(self, it: int, kernel, coefs, ridge: float) -> tuple:
+        """``(iteration, kernel, coefs, ridge)`` to return: the best one seen, else the last."""
+        return self.best_state if self.best_state is not None else (it, kernel, coefs, ridge)
 
 
 def complete_dense(K, A: sp.csr_matrix) -> np.ndarray:
