@@ -484,7 +484,8 @@ IRLS = ModelConfig(
         Param("gamma_min", 1e-10, _NONNEG, "floor of the smoothing.", annotation=float),
         _ORIENT,
         _BIAS_RIDGE,
-        *_OPERATIONAL,
+        # IRLS-p needs the dense kernel's eigendecomposition: this process only
+        *(p for p in _OPERATIONAL if p.name != "backend"),
     )
 )
 
@@ -733,8 +734,8 @@ def parameter_reference(classes=CLASSES) -> str:
     """
     lines = [
         ".. This file is generated from rfm_recsys/config.py by",
-        "   ``python -m rfm_recsys.config > docs/reference/parameters.rst``;",
-        "   tests/test_config.py fails when it is out of date. Do not edit it by hand.",
+        "   ``python docs/generate_parameters.py``; tests/test_config.py fails when it is",
+        "   out of date. Do not edit it by hand.",
         "",
         "Parameter reference",
         "===================",
@@ -773,7 +774,3 @@ def parameter_reference(classes=CLASSES) -> str:
                 ]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
-
-
-if __name__ == "__main__":
-    print(parameter_reference(), end="")

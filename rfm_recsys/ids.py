@@ -8,6 +8,7 @@ it turns raw ids into codes (-1 for unknown) and codes back into raw ids.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import threading
 
 import numpy as np
@@ -63,15 +64,23 @@ def check_id_types(values, what: str, name: str) -> None:
     Raises:
         RatingsError: the message names the types found and the fix (cast the column).
     """
-    kind = pd.api.types.infer_dtype(values, skipna=True)
-    if kind not in _MIXED_KINDS:
-        return
-    types = sorted({type(v).__name__ for v in pd.Series(values).dropna().head(100_000)})
+    if pd.api.types.infer_dtype(values, skipna=True) not in _MIXED_KINDS:
+        return  # one kind throughout (pandas' C scan): the common case costs nothing more
+    kinds = {_id_kind(v) for v in pd.Series(values).dropna()}
+    if len(kinds) <= 1:
+        return  # e.g. tuples throughout, or ints next to floats (1 and 1.0 are one id)
+    types = sorted({type(v).__name__ for v in pd.Series(values).dropna()})
     raise RatingsError(
         f"the {what} id column {name!r} mixes id types ({', '.join(types)}): equal-looking ids "
         f"such as 1 and '1' would be different {what}s. Cast the column to one type first, "
         f"e.g. df[{name!r}] = df[{name!r}].astype(str)"
     )
+
+
+def _id_kind(value) -> str:
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return "number"
+    return type(value).__name__
 
 
 class Vocabulary:

@@ -15,7 +15,7 @@ alternating two steps (Radhakrishnan, Belkin & Drusvyatskiy, PNAS 2025; Mohan & 
    the next kernel. lin-RFM uses a power of the AGOP ``G = X^T X / n``; IRLS-p uses
    ``(X^T X + gamma I)^(1 - p/2)`` with a decreasing ``gamma``.
 
-Optionally a kernel step follows (kernel RFM, :mod:`.kernel_step`): after ``n_iter`` updates
+Optionally a kernel step follows (kernel RFM, :mod:`.kernel_step`): after ``n_updates`` updates
 the rows are fitted with a kernel built from the learned matrix (a radial kernel over its
 geometry, with the co-rating signal) and the learned matrix is updated from that fit's AGOP.
 
@@ -63,7 +63,7 @@ class IterationState:
 
     ``kernel`` is the kernel the rows were fitted with (``.K`` its dense ``d x d`` form, built
     on demand for a factored kernel), ``A`` their coefficients (so the completion is ``A K``),
-    ``lam`` the ridge of this iteration's row fits and ``record`` the history entry just
+    ``ridge`` the ridge of this iteration's row fits and ``record`` the history entry just
     appended (``record["seconds"]`` is the fit's compute time so far, hooks excluded). The
     arrays are the engine's own: read them, do not modify them.
     """
@@ -71,7 +71,7 @@ class IterationState:
     iteration: int
     kernel: Kernel
     A: sp.csr_matrix
-    lam: float
+    ridge: float
     record: dict
 
     @property
@@ -103,8 +103,8 @@ def _dense(kernel) -> np.ndarray:
 def fit_engine(
     R: sp.csr_matrix,
     *,
-    lam: float,
-    n_iter: int,
+    ridge: float,
+    n_updates: int,
     update: FeatureUpdate,
     tol: float | None = None,
     dtype=np.float32,
@@ -115,20 +115,20 @@ def fit_engine(
     max_memory: int | None = None,
     callback: Callable[[int, dict], None] | None = None,
     progress: bool = False,
-    lam_schedule: Callable[[int], float] | None = None,
+    ridge_schedule: Callable[[int], float] | None = None,
     on_iteration: Callable[[IterationState], bool | None] | None = None,
     rank: int | None = None,
     shift: float = 0.0,
     random_state: int | None = 0,
     step: Any = None,
 ) -> EngineResult:
-    """Run ``n_iter`` feature updates on the rows of ``R``; the returned rows are fitted with the
-    last (or best) kernel.
+    """Run ``n_updates`` feature updates on the rows of ``R``; the returned rows are fitted with
+    the last (or best) kernel.
 
     Args:
         R: ``n x d`` CSR matrix of targets (explicit zeros are observations).
-        lam: ridge penalty of the row fits.
-        n_iter: number of kernel updates (0 = one ridge fit with ``K0``).
+        ridge: ridge penalty of the row fits.
+        n_updates: number of kernel updates (0 = one ridge fit with ``K0``).
         update: the :class:`FeatureUpdate` (:class:`AGOPPower` or :class:`IRLSUpdate`).
         tol: stop once ``||K_new - K||_F / ||K||_F < tol``.
         dtype: ``np.float32`` or ``np.float64`` for the kernel and the solves.
@@ -141,8 +141,8 @@ def fit_engine(
         max_memory: bytes allowed; the estimate is checked before anything is allocated.
         callback: called as ``callback(iteration, record)`` after each row fit.
         progress: show a tqdm bar.
-        lam_schedule: ``lam_schedule(k)`` is the ridge of the row fits of iteration ``k``
-            (``k = 0`` is the fit with the initial kernel); ``None`` keeps ``lam`` throughout.
+        ridge_schedule: ``ridge_schedule(k)`` is the ridge of the row fits of iteration ``k``
+            (``k = 0`` is the fit with the initial kernel); ``None`` keeps ``ridge`` throughout.
         on_iteration: called with an :class:`IterationState` after every row fit; returning
             ``True`` stops the fit there (a time budget, an external criterion). Its own time
             is left out of ``record["seconds"]``.
@@ -154,7 +154,7 @@ def fit_engine(
             update's ``U``).
         random_state: seed of the factored kernel's randomized range finder.
         step: a kernel step (:class:`~rfm_recsys.core.kernel_step.KernelStep`) run after the
-            ``n_iter`` updates, or ``None``.
+            ``n_updates`` updates, or ``None``.
 
     Returns:
         :class:`EngineResult` with ``history`` records ``{"iteration", "stage", "train_rmse",
@@ -169,8 +169,8 @@ def fit_engine(
     blocks = LocalBlocks(R, validation, default_threads())
     return run_engine(
         blocks,
-        lam=lam,
-        n_iter=n_iter,
+        ridge=ridge,
+        n_updates=n_updates,
         update=update,
         tol=tol,
         reimpose_observed=reimpose_observed,
@@ -179,7 +179,7 @@ def fit_engine(
         max_memory=max_memory,
         callback=callback,
         progress=progress,
-        lam_schedule=lam_schedule,
+        ridge_schedule=ridge_schedule,
         on_iteration=on_iteration,
         rank=rank,
         shift=shift,
@@ -191,8 +191,8 @@ def fit_engine(
 def run_engine(
     blocks: RowBlocks,
     *,
-    lam: float,
-    n_iter: int,
+    ridge: float,
+    n_updates: int,
     update: FeatureUpdate,
     tol: float | None = None,
     reimpose_observed: bool = False,
@@ -201,7 +201,7 @@ def run_engine(
     max_memory: int | None = None,
     callback: Callable[[int, dict], None] | None = None,
     progress: bool = False,
-    lam_schedule: Callable[[int], float] | None = None,
+    ridge_schedule: Callable[[int], float] | None = None,
     on_iteration: Callable[[IterationState], bool | None] | None = None,
     rank: int | None = None,
     shift: float = 0.0,
@@ -213,8 +213,8 @@ def run_engine(
 
     The blocks carry their validation pairs (if any); ``stop_at`` ends the fit after the row fit
     of that iteration (the refit of an early-stopped run). With a ``step``, iterations
-    ``0 .. n_iter - 1`` fit the rows with the learned kernel and iterations
-    ``n_iter .. n_iter + step.n_updates`` with the step's kernel built from it.
+    ``0 .. n_updates - 1`` fit the rows with the learned kernel and iterations
+    ``n_updates .. n_updates + step.n_updates`` with the step's kernel built from it.
     """
     n, d = blocks.n_rows, blocks.n_cols
     dtype = np.dtype(blocks.dtype)
@@ -223,7 +223,7 @@ def run_engine(
     update = copy.deepcopy(update)  # its state (IRLS's smoothing) is this fit's own
     update.reset()
     learned = initial_kernel(d, dtype, rank, shift, K0, random_state)
-    last = n_iter + (step.n_updates if step is not None else 0)
+    last = n_updates + (step.n_updates if step is not None else 0)
     if stop_at is not None:
         last = min(last, int(stop_at))
     tracker = _Validation(getattr(blocks, "validating", False), patience)
@@ -233,40 +233,40 @@ def run_engine(
     change = float("nan")
     it = 0
     while True:
-        in_step = step is not None and it >= n_iter
-        if in_step and it == n_iter:
+        in_step = step is not None and it >= n_updates
+        if in_step and it == n_updates:
             step_run = step.start(blocks, learned)
-        kernel = step_run.build(learned, it - n_iter) if in_step else learned
-        ridge = step.ridge if in_step else _ridge(lam, lam_schedule, it)
-        coefs = blocks.solve(kernel, ridge)
-        rec = _record(it, "kernel" if in_step else "linear", blocks.stats(coefs, kernel), ridge)
+        kernel = step_run.build(learned, it - n_updates) if in_step else learned
+        ridge_it = step.ridge if in_step else _ridge(ridge, ridge_schedule, it)
+        coefs = blocks.solve(kernel, ridge_it)
+        rec = _record(it, "kernel" if in_step else "linear", blocks.stats(coefs, kernel), ridge_it)
         rec["kernel_change"] = change
-        tracker.observe(rec, it, kernel, coefs, ridge)
+        tracker.observe(rec, it, kernel, coefs, ridge_it)
         rec["seconds"] = clock.seconds()
         history.append(rec)
         _notify(callback, bar, it, rec)
         stop = on_iteration is not None and clock.excluded(
             on_iteration,
-            IterationState(it, kernel, blocks.coefficients(coefs), ridge, rec),
+            IterationState(it, kernel, blocks.coefficients(coefs), ridge_it, rec),
         )
         settled = tol is not None and it > 0 and change < tol
         if stop or it >= last or tracker.exhausted or settled:
             break
         if in_step:
-            new = step_run.next(blocks, coefs, kernel, it - n_iter)
+            new = step_run.next(blocks, coefs, kernel, it - n_updates)
         else:
-            new = kernel.next(blocks, coefs, update, it, ridge, reimpose_observed)
+            new = kernel.next(blocks, coefs, update, it, ridge_it, reimpose_observed)
         change, learned = learned.distance(new), new
         it += 1
     if bar is not None:
         bar.close()
-    best_iteration, kernel, coefs, ridge = tracker.best(it, kernel, coefs, ridge)
+    best_iteration, kernel, coefs, ridge_it = tracker.best(it, kernel, coefs, ridge_it)
     return EngineResult(
         kernel=kernel,
         A=blocks.coefficients(coefs),
         history=history,
         best_iteration=best_iteration,
-        ridge=float(ridge),
+        ridge=float(ridge_it),
     )
 
 
@@ -288,10 +288,10 @@ def _notify(callback, bar, it: int, rec: dict) -> None:
         bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k.endswith("rmse")})
 
 
-def _ridge(lam: float, schedule: Callable[[int], float] | None, it: int) -> float:
-    value = float(lam if schedule is None else schedule(it))
+def _ridge(ridge: float, schedule: Callable[[int], float] | None, it: int) -> float:
+    value = float(ridge if schedule is None else schedule(it))
     if not value >= 0.0 or not math.isfinite(value):
-        raise ValueError(f"lam_schedule({it}) returned {value}: the ridge must be finite >= 0")
+        raise ValueError(f"ridge_schedule({it}) returned {value}: the ridge must be finite >= 0")
     return value
 
 

@@ -160,8 +160,8 @@ def _run(
     blocks = source.blocks(mode, bl, users_are_rows, s.dtype, validating)
     res = run_engine(
         blocks,
-        lam=s.ridge,
-        n_iter=s.n_updates,
+        ridge=s.ridge,
+        n_updates=s.n_updates,
         update=s.update,
         tol=s.tol,
         patience=s.patience,

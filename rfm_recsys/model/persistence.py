@@ -45,7 +45,9 @@ __all__ = [
 # factored kernel's arrays, LinRFM with or without the kernel step (1 was a bare np.savez of the
 # dense kernel)
 FORMAT_VERSION = 3
-_LEGACY_FORMAT = "rfm_recsys.LinRFM"
+# Both classes read both formats, so that a file of the other class is refused by name (and a
+# version-2 "rfm_recsys.LinRFM" file may hold a KernelRFM).
+_FORMATS = ("rfm_recsys.LinRFM", "rfm_recsys.KernelRFM")
 
 #: Hyperparameters renamed when the package took one vocabulary: old name -> present name
 #: (``reg_user`` and ``reg_item`` became the one ``bias_ridge``).
@@ -127,7 +129,7 @@ def load_model(cls, file):
     return load_checked(
         path,
         lambda arrays, meta, version: _build(cls, arrays, meta, version, path),
-        format=(cls._format, _LEGACY_FORMAT),
+        format=_FORMATS,
         max_version=FORMAT_VERSION,
         what=cls.__name__,
     )
