@@ -68,10 +68,11 @@ nitpick_ignore_regex = [
 
 autosummary_generate = True
 autosummary_imported_members = False
+# no "show-inheritance": the models' bases are the package's internal mixins and Surprise's or
+# implicit's base classes; the user guide says which contract each class follows
 autodoc_default_options = {
     "members": True,
     "undoc-members": False,
-    "show-inheritance": False,
     # the ranking methods every model inherits from the package's own base classes are
     # documented; those of Surprise's AlgoBase and implicit's RecommenderBase are theirs
     "inherited-members": "AlgoBase, RecommenderBase, object, Exception, BaseException",
