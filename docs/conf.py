@@ -80,7 +80,7 @@ autodoc_default_options = {
 }
 autodoc_member_order = "groupwise"
 autodoc_typehints = "signature"
-autodoc_class_signature = "separated"
+autodoc_class_signature = "mixed"
 autoclass_content = "class"
 autodoc_preserve_defaults = True
 
