@@ -91,6 +91,12 @@ napoleon_attr_annotations = True
 # "Attributes:" as fields of the class entry: autodoc documents dataclass fields as members, and
 # attribute directives from the docstring would describe them a second time
 napoleon_use_ivar = True
+# the class docstrings written from rfm_recsys/config.py put the parameters that shape the model
+# first and the operational ones after, each in a section of its own, rendered as "Parameters"
+napoleon_custom_sections = [
+    ("Model parameters", "params_style"),
+    ("Operational parameters", "params_style"),
+]
 
 # --------------------------------------------------------------------------- Markdown pages
 
