@@ -726,30 +726,24 @@ CLASSES: tuple[tuple[tuple[str, ...], ModelConfig], ...] = (
 
 
 def parameter_reference(classes=CLASSES) -> str:
-    """The parameter reference (reStructuredText) of the documented classes, from their configs.
+    """The parameter reference (reStructuredText, for inclusion under a section of the docs) of
+    the documented classes, from their configs.
 
-    Each declaration gets a section (titled by the classes that use it) whose tables list its
+    Each declaration gets a subsection (titled by the classes that use it) whose tables list its
     model parameters first, then its operational ones: name, default, allowed values, what it
     does and when to change it.
     """
     lines = [
         ".. This file is generated from rfm_recsys/config.py by",
         "   ``python docs/generate_parameters.py``; tests/test_config.py fails when it is",
-        "   out of date. Do not edit it by hand.",
-        "",
-        "Parameter reference",
-        "===================",
-        "",
-        "Every model class declares its hyperparameters once, in :mod:`rfm_recsys.config`.",
-        "Parameters that shape the model come first; operational ones change how a fit runs",
-        "(memory, threads, seeds, progress), not what it fits.",
+        "   out of date. Do not edit it by hand. docs/parameters.rst includes it.",
         "",
     ]
     for names, config in classes:
         title = ", ".join(f":class:`~{n}`" for n in names)
         if config is FRAME:
             title += ": the DataFrame face"
-        lines += [title, "-" * len(title), ""]
+        lines += [title, "~" * len(title), ""]
         for role, heading in ((MODEL, "Model parameters"), (OPERATIONAL, "Operational")):
             params = [p for p in config.params if p.role == role]
             if not params:
