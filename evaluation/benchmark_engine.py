@@ -107,6 +107,15 @@ def _shape(name: str) -> tuple:
     return (nu, ni, nr, (1.0, 5.0), 1.0)
 
 
+def _shape_names(text: str) -> list[str]:
+    """``--shapes``: names separated by commas, or triples separated by semicolons (one triple
+    alone needs none)."""
+    if ";" in text:
+        return [s for s in text.split(";") if s.strip()]
+    parts = text.split(",")
+    return [text] if all(p.strip().isdigit() for p in parts) else parts
+
+
 def _generate(args) -> dict:
     """Write the synthetic set to ``path`` (int32 codes, float32 ratings) unless it is there."""
     name, seed, path = args
@@ -238,7 +247,7 @@ def run_synthetic(args, out: dict) -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     out["synthetic"] = []
-    for name in args.shapes.split(";") if ";" in args.shapes else args.shapes.split(","):
+    for name in _shape_names(args.shapes):
         nu, ni, nr, _, _ = _shape(name)
         safe = name.replace(",", "x")
         gen = run_isolated(_generate, (name, args.seed, str(cache / f"{safe}-{args.seed}.npz")))
