@@ -67,6 +67,12 @@ RENAMED = {"lam": "ridge", "implicit_weight": "co_rating"}
 #: Setting fields whose options were removed from the library.
 REMOVED = ("geometry", "feature_update", "count_power", "landmark_choice", "diag_fix")
 EXPERIMENTS = ("base", "co-rating", "implicit", "orient", "confirm", "bmf", "compare")
+#: Experiments of removed options, and the option each needed.
+REMOVED_EXPERIMENTS = {
+    "oneshot": "the Mahalanobis geometry",
+    "updates": "the AGOP of the predictor's gradient",
+    "count": "the count-scaled ridge",
+}
 
 
 def load(name: str, data_home: str | None):
@@ -148,7 +154,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--data-home", default=None)
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--folds", default="0", help="comma-separated fold indices (0-based)")
-    ap.add_argument("--experiment", required=True, choices=EXPERIMENTS)
+    ap.add_argument(
+        "--experiment",
+        required=True,
+        choices=EXPERIMENTS + tuple(REMOVED_EXPERIMENTS),
+        metavar="{" + ",".join(EXPERIMENTS) + "}",
+    )
     ap.add_argument(
         "--settings",
         default="[]",
@@ -168,6 +179,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "(rfm_recsys.core.kernel_step_factored)",
     )
     args = ap.parse_args(argv)
+    if args.experiment in REMOVED_EXPERIMENTS:
+        ap.error(
+            f"--experiment {args.experiment} needs {REMOVED_EXPERIMENTS[args.experiment]}, removed "
+            "from the library after validation rejected it; it runs with the code of commit "
+            "9881642"
+        )
     if args.rank != "auto":
         args.rank = None if args.rank == "none" else int(args.rank)
     if args.experiment == "implicit":
