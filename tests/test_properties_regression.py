@@ -13,13 +13,13 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from evaluation.paper.deep_linear import DiagonalLinearNetwork, DLNCompletion
-from rfm_recsys.params import InvalidParameterError
 from evaluation.paper.regression import (
     BasisPursuitRegressor,
     IRLSRegressor,
     LassoRegressor,
     LinRFMRegressor,
 )
+from rfm_recsys.params import InvalidParameterError
 
 PROPS = settings(max_examples=100, derandomize=True, database=None, deadline=None)
 

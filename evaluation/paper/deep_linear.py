@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rfm_recsys.params import AnyOf, Check, Constraint, Interval, Options, ParamsMixin
+
 from .regression import _weighted_min_norm, check_matrix, check_vector
 
 __all__ = ["DLNCompletion", "DiagonalLinearNetwork"]

@@ -20,7 +20,8 @@ from evaluation.paper.common import ROOT, log, out_dir, progress, pyplot
 from evaluation.paper.methods import REF_LAM
 from evaluation.paper.problems import SUCCESS_TOL, make_lowrank
 from evaluation.paper.tracked import TrackedRun, run_engine_tracked
-from rfm_recsys.core.engine import AGOPPower, IRLSUpdate, fit_engine, predict_pairs
+from rfm_recsys.core.completion import predict_pairs
+from rfm_recsys.core.engine import AGOPPower, IRLSUpdate, fit_engine
 
 
 @dataclass
