@@ -91,6 +91,11 @@ napoleon_attr_annotations = True
 # "Attributes:" as fields of the class entry: autodoc documents dataclass fields as members, and
 # attribute directives from the docstring would describe them a second time
 napoleon_use_ivar = True
+# makes napoleon write a trailing underscore as "\_": the fitted attributes (``fit_``,
+# ``history_``...) of an "Attributes:" section keep their underscore in the rendered field list
+# instead of turning into a reference. (Also strips doubled backslashes in signatures; the
+# package's signatures have none.)
+strip_signature_backslash = True
 # the class docstrings written from rfm_recsys/config.py put the parameters that shape the model
 # first and the operational ones after, each in a section of its own, rendered as "Parameters"
 napoleon_custom_sections = [

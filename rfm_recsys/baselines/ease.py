@@ -74,13 +74,13 @@ def _ease_woodbury(X: sp.csr_matrix, lam: float) -> np.ndarray:
 class EASE(ItemScoringRecommender):
     """EASE as an ``implicit`` recommender (binary interactions; values are ignored).
 
-    Attributes (after ``fit``):
-        item_weights_: ``B``, ``n_items x n_items`` float32 with zero diagonal.
-        user_items_: the binarised training interactions.
-        fit_seconds_: wall time of the last fit.
-
     ``similar_items`` ranks by cosine of the rows of ``B + I`` and ``similar_users`` by cosine of
     the users' score vectors ``x_u B``.
+
+    Attributes:
+        item_weights_: after ``fit``, ``B``, ``n_items x n_items`` float32 with zero diagonal.
+        user_items_: after ``fit``, the binarised training interactions.
+        fit_seconds_: after ``fit``, the wall time of the last fit.
     """
 
     _format: ClassVar[str] = "rfm_recsys.EASE"

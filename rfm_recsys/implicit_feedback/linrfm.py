@@ -52,15 +52,18 @@ class ImplicitLinRFM(ItemScoringRecommender):
     values as confidences help (precision@10 0.235 against 0.218 binary on ml-100k), more
     updates, another ``power`` or down-weighting heavy users do not.
 
-    Attributes (after ``fit``):
-        spectrum_: eigenvalues of ``G`` kept (descending).
-        tail_eigenvalue_: the eigenvalue given to the directions left out by ``rank``.
-        kernel_spectrum_, kernel_tail_: the kernel's eigenvalues after the updates.
-        components_: ``U``, ``n_items x r`` float32.
-        item_factors: ``V = U diag(k / (k + ridge) - f_tail)^1/2``; a user's scores of unseen
-            items are ``(x_u @ V) @ V.T``.
-        user_items_: the (weighted) training interactions, one row per user.
-        fit_seconds_: wall time of the last fit.
+    Attributes:
+        spectrum_: after ``fit``, the eigenvalues of ``G`` kept (descending).
+        tail_eigenvalue_: after ``fit``, the eigenvalue given to the directions left out by
+            ``rank``.
+        kernel_spectrum_: after ``fit``, the kernel's eigenvalues on ``components_`` after the
+            updates.
+        kernel_tail_: after ``fit``, the kernel's eigenvalue on the directions left out.
+        components_: after ``fit``, ``U``, ``n_items x r`` float32.
+        item_factors: after ``fit``, ``V = U diag(k / (k + ridge) - f_tail)^1/2``; a user's
+            scores of unseen items are ``(x_u @ V) @ V.T``.
+        user_items_: after ``fit``, the (weighted) training interactions, one row per user.
+        fit_seconds_: after ``fit``, the wall time of the last fit.
     """
 
     _format: ClassVar[str] = "rfm_recsys.ImplicitLinRFM"

@@ -63,18 +63,24 @@ class RatingModel(ScoringRecommenderBase):
     an error naming the problem and the fix; a failed ``fit`` leaves a previously fitted model
     exactly as it was.
 
-    Attributes (after ``fit``):
-        fit_: the :class:`~rfm_recsys.fitting.RatingsFit` (biases, kernel, rows ``A``).
-        history_: one dict per row fit: ``iteration``, ``stage`` (``"linear"`` or ``"kernel"``),
-            ``train_rmse``, ``valid_rmse`` (with a validation share; the history is then that
-            of the early-stopping run), ``kernel_change``, ``seconds`` (cumulative) and
-            ``iteration_seconds``.
-        user_ids_, item_ids_: raw id of each inner code (``arange`` for a sparse fit).
-        n_users_, n_items_: sizes of the id spaces.
-        user_vocab_, item_vocab_: the :class:`~rfm_recsys.ids.Vocabulary` of each side.
-        fitted_on_: ``"dataframe"`` or ``"sparse"``.
-        rating_range_: ``(min, max)`` of the training ratings (the clipping range without
-            ``rating_scale``).
+    Attributes:
+        fit_: after ``fit``, the :class:`~rfm_recsys.fitting.RatingsFit` (biases, kernel,
+            rows ``A``).
+        history_: after ``fit``, one dict per row fit: ``iteration``, ``stage`` (``"linear"``
+            or ``"kernel"``), ``train_rmse``, ``valid_rmse`` (with a validation share; the
+            history is then that of the early-stopping run), ``kernel_change``, ``seconds``
+            (cumulative) and ``iteration_seconds``.
+        user_ids_: after ``fit``, the raw id of each inner user code (``arange`` for a sparse
+            fit).
+        item_ids_: after ``fit``, the raw id of each inner item code (``arange`` for a sparse
+            fit).
+        n_users_: after ``fit``, the size of the user id space.
+        n_items_: after ``fit``, the size of the item id space.
+        user_vocab_: after ``fit``, the users' :class:`~rfm_recsys.ids.Vocabulary`.
+        item_vocab_: after ``fit``, the items' :class:`~rfm_recsys.ids.Vocabulary`.
+        fitted_on_: after ``fit``, ``"dataframe"`` or ``"sparse"``.
+        rating_range_: after ``fit``, ``(min, max)`` of the training ratings (the clipping range
+            without ``rating_scale``).
     """
 
     config: ClassVar[ModelConfig]
