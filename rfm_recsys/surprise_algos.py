@@ -9,6 +9,7 @@ returns exactly what ``AlgoBase.test`` would, without a Python call per rating.
 from __future__ import annotations
 
 from itertools import chain
+from typing import Self
 
 import numpy as np
 from surprise import AlgoBase, PredictionImpossible
@@ -79,7 +80,7 @@ class _EngineAlgo(_VectorisedAlgo):
 
     config: ModelConfig  # set by with_config on each algorithm
 
-    def fit(self, trainset) -> _EngineAlgo:
+    def fit(self, trainset) -> Self:
         """Fit the baseline and the kernel on a Surprise ``Trainset``; returns ``self``.
 
         Raises:

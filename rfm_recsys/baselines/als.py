@@ -194,7 +194,7 @@ def fit_biased_als(
     init_std: float = 0.1,
     callback=None,
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fit ``r ~ mu + b_u + b_i + p_u . q_i`` by alternating weighted-lambda ridge solves.
+    """Fit ``r ~ mu + b_u + b_i + q_i^T p_u`` by alternating weighted-lambda ridge solves.
 
     Args:
         users, items: 0-based integer codes, one per rating (no repeated pairs).

@@ -2,7 +2,7 @@
 
 Ratings are noisy and far from zero-mean, so the kernel part of lin-RFM is fitted to the residuals
 of this baseline (as Surprise's SVD does with its biases). The biases are fitted by alternating
-least squares, as Surprise's ``BaselineOnly(bsl_options={"method": "als"})`` does:
+least squares, as Surprise's ``BaselineOnly(bsl_options={"method": "als"})`` does::
 
     b_row[r] = sum_{c in S_r} (y - mu - b_col[c]) / (reg_row + |S_r|)
     b_col[c] = sum_{r in S^c} (y - mu - b_row[r]) / (reg_col + |S^c|)

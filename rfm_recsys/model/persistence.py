@@ -49,8 +49,8 @@ FORMAT_VERSION = 3
 # version-2 "rfm_recsys.LinRFM" file may hold a KernelRFM).
 _FORMATS = ("rfm_recsys.LinRFM", "rfm_recsys.KernelRFM")
 
-#: Hyperparameters renamed when the package took one vocabulary: old name -> present name
-#: (``reg_user`` and ``reg_item`` became the one ``bias_ridge``).
+#: Old name -> present name of the hyperparameters renamed when the package took one
+#: vocabulary (``reg_user`` and ``reg_item`` became the one ``bias_ridge``).
 RENAMED = {
     "n_iter": "n_updates",
     "lam": "ridge",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -96,7 +96,7 @@ class RatingModel(ScoringRecommenderBase):
         ratings,
         show_progress: bool = False,
         callback: Callable[[int, dict], None] | None = None,
-    ) -> RatingModel:
+    ) -> Self:
         """Fit the biases and the kernel; returns ``self``.
 
         Args:
@@ -196,8 +196,10 @@ class RatingModel(ScoringRecommenderBase):
         ``clip=False``.
 
         Args:
-            users, items: raw ids: sequences or arrays of one shape, or a scalar on either side
-            (repeated against the other).
+            users: raw user ids: a sequence or array of the shape of ``items``, or a scalar
+                (repeated against ``items``).
+            items: raw item ids: a sequence or array of the shape of ``users``, or a scalar
+                (repeated against ``users``).
             return_impossible: also return the boolean mask of pairs with both ids unknown.
 
         Returns:
@@ -372,7 +374,7 @@ class RatingModel(ScoringRecommenderBase):
         save_model(self, file)
 
     @classmethod
-    def load(cls, fileobj_or_path) -> RatingModel:
+    def load(cls, fileobj_or_path) -> Self:
         """Load a model written by :meth:`save`, verifying its checksums; runs no code.
 
         Raises:
