@@ -69,6 +69,34 @@ nitpick_ignore_regex = [
 
 autosummary_generate = True
 autosummary_imported_members = False
+# the module pages of "Internals" (docs/_templates/autosummary/module.rst) list a module's
+# __all__ (a package's names included); without __all__, the public names it defines
+autosummary_ignore_module_all = False
+# Names a module page lists that the reference documents under another path, the one users
+# import: the module page links to that entry instead of giving the object a second page.
+autosummary_context = {
+    "api_documented_as": {
+        "rfm_recsys.params": {"InvalidParameterError": "rfm_recsys.InvalidParameterError"},
+        "rfm_recsys.checks": {"RatingsError": "rfm_recsys.RatingsError"},
+        "rfm_recsys.model.rating_model": {
+            "NotFittedError": "rfm_recsys.NotFittedError",
+            "UnknownIdError": "rfm_recsys.UnknownIdError",
+        },
+        "rfm_recsys.core.engine": {
+            "AGOPPower": "rfm_recsys.core.updates.AGOPPower",
+            "FeatureUpdate": "rfm_recsys.core.updates.FeatureUpdate",
+            "IRLSUpdate": "rfm_recsys.core.updates.IRLSUpdate",
+        },
+        "rfm_recsys.fileformat": {"ModelFileError": "rfm_recsys.ModelFileError"},
+        "rfm_recsys.model.persistence": {"ModelFileError": "rfm_recsys.ModelFileError"},
+        "rfm_recsys.core.memory": {"EngineMemoryError": "rfm_recsys.EngineMemoryError"},
+        "rfm_recsys.model.base": {
+            "NotFittedError": "rfm_recsys.NotFittedError",
+            "UnknownIdError": "rfm_recsys.UnknownIdError",
+        },
+        "rfm_recsys.implicit_feedback.base": {"NotFittedError": "rfm_recsys.NotFittedError"},
+    }
+}
 # no "show-inheritance": the models' bases are the package's internal mixins and Surprise's or
 # implicit's base classes; the user guide says which contract each class follows
 autodoc_default_options = {

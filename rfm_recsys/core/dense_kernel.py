@@ -60,7 +60,7 @@ class DenseKernel:
         return DenseCompletion(self.K, A)
 
     def next(self, blocks, coefs, update, iteration: int, lam: float, reimposed: bool):
-        """The kernel after ``update`` of ``X^T X`` (the blocks' summed :meth:`gram`)."""
+        """The kernel after ``update`` of ``X^T X`` (the blocks' summed ``gram``)."""
         xtx = blocks.gram(coefs, self, reimposed)
         K_new = update(xtx, blocks.n_rows, iteration)
         check_finite(K_new, iteration)

@@ -11,9 +11,10 @@ alternating two steps (Radhakrishnan, Belkin & Drusvyatskiy, PNAS 2025; Mohan & 
    ``a_i`` is stored in a sparse matrix ``A`` with the pattern of ``Y``; the completed rows
    ``W = A K`` are never stored for all rows at once.
 2. **Feature update.** ``X^T X`` of the completed matrix (``X = W``, or ``W`` with the observed
-   entries put back for exact completion) is handed to a :class:`FeatureUpdate`, which returns
-   the next kernel. lin-RFM uses a power of the AGOP ``G = X^T X / n``; IRLS-p uses
-   ``(X^T X + gamma I)^(1 - p/2)`` with a decreasing ``gamma``.
+   entries put back for exact completion) is handed to a
+   :class:`~rfm_recsys.core.updates.FeatureUpdate`, which returns the next kernel. lin-RFM
+   uses a power of the AGOP ``G = X^T X / n``; IRLS-p uses ``(X^T X + gamma I)^(1 - p/2)``
+   with a decreasing ``gamma``.
 
 Optionally a kernel step follows (kernel RFM, :mod:`.kernel_step`): after ``n_updates`` updates
 the rows are fitted with a kernel built from the learned matrix (a radial kernel over its
@@ -129,7 +130,9 @@ def fit_engine(
         R: ``n x d`` CSR matrix of targets (explicit zeros are observations).
         ridge: ridge penalty of the row fits.
         n_updates: number of kernel updates (0 = one ridge fit with ``K0``).
-        update: the :class:`FeatureUpdate` (:class:`AGOPPower` or :class:`IRLSUpdate`).
+        update: the :class:`~rfm_recsys.core.updates.FeatureUpdate`
+            (:class:`~rfm_recsys.core.updates.AGOPPower` or
+            :class:`~rfm_recsys.core.updates.IRLSUpdate`).
         tol: stop once ``||K_new - K||_F / ||K||_F < tol``.
         dtype: ``np.float32`` or ``np.float64`` for the kernel and the solves.
         reimpose_observed: replace the observed entries of the completion by their targets

@@ -65,7 +65,7 @@ def factored_geometry(
     ``G - eps I = H H^T`` with ``H = [U diag(sqrt s), sqrt(c) B^T]`` (``c = weight /
     mean(counts)``): without the co-rating term ``L = U diag(sqrt s)``; with it, the top-``rank``
     eigenpairs of ``H H^T``, exact from the ``(r + n) x (r + n)`` Gram ``H^T H`` (sparse
-    products only) where that is the cheaper (:func:`_gram_is_cheaper`), else from a seeded
+    products only) where that is the cheaper (``_gram_is_cheaper``), else from a seeded
     randomized range finder.
     """
     U = M.U.astype(np.float64)
@@ -192,9 +192,10 @@ def agop_update(
 ) -> FactoredKernel:
     """The next geometry: the top-``rank`` part of the AGOP ``X^T X / n`` of ``X = A K``.
 
-    Where that is the cheaper (:func:`_gram_is_cheaper`), exact from an ``eigh`` of
+    Where that is the cheaper (``_gram_is_cheaper``), exact from an ``eigh`` of
     ``X X^T = A K^2 A^T`` (sparse products and ``n x r`` factors only); else
-    :meth:`FactoredKernel.next`'s seeded randomized range finder on the blocks' shares.
+    :meth:`FactoredKernel.next <rfm_recsys.core.factored_kernel.FactoredKernel.next>`'s seeded
+    randomized range finder on the blocks' shares.
     """
     n, d = blocks.n_rows, blocks.n_cols
     if not _gram_is_cheaper(n, d, rank):

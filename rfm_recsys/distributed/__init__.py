@@ -5,7 +5,7 @@ package: ratings scattered from this process (:func:`scattered_ratings`: a panda
 sparse matrix or a Surprise trainset, split by rows and scattered once) or a
 ``dask.dataframe.DataFrame`` coded and kept on the workers (:func:`frame_source`). Both run on
 the current ``dask.distributed`` client or, without one, on a temporary ``LocalCluster``
-(:func:`~rfm_recsys.distributed.cluster.dask_client`). The fitted state is an ordinary
+(``rfm_recsys.distributed.cluster.dask_client``). The fitted state is an ordinary
 :class:`~rfm_recsys.fitting.state.RatingsFit` on the driver.
 
 Needs the ``dask`` extra: ``pip install "rfm_recsys[dask]"``.

@@ -1,7 +1,7 @@
 """Row blocks on a Dask cluster: the engine loop's block operations, run where the ratings lie.
 
 :class:`DaskBlocks` implements :class:`~rfm_recsys.core.blocks.RowBlocks` over futures of
-:class:`~rfm_recsys.distributed.blocks.Block`: each operation broadcasts what the workers need
+``rfm_recsys.distributed.blocks.Block``: each operation broadcasts what the workers need
 (the kernel once per solve, ``P`` once per randomized pass), runs the blocks' task and sums their
 shares in a tree of tasks on the workers, so only the total reaches the driver. The coefficients
 stay on the workers until :meth:`DaskBlocks.coefficients` gathers the chosen ones.

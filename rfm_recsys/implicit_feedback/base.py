@@ -9,7 +9,8 @@ for models that score items from a user's row of interactions. A subclass provid
 * ``_scores(rows)``: scores of every item for a batch of such rows (``b x d`` float32);
 * ``_item_vectors()`` and ``_user_vectors(rows)``: vectors whose cosine is the similarity of
   ``similar_items`` and ``similar_users``;
-* ``_state()`` / ``_restore(arrays, meta)``: its fitted arrays for :meth:`save` / :meth:`load`.
+* ``_state()`` / ``_restore(arrays, meta)``: its fitted arrays for
+  :meth:`ItemScoringRecommender.save` / :meth:`ItemScoringRecommender.load`.
 
 The base here keeps the transformed training rows (user ``u`` is row ``u``; ids are row and
 column indices), folds in new users for ``recalculate_user`` with the same transform, and saves
