@@ -132,7 +132,7 @@ def kernel_step_fit(fit: RatingsFit, train, nu: int, ni: int, step: KernelStep) 
         "all", baseline, fit.users_are_rows, fit.kernel.dtype, validating=False
     )
     res = run_engine(
-        blocks, lam=step.ridge, n_iter=0, update=AGOPPower(1.0), K0=fit.kernel, step=step
+        blocks, ridge=step.ridge, n_updates=0, update=AGOPPower(1.0), K0=fit.kernel, step=step
     )
     return dataclasses.replace(
         fit, kernel=res.kernel, A=res.A, ridge=res.ridge, history=res.history

@@ -250,7 +250,8 @@ _RIDGE = Param(
 _POWER = Param(
     "power",
     1.0,
-    _POSITIVE,
+    # AGOP powers beyond 4 underflow every eigenvalue but the top one in float32
+    Interval(0, 4, closed="right"),
     "exponent of the AGOP in each update (the reference code's alpha is power / 2). 1 needs no "
     "eigendecomposition; any other value an ``eigh`` of a ``d x d`` matrix.",
     "rarely: 0.5 (nuclear norm) and 2 (the reference code's default) were not better on ratings "
@@ -394,7 +395,9 @@ _STEP = (
     Param(
         "bandwidth",
         0.7,
-        _POSITIVE,
+        # beyond [1e-3, 1e3] the radial kernel is the diagonal or the rank-one n n^T to float
+        # precision (and h^2 under- or overflows)
+        Interval(1e-3, 1e3),
         "``h`` of the radial kernels (cosines of a mean-diagonal-1 geometry, so it means the same "
         "on every data set).",
         "validation chose 0.7-1.0 on both data sets; smaller is more local.",
@@ -639,7 +642,7 @@ IMPLICIT_LINRFM = ModelConfig(
             doc="ridge of the row fits, in units of the kernel (mean diagonal 1).",
             when="validation chose 10-40.",
         ),
-        replace(_POWER, constraint=Interval(0, 4, closed="right"), when=""),
+        replace(_POWER, when=""),
         Param(
             "alpha",
             2.0,

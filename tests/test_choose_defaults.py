@@ -82,8 +82,9 @@ def test_explore_kernel_step_is_the_fit_kernel_rfm_makes():
         settings = FitSettings(orient="items", rank=rank, random_state=0, step=step)
         full = fit_ratings(*train, 80, 50, settings)
         assert refit.predict(u, i)[0] == pytest.approx(full.predict(u, i)[0], abs=1e-6)
-    # a setting without a kernel is the lin-RFM fit itself
-    assert step_of({}).is_plain
+    # a setting without a kernel is a linear step with no signal and no update
+    plain = step_of({})
+    assert (plain.kernel, plain.co_rating, plain.n_updates) == ("linear", 0.0, 0)
     with pytest.raises(SystemExit, match="'co_rating' now"):
         step_of({"implicit_weight": 1.0})
     with pytest.raises(SystemExit, match="commit 9881642"):

@@ -283,14 +283,15 @@ def test_kernel_step_is_refused_before_any_cluster(ratings):
 def test_harness_backend_flag_sets_dask():
     from evaluation.movielens.cli import _use_dask
     from evaluation.movielens.options import parse_args
+    from evaluation.movielens.specs import algorithm_params
 
     assert parse_args(["--backend", "dask"]).backend == "dask"
     assert parse_args([]).backend == "threads"
-    from evaluation.movielens.specs import algorithm_params
-
-    params = algorithm_params("plain-linrfm", False, {"plain-linrfm": {"rank": 64}})
-    note = _use_dask("plain-linrfm", params)
-    # any rank: both kernels fit on Dask
-    assert params == {**PLAIN_LINRFM, "rank": 64, "backend": "dask"}
-    assert "kernel step" not in note
-    assert "kernel step does not run" in _use_dask("linrfm", algorithm_params("linrfm", False, {}))
+    params = algorithm_params("linrfm", False, {"linrfm": {"rank": 64}})
+    note = _use_dask("linrfm", params)
+    # any rank: both kernel forms fit on Dask
+    assert params == {"rank": 64, "backend": "dask"}
+    assert "backend='dask'" in note
+    # kernel RFM does not run there: the harness refuses it rather than fit another model
+    with pytest.raises(ValueError, match="does not fit on the Dask backend"):
+        _use_dask("kernel-rfm", algorithm_params("kernel-rfm", False, {}))

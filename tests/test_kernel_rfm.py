@@ -199,3 +199,22 @@ def test_algo_kernel_step_matches_the_fitting_layer(kernel):
     step = KernelStep(kernel, 1.5, co_rating=1.0, ridge=3.0, n_updates=1)
     ref = fit_ratings(tu, ti, tr, ts.n_users, ts.n_items, settings(ridge=10.0, step=step))
     np.testing.assert_array_equal(algo.fit_.predict(tu, ti)[0], ref.predict(tu, ti)[0])
+
+
+def test_plain_step_settings_are_lin_rfm_exactly():
+    # a linear step with no co-rating signal, no update and lin-RFM's ridge changes nothing:
+    # the fit is plain lin-RFM, its rank rule included (400 items: factored for lin-RFM)
+    from surprise import Dataset, Reader
+
+    from rfm_recsys import LinRFMAlgo
+    from rfm_recsys.datasets import make_ratings
+
+    df = make_ratings(600, 400, 20_000, random_state=0)[["user_id", "item_id", "rating"]]
+    ts = Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
+    plain = dict(kernel="linear", co_rating=0.0, n_kernel_updates=0, kernel_ridge=None)
+    stepped = KernelRFMAlgo(**plain, orient="auto").fit(ts)
+    ref = LinRFMAlgo().fit(ts)
+    assert type(stepped.fit_.kernel) is type(ref.fit_.kernel)
+    assert {h["stage"] for h in stepped.history_} == {"linear"}
+    testset = ts.build_testset()[:2000]
+    assert [p.est for p in stepped.test(testset)] == [p.est for p in ref.test(testset)]

@@ -571,7 +571,7 @@ def test_bad_parameters_are_clear(data):
     [
         ({"ridge": -1}, r"LinRFM: ridge must be a finite real number >= 0, got -1"),
         ({"n_updates": "3"}, r"LinRFM: n_updates must be an integer >= 0, got '3' \(str\)"),
-        ({"power": 0.0}, r"power must be a finite real number > 0, got 0.0"),
+        ({"power": 0.0}, r"power must be a finite real number in \(0, 4\], got 0.0"),
         ({"bias_ridge": float("nan")}, r"bias_ridge must be .*>= 0, got nan"),
         ({"patience": 0}, r"patience must be an integer >= 1, got 0"),
         ({"rating_scale": (5, 1)}, r"rating_scale must be None or a pair \(low, high\)"),

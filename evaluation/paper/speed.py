@@ -66,8 +66,8 @@ def _big_run_child(shape: tuple[int, int], frac: float, rank: int, n_iter: int) 
     t0 = time.perf_counter()
     res = fit_engine(
         prob.R,
-        lam=REF_LAM,
-        n_iter=n_iter,
+        ridge=REF_LAM,
+        n_updates=n_iter,
         update=AGOPPower(1.0),
         tol=1e-7,
         dtype=np.float64,

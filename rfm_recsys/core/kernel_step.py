@@ -153,12 +153,6 @@ class KernelStep:
         if self.landmarks is not None and (isinstance(self.landmarks, bool) or self.landmarks < 1):
             raise ValueError(f"landmarks must be None or a positive int, got {self.landmarks!r}")
 
-    @property
-    def is_plain(self) -> bool:
-        """Whether the step would not change the lin-RFM fit it follows (kept for callers that
-        compare; the fitting layer runs no step then)."""
-        return self.kernel == "linear" and not self.co_rating and not self.n_updates
-
     def start(self, blocks, learned: Kernel) -> StepRun:
         """One run of the step on ``blocks``, from lin-RFM's learned kernel: what stays fixed
         through it (the co-rating signal) is computed here, once."""

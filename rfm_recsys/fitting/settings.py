@@ -88,7 +88,7 @@ class FitSettings:
             )
         else:
             kw["update"] = AGOPPower(power=values.get("power", 1.0), normalize="diag")
-        if "kernel" in values:
+        if "kernel" in values and not _plain_step(values):
             kernel_ridge = values["kernel_ridge"]
             kw["step"] = KernelStep(
                 kernel=values["kernel"],
@@ -104,3 +104,13 @@ class FitSettings:
     def dense_only(self) -> bool:
         """Whether the update needs the dense kernel (IRLS-p sees more than top eigenvalues)."""
         return not hasattr(self.update, "spectrum")
+
+
+def _plain_step(values: Mapping[str, Any]) -> bool:
+    """Whether kernel-step parameters leave the lin-RFM fit they follow unchanged."""
+    return (
+        values["kernel"] == "linear"
+        and not values["co_rating"]
+        and not values["n_kernel_updates"]
+        and values["kernel_ridge"] in (None, values["ridge"])
+    )
