@@ -1,9 +1,11 @@
 # Two entry points for a fresh machine: `make evaluate` (the MovieLens comparison) and
 # `make test` (the whole test suite). Each creates .venv and installs what it needs.
+# `make docs` builds the documentation site into docs/_build/html (warnings are errors).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 ARGS ?=
 
 $(STAMP): pyproject.toml
@@ -12,7 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-.PHONY: install evaluate test lint
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+.PHONY: install evaluate test lint docs
 install: $(STAMP)
 
 evaluate: $(STAMP)
@@ -24,3 +30,6 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

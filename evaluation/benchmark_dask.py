@@ -1,9 +1,10 @@
 """Dask backend against the threads backend on a MovieLens-shaped synthetic problem, same run.
 
 For one shape (``--shape ml-1m|ml-10m|ml-25m`` or ``--users/--items/--ratings``) the script
-draws ratings with :func:`rfm_recsys.datasets.make_ratings`, fits :class:`LinRFM` with the
-threads backend, then with ``backend="dask"`` on ``LocalCluster(n_workers=W,
-threads_per_worker=1)`` (started before the clock runs), and reports:
+draws ratings with :func:`rfm_recsys.datasets.make_ratings`, fits :class:`LinRFM` (plain
+lin-RFM: the kernel step does not run on Dask) with the threads backend, then with
+``backend="dask"`` on ``LocalCluster(n_workers=W, threads_per_worker=1)`` (started before the
+clock runs), and reports:
 
 * the wall time of each fit and their ratio (dask / threads), and per-iteration seconds;
 * bytes per iteration: into the workers (what the driver scatters, counted as the arrays'
@@ -22,7 +23,7 @@ rank-128 factored kernel beyond 256 feature columns). Run it on an idle machine;
 lines it prints (and appends to ``--out``) hold the figures and the command line.
 
     python -m evaluation.benchmark_dask --shape ml-25m
-    python -m evaluation.benchmark_dask --shape ml-1m --n-iter 2 --rank none
+    python -m evaluation.benchmark_dask --shape ml-1m --n-updates 2 --rank none
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--users", type=int)
     p.add_argument("--items", type=int)
     p.add_argument("--ratings", type=int)
-    p.add_argument("--n-iter", type=int, default=2)
+    p.add_argument("--n-updates", "--n-iter", dest="n_updates", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -137,17 +138,17 @@ def main(argv=None) -> dict:
     record = {
         "command": "python -m evaluation.benchmark_dask " + " ".join(sys.argv[1:]),
         "shape": [n_users, n_items, len(df)],
-        "n_iter": args.n_iter,
+        "n_updates": args.n_updates,
         "rank": args.rank,
         "dtype": args.dtype,
         "workers": args.workers,
         "generate_seconds": round(time.perf_counter() - t, 2),
         "load_before": os.getloadavg(),
     }
-    from rfm_recsys.core.kernels import resolve_rank
+    from rfm_recsys.fitting import resolve_rank
 
     d = min(n_users, n_items)
-    r = resolve_rank(args.rank, d)
+    r = resolve_rank(args.rank, d, dense_only=False, with_step=False)
     # the predictions are compared on a seeded sample of training pairs: predicting all of
     # ML-10M's pairs with a dense kernel takes minutes
     pick = np.random.default_rng(args.seed).choice(len(df), min(len(df), 200_000), replace=False)
@@ -155,7 +156,7 @@ def main(argv=None) -> dict:
     p_threads = None
     if not args.skip_threads:
         t = time.perf_counter()
-        threads = LinRFM(n_iter=args.n_iter, dtype=args.dtype, rank=args.rank).fit(df)
+        threads = LinRFM(n_updates=args.n_updates, dtype=args.dtype, rank=args.rank).fit(df)
         record["threads_seconds"] = round(time.perf_counter() - t, 2)
         record["threads_iteration_seconds"] = [
             round(h["iteration_seconds"], 2) for h in threads.history_
@@ -178,7 +179,7 @@ def main(argv=None) -> dict:
         t = time.perf_counter()
         with get_task_stream(client) as stream:
             model = LinRFM(
-                n_iter=args.n_iter, dtype=args.dtype, rank=args.rank, backend="dask"
+                n_updates=args.n_updates, dtype=args.dtype, rank=args.rank, backend="dask"
             ).fit(df, callback=traffic.mark)
         record["dask_seconds"] = round(time.perf_counter() - t, 2)
         traffic.mark()

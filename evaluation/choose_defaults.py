@@ -9,12 +9,15 @@ its validation RMSE divided by the best RMSE found on that dataset, averaged ove
 datasets, so the chosen defaults are good on both rather than best on one.
 Writes ``<out>/validation.csv`` and ``<out>/ranking.csv`` and prints the ranking; for lin-RFM
 also ``<out>/defaults.md``, which states the kernel step's defaults and how they were chosen
-(:data:`KERNEL_STEP_TEXT`). With ``--irls`` the same is done for ``IRLSAlgo`` (p, lam and the
-number of iterations), with ``--als`` for ``ALSAlgo`` (factors, penalty and the number of
-epochs). Each model family has its own grid and its own columns (:data:`FAMILIES`), named after
-the model's parameters. ``--kernel-step`` reruns the kernel step's final grid around its
-defaults (bandwidth x kernel_lam x kernel_updates) on fold 0 of both sets, after lin-RFM with
-the defaults' AGOP stage, and ranks it the same way.
+(:data:`KERNEL_STEP_TEXT`). With ``--irls`` the same is done for ``IRLSAlgo`` (p, ridge and the
+number of updates), with ``--als`` for ``ALSAlgo`` (rank, ridge and the number of sweeps). Each
+model family has its own grid and its own columns (:data:`FAMILIES`), named after the model's
+parameters; every setting is fitted by the library's own fitting layer
+(:func:`rfm_recsys.fitting.validation_curve` with the model's settings,
+:meth:`~rfm_recsys.fitting.FitSettings.from_params`). ``--kernel-step`` reruns the kernel
+step's final grid around ``KernelRFMAlgo``'s defaults (bandwidth x kernel_ridge x
+n_kernel_updates) on fold 0 of both sets, each setting one ``KernelRFMAlgo`` fit (lin-RFM's
+updates, then the kernel step), and ranks it the same way.
 """
 
 from __future__ import annotations
@@ -34,9 +37,15 @@ from evaluation.common import write_text
 from rfm_recsys.baselines.als import fit_biased_als, predict_als
 from rfm_recsys.config import KERNEL_RFM
 from rfm_recsys.core.blas import blas_threads
-from rfm_recsys.core.engine import AGOPPower, IRLSUpdate
-from rfm_recsys.core.fitting import fit_ratings, validation_curve
 from rfm_recsys.datasets import load_movielens
+from rfm_recsys.fitting import (
+    FitSettings,
+    fit_ratings,
+    resolve_orientation,
+    resolve_rank,
+    validation_curve,
+)
+from rfm_recsys.surprise_algos import IRLSAlgo, KernelRFMAlgo, LinRFMAlgo
 
 DATASETS = ("ml-100k", "ml-latest-small")
 
@@ -53,14 +62,14 @@ def training_splits(df: pd.DataFrame, n_folds_used: int, seed: int = 0):
 
 
 def als_grid(quick: bool) -> Iterator[dict]:
-    """ALSAlgo settings; the epoch axis is the curve."""
-    factors, regs = ((20, 50), (0.12,)) if quick else ((20, 50, 100), (0.06, 0.12, 0.25))
-    for k, reg in itertools.product(factors, regs):
-        yield {"n_factors": k, "reg": reg, "reg_bias": 1.0}
+    """ALSAlgo settings; the sweep axis is the curve."""
+    ranks, ridges = ((20, 50), (0.12,)) if quick else ((20, 50, 100), (0.06, 0.12, 0.25))
+    for k, ridge in itertools.product(ranks, ridges):
+        yield {"rank": k, "ridge": ridge, "bias_ridge": 1.0}
 
 
-def als_curve(train, valid, n_users: int, n_items: int, setting: dict, n_epochs: int) -> list[dict]:
-    """Validation RMSE after every ALS epoch (one fit, read through the epoch callback)."""
+def als_curve(train, valid, n_users: int, n_items: int, setting: dict, n_sweeps: int) -> list[dict]:
+    """Validation RMSE after every ALS sweep (one fit, read through the sweep callback)."""
     vu, vi, vr = valid
     curve = []
 
@@ -78,56 +87,47 @@ def als_curve(train, valid, n_users: int, n_items: int, setting: dict, n_epochs:
         *train,
         n_users,
         n_items,
-        n_factors=setting["n_factors"],
-        reg=setting["reg"],
-        n_epochs=n_epochs,
+        rank=setting["rank"],
+        ridge=setting["ridge"],
+        n_sweeps=n_sweeps,
         random_state=0,
-        reg_bias=setting["reg_bias"],
+        bias_ridge=setting["bias_ridge"],
         callback=record,
     )
     return curve
 
 
 def irls_grid(quick: bool) -> Iterator[dict]:
-    """IRLSAlgo settings: the exponent p and the ridge lam."""
-    for p, lam in itertools.product((0.0, 1.0) if quick else (0.0, 0.5, 1.0), (10.0, 20.0)):
-        yield {"orient": "auto", "p": p, "lam": lam, "reg_user": 2.0, "reg_item": 2.0}
+    """IRLSAlgo settings: the exponent p and the ridge."""
+    for p, ridge in itertools.product((0.0, 1.0) if quick else (0.0, 0.5, 1.0), (10.0, 20.0)):
+        yield {"orient": "auto", "p": p, "ridge": ridge, "bias_ridge": 2.0}
 
 
 def linrfm_grid(quick: bool) -> Iterator[dict]:
     """LinRFMAlgo settings; orient 'auto' is the smaller side."""
 
-    def one(orient: str, power: float, lam: float, reg_user: float, reg_item: float) -> dict:
-        return dict(orient=orient, power=power, lam=lam, reg_user=reg_user, reg_item=reg_item)
+    def one(orient: str, power: float, ridge: float, bias_ridge: float) -> dict:
+        return dict(orient=orient, power=power, ridge=ridge, bias_ridge=bias_ridge)
 
     if quick:
-        yield from (one("auto", 1.0, lam, 5.0, 5.0) for lam in (10.0, 20.0))
+        yield from (one("auto", 1.0, ridge, 5.0) for ridge in (10.0, 20.0))
         return
-    for lam, regs in itertools.product((5.0, 10.0, 20.0), ((15.0, 10.0), (5.0, 5.0), (2.0, 2.0))):
-        yield one("auto", 1.0, lam, *regs)
-    for power, lam in itertools.product((0.5, 2.0), (10.0, 20.0)):
-        yield one("auto", power, lam, 5.0, 5.0)
+    for ridge, bias_ridge in itertools.product((5.0, 10.0, 20.0), (10.0, 5.0, 2.0)):
+        yield one("auto", 1.0, ridge, bias_ridge)
+    for power, ridge in itertools.product((0.5, 2.0), (10.0, 20.0)):
+        yield one("auto", power, ridge, 5.0)
     # the other orientation, where its kernel is affordable (d = n_items)
-    for lam in (10.0, 20.0):
-        yield one("items", 1.0, lam, 5.0, 5.0)
+    for ridge in (10.0, 20.0):
+        yield one("items", 1.0, ridge, 5.0)
 
 
-def _engine_curve(update: Callable[[dict], object]) -> Callable[..., list[dict]]:
-    """Validation RMSE after every kernel update of one engine fit."""
+def _engine_curve(algo: type) -> Callable[..., list[dict]]:
+    """Validation RMSE after every kernel update of one fit of ``algo(**setting)``, through the
+    library's fitting layer (the model's other hyperparameters at their defaults)."""
 
-    def curve(train, valid, n_users: int, n_items: int, setting: dict, n_iter: int) -> list[dict]:
-        return validation_curve(
-            train,
-            valid,
-            n_users,
-            n_items,
-            update=update(setting),
-            lam=setting["lam"],
-            n_iter=n_iter,
-            orient=setting["orient"],
-            reg_user=setting["reg_user"],
-            reg_item=setting["reg_item"],
-        )
+    def curve(train, valid, n_users: int, n_items: int, setting: dict, n_updates: int):
+        settings = FitSettings.from_params(algo(**setting).get_params(), n_updates=n_updates)
+        return validation_curve(train, valid, n_users, n_items, settings)
 
     return curve
 
@@ -139,7 +139,7 @@ class Family:
     Attributes:
         name: the family's name (``--als``, ``--irls``, default lin-RFM).
         columns: the setting's columns, named after the model's parameters.
-        iteration: the column of the curve's axis (kernel updates or epochs).
+        iteration: the column of the curve's axis (kernel updates or sweeps).
         grid: ``grid(quick)`` yields one dict per setting, keyed by ``columns``.
         curve: ``curve(train, valid, n_users, n_items, setting, n)`` returns one record per
             iteration with ``iteration``, ``valid_rmse`` and ``seconds``.
@@ -155,19 +155,19 @@ class Family:
 FAMILIES = {
     "linrfm": Family(
         "LinRFMAlgo",
-        ("orient", "power", "lam", "reg_user", "reg_item"),
-        "n_iter",
+        ("orient", "power", "ridge", "bias_ridge"),
+        "n_updates",
         linrfm_grid,
-        _engine_curve(lambda s: AGOPPower(s["power"])),
+        _engine_curve(LinRFMAlgo),
     ),
     "irls": Family(
         "IRLSAlgo",
-        ("orient", "p", "lam", "reg_user", "reg_item"),
-        "n_iter",
+        ("orient", "p", "ridge", "bias_ridge"),
+        "n_updates",
         irls_grid,
-        _engine_curve(lambda s: IRLSUpdate(p=s["p"])),
+        _engine_curve(IRLSAlgo),
     ),
-    "als": Family("ALSAlgo", ("n_factors", "reg", "reg_bias"), "n_epochs", als_grid, als_curve),
+    "als": Family("ALSAlgo", ("rank", "ridge", "bias_ridge"), "n_sweeps", als_grid, als_curve),
 }
 
 
@@ -188,7 +188,7 @@ def validation_rows(family: Family, name: str, df: pd.DataFrame, args) -> list[d
         valid = (u[val_idx], i[val_idx], r[val_idx])
         for setting in tqdm(settings, desc=f"{name} fold {k + 1}"):
             t0 = time.perf_counter()
-            hist = family.curve(train, valid, nu, ni, setting, args.n_iter)
+            hist = family.curve(train, valid, nu, ni, setting, args.n_updates)
             secs = time.perf_counter() - t0
             rows.extend(
                 {
@@ -215,14 +215,19 @@ def rank_settings(res: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return wide.dropna().sort_values("mean_ratio")
 
 
+#: The kernel step's hyperparameters, in the order :data:`KERNEL_STEP_TEXT` lists them.
+KERNEL_STEP_PARAMS = (
+    "orient", "rank", "kernel", "bandwidth", "co_rating", "n_kernel_updates", "kernel_ridge"
+)  # fmt: skip
+_KERNEL_STEP_DEFAULTS = ", ".join(f"{k}={KERNEL_RFM[k].default!r}" for k in KERNEL_STEP_PARAMS)
 #: The kernel step's part of the defaults and where it comes from (printed and written).
 KERNEL_STEP_TEXT = f"""\
-The kernel step (on by default; rfm_recsys.config.PLAIN_LINRFM switches it off)
-  Defaults (rfm_recsys.config.KERNEL_RFM): {", ".join(f"{k}={v!r}" for k, v in KERNEL_RFM.items())}.
+The kernel step (KernelRFMAlgo, KernelRFM; LinRFMAlgo and LinRFM are plain lin-RFM)
+  Defaults (rfm_recsys.config.KERNEL_RFM): {_KERNEL_STEP_DEFAULTS}.
   After lin-RFM's AGOP updates the rows are refitted with a Gaussian kernel over the angles of
-  the learned geometry plus the co-rating matrix (weight `implicit`), the kernel over items,
-  ridge `kernel_lam`, and `kernel_updates` more AGOP updates with that kernel; rank "auto" is
-  the dense kernel up to 4,096 items and rank 128 beyond.
+  the learned geometry plus the co-rating matrix (weight `co_rating`), the kernel over items,
+  ridge `kernel_ridge`, and `n_kernel_updates` more AGOP updates with that kernel; rank "auto"
+  is the dense kernel up to 4,096 items and rank 128 beyond.
   Chosen by python -m evaluation.explore_kernel_rfm on validation shares of folds 0/1 of
   ml-100k and ml-latest-small (evaluation/kernel_rfm_experiments.md section 9): best on both
   sets for both the dense and the factored kernel, about 0.025 validation RMSE ahead of plain
@@ -231,20 +236,18 @@ The kernel step (on by default; rfm_recsys.config.PLAIN_LINRFM switches it off)
 #: ``--kernel-step``: the grid around the kernel step's defaults (the rest as the defaults).
 KERNEL_STEP_GRID = {
     "bandwidth": [0.7, 1.0],
-    "kernel_lam": [2.0, 3.0, 5.0],
-    "kernel_updates": [2, 3],
+    "kernel_ridge": [2.0, 3.0, 5.0],
+    "n_kernel_updates": [2, 3],
 }
 
 
 def kernel_step_rows(name: str, df: pd.DataFrame, quick: bool) -> list[dict]:
-    """Validation RMSE of :data:`KERNEL_STEP_GRID` on fold 0, through explore_kernel_rfm's fits.
+    """Validation RMSE of :data:`KERNEL_STEP_GRID` on fold 0: one ``KernelRFMAlgo`` fit each.
 
-    lin-RFM is fitted once with the defaults' AGOP stage (kernel over items, rank as
-    ``rank="auto"`` resolves with the kernel step on), then each setting refits its rows.
+    Every setting is ``KernelRFMAlgo``'s defaults with the grid's values (lin-RFM over items,
+    then the kernel step, in the form ``rank="auto"`` gives it), fitted by the library's
+    fitting layer with ``random_state=0``; ``fit_seconds`` is the whole fit.
     """
-    from rfm_recsys.core.kernel_rfm import KernelSettings, refit_kernel
-    from rfm_recsys.core.kernels import resolve_step_rank
-
     from .explore_kernel_rfm import rmse
 
     u, i, r, nu, ni = _codes(df)
@@ -252,31 +255,22 @@ def kernel_step_rows(name: str, df: pd.DataFrame, quick: bool) -> list[dict]:
     _, fit_idx, val_idx = next(training_splits(df, 1))
     train = (u[fit_idx], i[fit_idx], r[fit_idx])
     valid = (u[val_idx], i[val_idx], r[val_idx])
-    rank = resolve_step_rank(KERNEL_RFM["rank"], ni)
-    t0 = time.perf_counter()
-    fit = fit_ratings(*train, nu, ni, orient=KERNEL_RFM["orient"], rank=rank, random_state=0)
-    base_secs = time.perf_counter() - t0
     grid = {k: v[:1] for k, v in KERNEL_STEP_GRID.items()} if quick else KERNEL_STEP_GRID
     rows = []
     for combo in tqdm(list(itertools.product(*grid.values())), desc=name, leave=False):
         setting = dict(zip(grid, combo))
-        settings = KernelSettings(
-            kernel=KERNEL_RFM["kernel"],
-            bandwidth=setting["bandwidth"],
-            geometry="cosine",
-            lam=setting["kernel_lam"],
-            n_updates=setting["kernel_updates"],
-            implicit_weight=KERNEL_RFM["implicit"],
-        )
+        settings = FitSettings.from_params(KernelRFMAlgo(**setting).get_params(), random_state=0)
+        d = ni if resolve_orientation(settings.orient, nu, ni) else nu
+        rank = resolve_rank(settings.rank, d, settings.dense_only, with_step=True)
         t0 = time.perf_counter()
-        refit, _ = refit_kernel(fit, *train, settings)
+        fit = fit_ratings(*train, nu, ni, settings)
         rows.append(
             {
                 "dataset": name,
                 "fold": 0,
                 **setting,
-                "valid_rmse": rmse(refit, valid, scale),
-                "fit_seconds": base_secs + time.perf_counter() - t0,
+                "valid_rmse": rmse(fit, valid, scale),
+                "fit_seconds": time.perf_counter() - t0,
                 "form": "dense" if rank is None else f"rank {rank}",
             }
         )
@@ -290,7 +284,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     )
     ap.add_argument("--data-home", default=None, help="folder with the MovieLens zips or folders")
     ap.add_argument(
-        "--n-iter", type=int, default=6, help="kernel updates (ALS: epochs) tracked per setting"
+        "--n-updates",
+        "--n-iter",
+        dest="n_updates",
+        type=int,
+        default=6,
+        help="kernel updates (ALS: sweeps) tracked per setting",
     )
     ap.add_argument("--folds", type=int, default=2, help="training folds used per dataset")
     ap.add_argument("--quick", action="store_true", help="small grid, one fold (smoke run)")
@@ -298,19 +297,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     which.add_argument(
         "--als",
         action="store_true",
-        help="choose ALSAlgo's defaults instead (columns n_factors, reg, reg_bias, n_epochs)",
+        help="choose ALSAlgo's defaults instead (columns rank, ridge, bias_ridge, n_sweeps)",
     )
     which.add_argument(
         "--irls",
         action="store_true",
-        help="choose IRLSAlgo's defaults instead (columns orient, p, lam, reg_user, reg_item, "
-        "n_iter)",
+        help="choose IRLSAlgo's defaults instead (columns orient, p, ridge, bias_ridge, n_updates)",
     )
     which.add_argument(
         "--kernel-step",
         action="store_true",
-        help="rank the kernel step's final grid (bandwidth x kernel_lam x kernel_updates) on "
-        "fold 0 of both sets instead",
+        help="rank the kernel step's final grid (bandwidth x kernel_ridge x n_kernel_updates) "
+        "around KernelRFMAlgo's defaults on fold 0 of both sets instead",
     )
     ap.add_argument("--out", default="results/defaults", help="output folder")
     args = ap.parse_args(argv)
@@ -333,7 +331,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(wide.head(15).to_string(float_format=lambda x: f"{x:.4f}"))
     print(f"\n{family.name}, chosen (best mean ratio over both datasets): {chosen}")
     if family is FAMILIES["linrfm"]:
-        text = f"lin-RFM's AGOP stage, chosen (best mean ratio over both datasets): {chosen}\n\n"
+        text = (
+            "lin-RFM (LinRFMAlgo; KernelRFMAlgo's AGOP stage), chosen (best mean ratio over "
+            f"both datasets): {chosen}\n\n"
+        )
         write_text(out / "defaults.md", text + KERNEL_STEP_TEXT)
         print("\n" + KERNEL_STEP_TEXT)
     return wide

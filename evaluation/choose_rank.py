@@ -13,6 +13,7 @@ the dense kernel, and the fit time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -21,11 +22,13 @@ import numpy as np
 import pandas as pd
 
 from evaluation.choose_defaults import DATASETS, training_splits
-from rfm_recsys.core.engine import AGOPPower
-from rfm_recsys.core.fitting import validation_curve
 from rfm_recsys.datasets import load_movielens
+from rfm_recsys.fitting import FitSettings, validation_curve
+from rfm_recsys.surprise_algos import LinRFMAlgo
 
-DEFAULTS = dict(lam=10.0, reg_user=2.0, reg_item=2.0, n_iter=2)
+#: lin-RFM's settings besides the kernel's form: LinRFMAlgo's defaults (ridge 10, bias_ridge 2,
+#: 2 updates, power 1, orient "auto").
+DEFAULTS = FitSettings.from_params(LinRFMAlgo().get_params())
 
 
 def settings(ranks: list[int], shifts: list[float]):
@@ -62,13 +65,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                     (u[val_idx], i[val_idx], r[val_idx]),
                     nu,
                     ni,
-                    update=AGOPPower(1.0),
-                    lam=DEFAULTS["lam"],
-                    n_iter=DEFAULTS["n_iter"],
-                    reg_user=DEFAULTS["reg_user"],
-                    reg_item=DEFAULTS["reg_item"],
-                    rank=rank,
-                    shift=shift,
+                    dataclasses.replace(DEFAULTS, rank=rank, shift=shift),
                 )
                 rows.append(
                     dict(

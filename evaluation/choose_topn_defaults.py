@@ -14,7 +14,7 @@ Per dataset, the tuned setting of a model is the one with the best mean validati
 precision@10 over the folds. ImplicitLinRFM's *default* is one setting for both datasets: the
 best mean over datasets of precision@10 divided by that dataset's best (as
 ``evaluation.choose_defaults`` does for ratings). ``--study`` adds a one-knob-at-a-time study
-around that default (power, alpha, n_iter) that says which knobs earn their place (a
+around that default (power, alpha, n_updates) that says which knobs earn their place (a
 ``user_norm`` knob, rows divided by the user's degree to a power, was studied the same way and
 dropped: 0.25 changed nothing and 0.5 lost on both datasets).
 
@@ -38,10 +38,10 @@ import pandas as pd
 DATASETS = ("ml-100k", "ml-latest-small")
 
 LINRFM_GRID = [
-    {"n_iter": it, "lam": lam, "alpha": alpha}
-    for it, lam, alpha in itertools.product((1, 2, 3), (10.0, 20.0, 40.0, 80.0), (1.0, 2.0))
+    {"n_updates": n, "ridge": ridge, "alpha": alpha}
+    for n, ridge, alpha in itertools.product((1, 2, 3), (10.0, 20.0, 40.0, 80.0), (1.0, 2.0))
 ]
-EASE_GRID = [{"lam": float(round(x, 1))} for x in np.geomspace(10.0, 10_000.0, 24)]
+EASE_GRID = [{"ridge": float(round(x, 1))} for x in np.geomspace(10.0, 10_000.0, 24)]
 ALS_GRID = [
     {"factors": f, "regularization": r, "alpha": a, "values": "ratings"}
     for f, r, a in itertools.product((8, 16, 32), (3.0, 10.0, 30.0, 100.0), (0.25, 0.5))
@@ -129,6 +129,16 @@ def run_grid(splits: dict, keys: list[str], grids: dict, log) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Parameter names of earlier runs' validation.csv files and their names now.
+RENAMED = {"n_iter": "n_updates", "lam": "ridge"}
+
+
+def renamed_params(text: str) -> str:
+    """A setting's JSON with the parameter names of earlier runs replaced by today's."""
+    params = json.loads(text)
+    return json.dumps({RENAMED.get(k, k): v for k, v in params.items()}, sort_keys=True)
+
+
 def choose(df: pd.DataFrame) -> dict:
     """Tuned setting per model and dataset; ImplicitLinRFM's one default for all datasets."""
     mean = df.groupby(["model", "dataset", "params"])[["precision", "ndcg", "fit_s"]].mean()
@@ -153,7 +163,7 @@ def study(splits: dict, center: dict, log) -> pd.DataFrame:
     variants = [("center", {})]
     variants += [(f"power={p}", {"power": p}) for p in (0.5, 2.0)]
     variants += [(f"alpha={a}", {"alpha": a}) for a in (0.0, 0.5, 2.0)]
-    variants += [(f"n_iter={n}", {"n_iter": n}) for n in (1, 2, 3, 4)]
+    variants += [(f"n_updates={n}", {"n_updates": n}) for n in (1, 2, 3, 4)]
     rows = []
     for dataset, folds in splits.items():
         for fold, train, valid in folds:
@@ -195,6 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.from_csv:
         df = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
+        df["params"] = df["params"].map(renamed_params)
         keys = sorted(df.model.unique())
         n_folds = int(df.fold.nunique())
         args.study = False

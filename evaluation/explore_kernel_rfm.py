@@ -1,18 +1,22 @@
 """Kernel RFM experiments on validation shares of training folds (never the test folds).
 
-    python -m evaluation.explore_kernel_rfm --data-home /work/shared/movielens --experiment oneshot
+    python -m evaluation.explore_kernel_rfm --data-home /work/shared/movielens --experiment compare
 
 The protocol is that of :mod:`evaluation.choose_defaults`: for ml-100k and ml-latest-small, the
 training part of fold ``k`` of ``KFold(5)`` (seeded permutation) is split again 90/10; every
 setting is fitted on the 90% and scored (RMSE, estimates clipped to the rating scale) on the 10%.
-A lin-RFM is fitted first (``--lam``, ``--n-iter``, ``--orient``, bias penalties), then each
-kernel setting refits its rows (:func:`rfm_recsys.core.kernel_rfm.refit_kernel`). Experiments:
+A lin-RFM is fitted first (``--ridge``, ``--n-updates``, ``--orient``, ``--bias-ridge``,
+``--rank``), then each setting runs the engine's kernel step from that fit's learned kernel
+(:func:`kernel_step_fit`: the same step ``KernelRFMAlgo`` runs after the same lin-RFM). A
+setting holds fields of :class:`~rfm_recsys.core.kernel_step.KernelStep` (``kernel``,
+``bandwidth``, ``co_rating``, ``ridge``, ``n_updates``, and for the factored step
+``landmarks``, ``geometry_rank``, ``update_rank``); fields left out take
+:data:`STEP_DEFAULTS` (the linear kernel without the co-rating signal and without updates: the
+lin-RFM fit itself). Experiments:
 
-- ``base``: lin-RFM alone over ``lam`` and the number of updates (the starting point).
-- ``oneshot``: kernel x geometry x bandwidth x refit ridge, no further update.
-- ``updates``: 1-2 feature updates after the refit, AGOP of the completion or of the gradient.
-- ``count``: ridge scaled by the row's number of ratings (also on the linear kernel).
-- ``implicit``: the co-rating matrix added to the geometry.
+- ``base``: lin-RFM alone over ``ridge`` and the number of updates (the starting point).
+- ``co-rating`` (or ``implicit``): the co-rating matrix added to the geometry, weights 0, 0.1,
+  0.3 and 1, for each setting of ``--settings``.
 - ``orient``: both orientations' kernel parts blended, ``alpha`` (the weight of ``--orient``'s
   side) chosen on validation; a setting's ``"other"`` entry holds the other side's settings.
 - ``bmf``: Bayesian MF (myfm, rank 10 and 32, default sampling) on the same splits.
@@ -22,30 +26,53 @@ kernel setting refits its rows (:func:`rfm_recsys.core.kernel_rfm.refit_kernel`)
 - ``confirm``: the settings of ``--settings`` (a JSON list, or a dict of lists meaning their
   product) on every fold given.
 
+The experiments ``oneshot`` (the Mahalanobis geometry), ``updates`` (the AGOP of the
+predictor's gradient) and ``count`` (a ridge scaled by the row's rating count), and the
+``landmark_choice`` and ``diag_fix`` settings of the factored step, went with those options
+(validation rejected them: ``evaluation/kernel_rfm_experiments.md``); they run with the code of
+commit 9881642.
+
 Rows are appended to ``<out>/<experiment>.csv``; the table printed is the mean over folds.
-One BLAS thread throughout (the machine is shared); times are wall seconds of the refit alone.
+One BLAS thread throughout (the machine is shared); times are wall seconds of the kernel step
+alone (``compare``: of the whole fit).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from rfm_recsys.baselines.bayesian_mf import fit_bayesian_mf
+from rfm_recsys.core.biases import Baseline
 from rfm_recsys.core.blas import blas_threads
-from rfm_recsys.core.engine import AGOPPower
-from rfm_recsys.core.fitting import RatingsFit, fit_ratings
-from rfm_recsys.core.kernel_rfm import KernelSettings, refit_kernel
+from rfm_recsys.core.engine import AGOPPower, run_engine
+from rfm_recsys.core.kernel_step import KernelStep
 from rfm_recsys.datasets import load_movielens
+from rfm_recsys.fitting import FitSettings, LocalRatings, RatingsFit, fit_ratings
 
 from .choose_defaults import DATASETS, training_splits
+
+#: The fields a setting leaves out: the linear kernel over lin-RFM's geometry with its ridge
+#: (10, the default of ``--ridge``), no co-rating signal, no update.
+STEP_DEFAULTS = {"kernel": "linear", "bandwidth": 1.0, "co_rating": 0.0, "ridge": 10.0}
+#: Setting fields of earlier versions of this script and their names now.
+RENAMED = {"lam": "ridge", "implicit_weight": "co_rating"}
+#: Setting fields whose options were removed from the library.
+REMOVED = ("geometry", "feature_update", "count_power", "landmark_choice", "diag_fix")
+EXPERIMENTS = ("base", "co-rating", "implicit", "orient", "confirm", "bmf", "compare")
+#: Experiments of removed options, and the option each needed.
+REMOVED_EXPERIMENTS = {
+    "oneshot": "the Mahalanobis geometry",
+    "updates": "the AGOP of the predictor's gradient",
+    "count": "the count-scaled ridge",
+}
 
 
 def load(name: str, data_home: str | None):
@@ -62,35 +89,62 @@ def rmse(fit: RatingsFit, valid, scale) -> float:
     return float(np.sqrt(np.mean((est - r) ** 2)))
 
 
-def base_fit(train, nu, ni, args, lam=None, n_iter=None, orient=None, rank="args") -> RatingsFit:
-    return fit_ratings(
-        *train,
-        nu,
-        ni,
+def step_of(setting: dict) -> KernelStep:
+    """The :class:`KernelStep` of one setting (fields left out: :data:`STEP_DEFAULTS`)."""
+    fields = {f.name for f in dataclasses.fields(KernelStep)}
+    for key in setting:
+        if key in RENAMED:
+            raise SystemExit(f"setting {setting}: {key!r} is called {RENAMED[key]!r} now")
+        if key in REMOVED:
+            raise SystemExit(
+                f"setting {setting}: the option {key!r} was removed from the library after "
+                "validation rejected it; its experiments run with the code of commit 9881642"
+            )
+        if key not in fields:
+            raise SystemExit(f"setting {setting}: unknown field {key!r}; known: {sorted(fields)}")
+    return KernelStep(**{**STEP_DEFAULTS, **setting})
+
+
+def base_fit(train, nu, ni, args, ridge=None, n_updates=None, orient=None, rank="args"):
+    """lin-RFM (power 1) on the training triples, through the library's fitting layer."""
+    settings = FitSettings(
+        n_updates=args.n_updates if n_updates is None else n_updates,
+        ridge=args.ridge if ridge is None else ridge,
         update=AGOPPower(1.0),
-        lam=args.lam if lam is None else lam,
-        n_iter=args.n_iter if n_iter is None else n_iter,
         orient=orient or args.orient,
-        reg_user=args.reg_user,
-        reg_item=args.reg_item,
         rank=args.rank if rank == "args" else rank,
+        bias_ridge=args.bias_ridge,
         random_state=0,
+    )
+    return fit_ratings(*train, nu, ni, settings)
+
+
+def kernel_step_fit(fit: RatingsFit, train, nu: int, ni: int, step: KernelStep) -> RatingsFit:
+    """The engine's kernel step on a fitted lin-RFM: its biases and learned kernel kept.
+
+    The rows (baseline residuals of ``train`` in the fit's orientation) go through
+    :func:`~rfm_recsys.core.engine.run_engine` with the fit's kernel as the learned geometry
+    and no further linear update, so the result is what ``KernelRFMAlgo`` fits after the same
+    lin-RFM, dense or factored as the fit's kernel is.
+    """
+    baseline = Baseline(fit.mu, fit.b_user, fit.b_item)
+    blocks = LocalRatings(*train, nu, ni).blocks(
+        "all", baseline, fit.users_are_rows, fit.kernel.dtype, validating=False
+    )
+    res = run_engine(
+        blocks, ridge=step.ridge, n_updates=0, update=AGOPPower(1.0), K0=fit.kernel, step=step
+    )
+    return dataclasses.replace(
+        fit, kernel=res.kernel, A=res.A, ridge=res.ridge, history=res.history
     )
 
 
-def oneshot_grid():
-    for kernel, geometry, h, lam in itertools.product(
-        ("gaussian", "laplace"), ("cosine", "mahalanobis"), (0.5, 1.0, 2.0), (0.5, 1.0, 3.0, 10.0)
-    ):
-        yield KernelSettings(kernel, h, geometry, lam=lam)
-
-
-def updates_grid(best: list[dict]):
-    for b in best:
-        for n_up, how in itertools.product((1, 2), ("completion", "gradient")):
-            if how == "gradient" and b["geometry"] != "mahalanobis":
-                continue
-            yield KernelSettings(**{**b, "n_updates": n_up, "feature_update": how})
+def _settings(text: str) -> list[dict]:
+    spec = json.loads(text)
+    if isinstance(spec, dict):  # a grid: every combination of the listed values
+        keys = list(spec)
+        spec = [dict(zip(keys, combo)) for combo in itertools.product(*spec.values())]
+    return [dict(s) for s in spec]
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -103,43 +157,43 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument(
         "--experiment",
         required=True,
-        choices=[
-            "base",
-            "oneshot",
-            "updates",
-            "count",
-            "implicit",
-            "orient",
-            "confirm",
-            "bmf",
-            "compare",
-        ],
+        choices=EXPERIMENTS + tuple(REMOVED_EXPERIMENTS),
+        metavar="{" + ",".join(EXPERIMENTS) + "}",
     )
     ap.add_argument(
         "--settings",
         default="[]",
-        help="JSON list of KernelSettings fields, or a dict of lists (their product)",
+        help="JSON list of KernelStep fields (kernel, bandwidth, co_rating, ridge, n_updates, "
+        "landmarks, geometry_rank, update_rank), or a dict of lists (their product)",
     )
-    ap.add_argument("--lam", type=float, default=10.0)
-    ap.add_argument("--n-iter", type=int, default=2)
-    ap.add_argument("--orient", default="auto")
-    ap.add_argument("--reg-user", type=float, default=2.0)
-    ap.add_argument("--reg-item", type=float, default=2.0)
+    ap.add_argument("--ridge", type=float, default=10.0, help="lin-RFM's ridge")
+    ap.add_argument("--n-updates", type=int, default=2, help="lin-RFM's kernel updates")
+    ap.add_argument("--orient", default="auto", help="lin-RFM's kernel side")
+    ap.add_argument("--bias-ridge", type=float, default=2.0, help="ridge of the biases")
     ap.add_argument("--out", default="results/kernel_rfm")
     ap.add_argument(
         "--rank",
         default="auto",
-        help="form of the learned kernel: 'none' (dense), an int, or 'auto' (the default's); a "
-        "factored one makes the kernel step factored (rfm_recsys.core.kernel_rfm_factored)",
+        help="form of the learned kernel: 'none' (dense), an int, or 'auto' (lin-RFM's rule: "
+        "rank 128 beyond 256 feature columns); a factored one makes the kernel step factored "
+        "(rfm_recsys.core.kernel_step_factored)",
     )
     args = ap.parse_args(argv)
+    if args.experiment in REMOVED_EXPERIMENTS:
+        ap.error(
+            f"--experiment {args.experiment} needs {REMOVED_EXPERIMENTS[args.experiment]}, removed "
+            "from the library after validation rejected it; it runs with the code of commit "
+            "9881642"
+        )
     if args.rank != "auto":
         args.rank = None if args.rank == "none" else int(args.rank)
-    spec = json.loads(args.settings)
-    if isinstance(spec, dict):  # a grid: every combination of the listed values
-        keys = list(spec)
-        spec = [dict(zip(keys, combo)) for combo in itertools.product(*spec.values())]
-    given = [dict(s) for s in spec]
+    if args.experiment == "implicit":
+        args.experiment = "co-rating"
+    given = _settings(args.settings)
+    for s in given:  # refuse a bad setting before any fit
+        step_of({k: v for k, v in s.items() if k != "other"})
+        if isinstance(s.get("other"), dict):
+            step_of(s["other"])
     folds = [int(f) for f in args.folds.split(",")]
     rows = []
     with blas_threads(1):
@@ -187,11 +241,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 def run_experiment(args, given, train, valid, nu, ni, scale, record) -> None:
     t0 = time.perf_counter()
     if args.experiment == "base":
-        for lam, n_iter in itertools.product((5.0, 10.0, 20.0), (1, 2, 3, 4)):
+        for ridge, n_updates in itertools.product((5.0, 10.0, 20.0), (1, 2, 3, 4)):
             t0 = time.perf_counter()
-            fit = base_fit(train, nu, ni, args, lam=lam, n_iter=n_iter)
+            fit = base_fit(train, nu, ni, args, ridge=ridge, n_updates=n_updates)
             record(
-                {"kernel": "linear", "lam": lam, "n_iter": n_iter},
+                {"kernel": "linear", "ridge": ridge, "n_updates": n_updates},
                 rmse(fit, valid, scale),
                 time.perf_counter() - t0,
             )
@@ -211,53 +265,45 @@ def run_experiment(args, given, train, valid, nu, ni, scale, record) -> None:
     base_secs = time.perf_counter() - t0
     record({"kernel": "lin-RFM"}, rmse(fit, valid, scale), base_secs)
     if args.experiment == "orient":
-        other = "users" if fit.users_are_rows else "items"
-        t0 = time.perf_counter()
-        fit2 = base_fit(train, nu, ni, args, orient=other)
-        secs = time.perf_counter() - t0
-        given = given or [asdict(KernelSettings())]
-        cache: dict = {}
-
-        def side(f, settings: dict):
-            # one refit per (side, settings): pairs share the refits they have in common
-            key = (f.users_are_rows, json.dumps(settings, sort_keys=True))
-            if key not in cache:
-                cache[key] = refit_kernel(f, *train, KernelSettings(**settings))[0]
-            return cache[key].predict(*valid[:2])[0]
-
-        for s in given:
-            # "other": settings of the other orientation's side, if they differ
-            mine = {k: v for k, v in s.items() if k != "other"}
-            e1, e2 = side(fit, mine), side(fit2, s.get("other", mine))
-            for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
-                est = np.clip(alpha * e1 + (1 - alpha) * e2, *scale)
-                score = float(np.sqrt(np.mean((est - valid[2]) ** 2)))
-                rec = {**mine, "other": json.dumps(s.get("other", "same"))}
-                record({**rec, "alpha_auto_side": alpha}, score, secs)
+        orient(args, given, fit, train, valid, nu, ni, scale, record)
         return
-    if args.experiment == "oneshot":
-        settings = list(oneshot_grid())
-    elif args.experiment == "updates":
-        settings = list(updates_grid(given))
-    elif args.experiment == "count":
-        base = given or [asdict(KernelSettings("linear", lam=args.lam))]
-        settings = [
-            KernelSettings(**{**b, "count_power": p})
-            for b in base
-            for p in (-0.5, 0.0, 0.25, 0.5, 1.0)
-        ]
-    elif args.experiment == "implicit":
-        settings = [
-            KernelSettings(**{**b, "implicit_weight": w})
-            for b in given
-            for w in (0.0, 0.1, 0.3, 1.0)
-        ]
+    if args.experiment == "co-rating":
+        settings = [{**b, "co_rating": w} for b in given for w in (0.0, 0.1, 0.3, 1.0)]
     else:
-        settings = [KernelSettings(**s) for s in given]
+        settings = given
     for s in settings:
+        step = step_of(s)
         t0 = time.perf_counter()
-        refit, _ = refit_kernel(fit, *train, s)
-        record(asdict(s), rmse(refit, valid, scale), time.perf_counter() - t0)
+        refit = kernel_step_fit(fit, train, nu, ni, step)
+        record(dataclasses.asdict(step), rmse(refit, valid, scale), time.perf_counter() - t0)
+
+
+def orient(args, given, fit, train, valid, nu, ni, scale, record) -> None:
+    """Both orientations, each with its kernel step, blended with weights ``alpha``."""
+    other = "users" if fit.users_are_rows else "items"
+    t0 = time.perf_counter()
+    fit2 = base_fit(train, nu, ni, args, orient=other)
+    secs = time.perf_counter() - t0
+    given = given or [{}]  # plain lin-RFM both ways
+    cache: dict = {}
+
+    def side(f, settings: dict):
+        # one kernel step per (side, settings): pairs share the steps they have in common
+        step = step_of(settings)
+        key = (f.users_are_rows, step)
+        if key not in cache:
+            cache[key] = kernel_step_fit(f, train, nu, ni, step)
+        return cache[key].predict(*valid[:2])[0]
+
+    for s in given:
+        # "other": settings of the other orientation's side, if they differ
+        mine = {k: v for k, v in s.items() if k != "other"}
+        e1, e2 = side(fit, mine), side(fit2, s.get("other", mine))
+        for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
+            est = np.clip(alpha * e1 + (1 - alpha) * e2, *scale)
+            score = float(np.sqrt(np.mean((est - valid[2]) ** 2)))
+            rec = {**dataclasses.asdict(step_of(mine)), "other": json.dumps(s.get("other", "same"))}
+            record({**rec, "alpha_auto_side": alpha}, score, secs)
 
 
 def compare(args, given, train, valid, nu, ni, scale, record) -> None:
@@ -271,7 +317,7 @@ def compare(args, given, train, valid, nu, ni, scale, record) -> None:
         record({"kernel": "lin-RFM", "form": form}, rmse(fit, valid, scale), base_secs)
         for s in given:
             t0 = time.perf_counter()
-            refit, _ = refit_kernel(fit, *train, KernelSettings(**s))
+            refit = kernel_step_fit(fit, train, nu, ni, step_of(s))
             secs = base_secs + time.perf_counter() - t0
             record({**s, "form": form}, rmse(refit, valid, scale), secs)
     df = pd.DataFrame({"u": train[0], "i": train[1], "r": train[2]})

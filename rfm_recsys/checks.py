@@ -22,6 +22,7 @@ def check_triples(
     ratings: np.ndarray,
     rating_scale: tuple[float, float] | None = None,
     duplicates: str = "raise",
+    scale_name: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate integer-coded triples and resolve duplicate (user, item) pairs.
 
@@ -31,6 +32,8 @@ def check_triples(
         rating_scale: ``(low, high)``; ratings outside it are an error.
         duplicates: ``"raise"`` (default), ``"mean"`` (average repeated pairs) or ``"last"``
             (keep the last occurrence).
+        scale_name: where ``rating_scale`` comes from, for the message, when it is not the
+            user's ``rating_scale`` (e.g. the range of the ratings a model was fitted on).
 
     Returns:
         ``(users, items, ratings)`` with duplicates resolved, as int64/int64/float64.
@@ -77,9 +80,16 @@ def check_triples(
         out = (ratings < lo) | (ratings > hi)
         if out.any():
             k = int(np.flatnonzero(out)[0])
+            where = f"rating_scale={rating_scale}" if scale_name is None else scale_name
+            fix = (
+                "fix the data or declare the scale it really uses"
+                if scale_name is None
+                else "rescale these ratings to it, or fit the model with rating_scale=(low, "
+                "high) to declare the scale the ratings really use"
+            )
             raise RatingsError(
-                f"{int(out.sum()):,} ratings lie outside rating_scale={rating_scale} (first at "
-                f"position {k}: {ratings[k]}); fix the data or declare the scale it really uses"
+                f"{int(out.sum()):,} ratings lie outside {where} (first at position {k}: "
+                f"{ratings[k]}); {fix}"
             )
     if duplicates not in ("raise", "mean", "last"):
         raise ValueError(f"duplicates must be 'raise', 'mean' or 'last', got {duplicates!r}")

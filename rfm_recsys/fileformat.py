@@ -341,7 +341,9 @@ def _read_header(zf: zipfile.ZipFile, fail) -> dict[str, Any]:
     return header
 
 
-def _check_header(header: dict[str, Any], format: str, max_version: int, fail) -> None:
+def _check_header(
+    header: dict[str, Any], format: str | tuple[str, ...], max_version: int, fail
+) -> None:
     cv = header.get("container_version")
     if not isinstance(cv, int) or cv < 1:
         fail(f"invalid container version {cv!r}")
@@ -350,28 +352,30 @@ def _check_header(header: dict[str, Any], format: str, max_version: int, fail) -
             f"written by a newer rfm_recsys (container version {cv}; this one reads up to "
             f"{CONTAINER_VERSION}): upgrade rfm_recsys to load it"
         )
-    if header.get("format") != format:
-        fail(f"a {header.get('format')!r} file, not a {format!r} file")
+    formats = (format,) if isinstance(format, str) else tuple(format)
+    if header.get("format") not in formats:
+        fail(f"a {header.get('format')!r} file, not a {' or '.join(map(repr, formats))} file")
     version = header.get("version")
     if not isinstance(version, int) or version < 1:
         fail(f"invalid format version {version!r}")
     if version > max_version:
         fail(
-            f"{format} format version {version} is newer than this rfm_recsys reads (up to "
-            f"{max_version}): upgrade rfm_recsys to load it"
+            f"{header.get('format')} format version {version} is newer than this rfm_recsys "
+            f"reads (up to {max_version}): upgrade rfm_recsys to load it"
         )
     if not isinstance(header.get("meta"), dict) or not isinstance(header.get("arrays"), dict):
         fail("the metadata lacks its 'meta' or 'arrays' section")
 
 
 def read_model_file(
-    file: FileLike, *, format: str, max_version: int
+    file: FileLike, *, format: str | tuple[str, ...], max_version: int
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], int]:
     """Read and verify a file written by :func:`write_model_file`.
 
     Args:
         file: A path or a readable binary file object (read from its current position to the end).
-        format: The payload format expected (another name is an error).
+        format: The payload format expected, or the formats accepted (another name is an
+            error).
         max_version: The newest payload version the caller understands.
 
     Returns:
@@ -402,7 +406,8 @@ def read_model_file(
             # A well-formed checksum over a malformed zip: written by something else than this
             # module, or deliberately edited.
             fail(f"not a readable zip archive ({type(exc).__name__}: {exc})")
-    return arrays, header["meta"], header["version"]
+    meta = dict(header["meta"])
+    return arrays, meta, header["version"]
 
 
 def _read_arrays(zf: zipfile.ZipFile, entries: dict[str, Any], fail) -> dict[str, np.ndarray]:
@@ -435,21 +440,25 @@ def npz_path(file: FileLike) -> FileLike:
 
 def load_checked(
     file: FileLike,
-    build: Callable[[dict[str, np.ndarray], dict[str, Any]], T],
+    build: Callable[[dict[str, np.ndarray], dict[str, Any], int], T],
     *,
-    format: str,
+    format: str | tuple[str, ...],
     max_version: int,
     what: str,
 ) -> T:
-    """Read and verify a model file, then ``build(arrays, meta)`` the object it describes.
+    """Read and verify a model file, then ``build(arrays, meta, version)`` the object it
+    describes (``version``: the file's format version, for readers of older files).
 
     A file whose checksums match but whose content ``build`` cannot use (missing entries,
     wrong types) was written by another program or version: that is a :class:`ModelFileError`
-    naming the file too, never a bare ``KeyError``.
+    naming the file too, never a bare ``KeyError``. ``build`` may raise :class:`ModelFileError`
+    itself (e.g. a file of another model class, with the class that loads it).
     """
-    arrays, meta, _ = read_model_file(file, format=format, max_version=max_version)
+    arrays, meta, version = read_model_file(file, format=format, max_version=max_version)
     try:
-        return build(arrays, meta)
+        return build(arrays, meta, version)
+    except ModelFileError:
+        raise
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFileError(
             file_label(file),

@@ -8,6 +8,7 @@ it turns raw ids into codes (-1 for unknown) and codes back into raw ids.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import threading
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 
 from .checks import RatingsError
 
-__all__ = ["Vocabulary", "as_id_array"]
+__all__ = ["Vocabulary", "as_id_array", "broadcast_ids", "check_id_types"]
 
 _INDEX_LOCK = threading.Lock()
 
@@ -37,6 +38,51 @@ def as_id_array(x) -> np.ndarray:
     return arr
 
 
+def broadcast_ids(users, items) -> tuple[np.ndarray, np.ndarray]:
+    """User and item ids as arrays of one shape: a single id on either side is repeated.
+
+    Raises:
+        ValueError: both are sequences, of different shapes (numpy would broadcast a
+            one-element list silently).
+    """
+    u, i = as_id_array(users), as_id_array(items)
+    if u.ndim and i.ndim and u.shape != i.shape:
+        raise ValueError(
+            f"users and items must have one shape, or one of them be a single id; got shapes "
+            f"{u.shape} and {i.shape}: pass one user and one item per pair"
+        )
+    return tuple(np.broadcast_arrays(u, i))
+
+
+# pandas' names for an object column whose values are of more than one kind
+_MIXED_KINDS = ("mixed", "mixed-integer")
+
+
+def check_id_types(values, what: str, name: str) -> None:
+    """Refuse a column of ids that mixes types (``1`` and ``"1"`` would be two ids).
+
+    Raises:
+        RatingsError: the message names the types found and the fix (cast the column).
+    """
+    if pd.api.types.infer_dtype(values, skipna=True) not in _MIXED_KINDS:
+        return  # one kind throughout (pandas' C scan): the common case costs nothing more
+    kinds = {_id_kind(v) for v in pd.Series(values).dropna()}
+    if len(kinds) <= 1:
+        return  # e.g. tuples throughout, or ints next to floats (1 and 1.0 are one id)
+    types = sorted({type(v).__name__ for v in pd.Series(values).dropna()})
+    raise RatingsError(
+        f"the {what} id column {name!r} mixes id types ({', '.join(types)}): equal-looking ids "
+        f"such as 1 and '1' would be different {what}s. Cast the column to one type first, "
+        f"e.g. df[{name!r}] = df[{name!r}].astype(str)"
+    )
+
+
+def _id_kind(value) -> str:
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return "number"
+    return type(value).__name__
+
+
 class Vocabulary:
     """The raw ids of one side, in code order; ``numbers`` and ``terms`` map both ways.
 
@@ -52,8 +98,11 @@ class Vocabulary:
         """Codes of a column of raw ids and its vocabulary (sorted when the ids are sortable).
 
         Raises:
-            RatingsError: the column has missing ids (the message names the first row).
+            RatingsError: the column has missing ids (the message names the first row) or mixes
+                id types.
         """
+        if col.dtype == object:
+            check_id_types(col, what, name)
         try:
             codes, uniques = pd.factorize(col, sort=True)
         except TypeError:  # mixed types that do not sort: order of first appearance

@@ -2,7 +2,7 @@
 
 Each class stores its ``__init__`` arguments verbatim (Surprise's and scikit-learn's contract) and
 declares what each may hold in a class attribute ``_parameter_constraints``; ``fit`` calls
-:meth:`ParamsMixin._validate_params` first, so a bad value is reported by name, with the value and
+``ParamsMixin._validate_params`` first, so a bad value is reported by name, with the value and
 the allowed range, before any work starts.
 """
 
@@ -12,7 +12,7 @@ import inspect
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -155,7 +155,7 @@ def validate_params(owner: str, params: dict[str, Any], constraints: dict[str, C
 
 class ParamsMixin:
     """``get_params``/``set_params``/``__repr__`` read from the ``__init__`` signature, and
-    :meth:`_validate_params` against the class's ``_parameter_constraints``.
+    ``_validate_params`` against the class's ``_parameter_constraints``.
 
     Works because every class stores its hyperparameters verbatim under their own names.
     """
@@ -175,7 +175,7 @@ class ParamsMixin:
         """Hyperparameters as given to ``__init__`` (scikit-learn convention; ``deep`` is moot)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params: Any) -> ParamsMixin:
+    def set_params(self, **params: Any) -> Self:
         """Set hyperparameters by name; unknown names raise ValueError. A fitted state is kept."""
         valid = self._param_names()
         for key in params:

@@ -117,7 +117,7 @@ def score_all_items(algo, users: np.ndarray) -> np.ndarray:
       :class:`~rfm_recsys.surprise_algos.LinRFMAlgo`, ``IRLSAlgo`` and
       :class:`~rfm_recsys.baselines.als.ALSAlgo`) scores itself;
     * Surprise's ``SVD``, ``SVDpp`` and ``BaselineOnly`` are scored from their fitted factors
-      and biases (:data:`_SURPRISE_SCORERS`);
+      and biases (``_SURPRISE_SCORERS``);
     * anything else: ``algo.estimate(u, i)`` per pair (slow; ``PredictionImpossible`` gives
       the default prediction).
 

@@ -1,4 +1,4 @@
-"""Surprise algorithms: lin-RFM and the IRLS-p baseline, on one shared engine.
+"""Surprise algorithms: lin-RFM, kernel RFM and the IRLS-p baseline, on one shared engine.
 
 Both follow Surprise's contract: hyperparameters are stored verbatim by ``__init__`` (no work
 there), ``fit(trainset)`` calls ``AlgoBase.fit`` and returns ``self``, ``estimate(u, i)`` raises
@@ -9,14 +9,15 @@ returns exactly what ``AlgoBase.test`` would, without a Python call per rating.
 from __future__ import annotations
 
 from itertools import chain
+from typing import Self
 
 import numpy as np
 from surprise import AlgoBase, PredictionImpossible
 from surprise.prediction_algorithms.predictions import Prediction
 
 from .checks import check_shape, check_triples
-from .config import IRLS, LINRFM, ModelConfig, with_config
-from .core.fitting import RatingsFit, fit_with_config
+from .config import IRLS, KERNEL_RFM, LINRFM, ModelConfig, with_config
+from .fitting import FitSettings, RatingsFit, fit_ratings
 from .params import ParamsMixin
 
 
@@ -84,11 +85,7 @@ class _EngineAlgo(_VectorisedAlgo):
 
     config: ModelConfig  # set by with_config on each algorithm
 
-    def _update(self):
-        """The engine's feature update for the current hyperparameters."""
-        return self.config.update(self.get_params())
-
-    def fit(self, trainset) -> _EngineAlgo:
+    def fit(self, trainset) -> Self:
         """Fit the baseline and the kernel on a Surprise ``Trainset``; returns ``self``.
 
         Raises:
@@ -98,9 +95,8 @@ class _EngineAlgo(_VectorisedAlgo):
         u, i, r = _trainset_arrays(trainset)
         u, i, r = check_triples(u, i, r, duplicates=self.duplicates)
         check_shape(trainset.n_users, trainset.n_items)
-        fit = fit_with_config(
-            self.config, self.get_params(), u, i, r, trainset.n_users, trainset.n_items
-        )
+        settings = FitSettings.from_params(self.get_params())
+        fit = fit_ratings(u, i, r, trainset.n_users, trainset.n_items, settings)
         # The trainset (its id maps) and the fit are replaced together, only now: a fit that
         # fails or is interrupted leaves a previously fitted algorithm as it was.
         AlgoBase.fit(self, trainset)
@@ -130,29 +126,40 @@ def _trainset_arrays(trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class LinRFMAlgo(_EngineAlgo):
     """Linear Recursive Feature Machine (lin-RFM) for rating prediction.
 
-    The prediction is a regularised baseline plus a kernel ridge fit of each row over the
-    observed feature columns, with the kernel learned by lin-RFM::
+    The paper's algorithm (Radhakrishnan, Belkin & Drusvyatskiy, PNAS 2025) on the residuals of
+    regularised biases: each row is fitted by kernel ridge regression over its observed feature
+    columns with the linear kernel ``K``, and ``K`` is learned::
 
         r_hat(u, i) = mu + b_u + b_i + sum_{s in S_r} K[c, s] a_{r, s}
+        a_r = (K[S_r, S_r] + ridge I)^-1 y_r       K <- (W^T W / n)^power / mean diag
 
     where ``r`` is the row (user or item) and ``c`` the feature column (the other) of the pair,
-    ``S_r`` the columns observed in row ``r``, ``a_r = (K[S_r, S_r] + lam I)^-1 y_r`` and ``y_r``
-    the baseline residuals. ``K`` starts as the identity and is replaced ``n_iter`` times by
-    ``(W^T W / n)^power`` rescaled to mean diagonal 1, with ``W = A K`` the fitted rows (the
-    average gradient outer product, AGOP). If the user is unknown the estimate is
-    ``mu + b_i``, if the item is unknown ``mu + b_u``; if both are unknown
-    ``PredictionImpossible`` is raised (Surprise then predicts the global mean).
+    ``S_r`` the columns observed in row ``r``, ``y_r`` the baseline residuals and ``W = A K``
+    the fitted rows (their average gradient outer product, AGOP). ``K`` starts as the identity
+    and is replaced ``n_updates`` times; with ``power=1`` no eigendecomposition is needed. If
+    the user is unknown the estimate is ``mu + b_i``, if the item is unknown ``mu + b_u``; if
+    both are unknown ``PredictionImpossible`` is raised (Surprise then predicts the global mean).
 
-    By default the kernel step follows the AGOP updates (:mod:`rfm_recsys.core.kernel_rfm`):
-    the kernel over items with the co-rating signal, a Gaussian kernel over the learned
-    geometry's angles and 3 more AGOP updates with it (:data:`rfm_recsys.config.KERNEL_RFM`
-    spells these defaults out); ``LinRFMAlgo(**rfm_recsys.config.PLAIN_LINRFM)`` is plain
-    lin-RFM as above.
+    Defaults chosen on validation shares of ml-100k and ml-latest-small training folds
+    (``python -m evaluation.choose_defaults``).
+    """
 
-    The hyperparameters are :data:`rfm_recsys.config.LINRFM`'s. The defaults (n_iter 2, lam 10,
-    power 1, bias penalties 2; the kernel step's) were chosen on validation shares of ml-100k
-    and ml-latest-small training folds: ``python -m evaluation.choose_defaults`` and
-    ``python -m evaluation.explore_kernel_rfm`` (see the README).
+
+@with_config(KERNEL_RFM)
+class KernelRFMAlgo(_EngineAlgo):
+    """Kernel RFM for rating prediction: lin-RFM's updates, then the kernel step.
+
+    After ``n_updates`` of lin-RFM (:class:`LinRFMAlgo`), the rows are refitted with a radial
+    kernel over the learned geometry plus the co-rating signal (which items the same users
+    rated, the signal SVD++ adds to SVD), and the geometry is updated ``n_kernel_updates`` times
+    from those fits' AGOP (kernel RFM: Radhakrishnan et al., Science 2024;
+    :mod:`rfm_recsys.core.kernel_step`). Prediction, unknown ids and ``PredictionImpossible``
+    as :class:`LinRFMAlgo`'s, with the step's kernel matrix in place of ``K``.
+    ``orient="both"`` fits both orientations and averages them.
+
+    The defaults (settings F* of ``evaluation/kernel_rfm_experiments.md``) were chosen on
+    validation shares of ml-100k and ml-latest-small training folds; the kernel step does not
+    run on the Dask backend yet.
     """
 
 
@@ -160,12 +167,10 @@ class LinRFMAlgo(_EngineAlgo):
 class IRLSAlgo(_EngineAlgo):
     """IRLS-p matrix completion (Mohan & Fazel 2012) on ratings, the baseline of lin-RFM.
 
-    Same baseline, rows and ridge data fit as :class:`LinRFMAlgo`; only the feature update
+    Same biases, rows and ridge data fit as :class:`LinRFMAlgo`; only the feature update
     differs: ``K = (X^T X + gamma_k I)^(1 - p/2)`` (the inverse IRLS weight) from a symmetric
-    eigendecomposition each iteration, rescaled to mean diagonal 1, with IRLS's own smoothing
+    eigendecomposition each update, rescaled to mean diagonal 1, with IRLS's own smoothing
     schedule ``gamma_0 = gamma0 * lambda_max(X^T X)``, ``gamma_{k+1} = max(gamma_k / eta,
-    gamma_min)``. The prediction rule is that of :class:`LinRFMAlgo`.
-
-    The hyperparameters are :data:`rfm_recsys.config.IRLS`'s. The defaults (p = 0.5, lam = 10,
-    4 iterations) were chosen like LinRFMAlgo's: ``python -m evaluation.choose_defaults --irls``.
+    gamma_min)``. The prediction rule is that of :class:`LinRFMAlgo`. The defaults were chosen
+    like LinRFMAlgo's (``python -m evaluation.choose_defaults --irls``).
     """

@@ -106,7 +106,7 @@ class ModelTestMixin:
     #: ``set_params`` with an unknown name must raise ValueError
     strict_set_params = True
     #: a hyperparameter and a new value for the get/set round trip
-    param_change = ("lam", 7.5)
+    param_change = ("ridge", 7.5)
 
     # -- hooks ---------------------------------------------------------------------------
 

@@ -10,11 +10,21 @@ import pytest
 from surprise import SVD, Dataset, Reader, accuracy, dump
 from surprise.model_selection import GridSearchCV, PredefinedKFold, cross_validate
 
-from rfm_recsys import ALSAlgo, InvalidParameterError, IRLSAlgo, LinRFMAlgo, RatingsError
-from rfm_recsys.config import KERNEL_RFM, PLAIN_LINRFM
-from rfm_recsys.core.engine import AGOPPower, EngineMemoryError
-from rfm_recsys.core.fitting import fit_ratings
-from rfm_recsys.core.kernels import DenseKernel
+from rfm_recsys import (
+    ALSAlgo,
+    BayesianMFAlgo,
+    InvalidParameterError,
+    IRLSAlgo,
+    KernelRFMAlgo,
+    LinRFMAlgo,
+    RatingsError,
+)
+from rfm_recsys.core.blas import blas_threads
+from rfm_recsys.core.dense_kernel import DenseKernel
+from rfm_recsys.core.factored_kernel import FactoredKernel
+from rfm_recsys.core.memory import EngineMemoryError
+from rfm_recsys.core.updates import AGOPPower
+from rfm_recsys.fitting import FitSettings, fit_ratings, plan
 from rfm_recsys.surprise_algos import _trainset_arrays
 
 
@@ -47,16 +57,18 @@ def test_cross_validate_parallel_beats_svd(data):
 
 
 def test_grid_search(data):
-    gs = GridSearchCV(LinRFMAlgo, {"lam": [5.0, 20.0], "n_iter": [1, 3]}, measures=["rmse"], cv=2)
+    gs = GridSearchCV(
+        LinRFMAlgo, {"ridge": [5.0, 20.0], "n_updates": [1, 3]}, measures=["rmse"], cv=2
+    )
     gs.fit(data)
-    assert set(gs.best_params["rmse"]) == {"lam", "n_iter"}
+    assert set(gs.best_params["rmse"]) == {"ridge", "n_updates"}
     assert 0.3 < gs.best_score["rmse"] < 1.2
     assert isinstance(gs.best_estimator["rmse"], LinRFMAlgo)
 
 
 def test_init_stores_verbatim_and_fit_returns_self(data):
-    algo = LinRFMAlgo(lam=7.5, n_iter=2, orient="items", dtype="float64")
-    assert (algo.lam, algo.n_iter, algo.orient, algo.dtype) == (7.5, 2, "items", "float64")
+    algo = LinRFMAlgo(ridge=7.5, n_updates=2, orient="items", dtype="float64")
+    assert (algo.ridge, algo.n_updates, algo.orient, algo.dtype) == (7.5, 2, "items", "float64")
     assert not hasattr(algo, "fit_")  # no work in __init__
     trainset = data.build_full_trainset()
     assert algo.fit(trainset) is algo
@@ -67,7 +79,7 @@ def test_init_stores_verbatim_and_fit_returns_self(data):
 @pytest.mark.parametrize("cls", [LinRFMAlgo, IRLSAlgo])
 def test_vectorised_test_equals_predict(cls, data):
     trainset = data.build_full_trainset()
-    algo = cls(n_iter=2).fit(trainset)
+    algo = cls(n_updates=2).fit(trainset)
     testset = trainset.build_testset()[:300] + [
         ("u?", "0", 3.0),
         ("0", "i?", 4.0),
@@ -96,7 +108,7 @@ def test_unknown_ids_follow_surprise_svd(data):
 
 
 def test_estimates_clipped(data):
-    algo = LinRFMAlgo(lam=0.01, n_iter=3).fit(data.build_full_trainset())
+    algo = LinRFMAlgo(ridge=0.01, n_updates=3).fit(data.build_full_trainset())
     ests = np.array([p.est for p in algo.test(data.build_full_trainset().build_testset())])
     assert ests.min() >= 1 and ests.max() <= 5
 
@@ -134,7 +146,7 @@ def test_memory_limit_refused(data):
 
 
 def test_validation_share_early_stopping(data):
-    algo = LinRFMAlgo(n_iter=10, validation_share=0.2, random_state=0).fit(
+    algo = LinRFMAlgo(n_updates=10, validation_share=0.2, random_state=0).fit(
         data.build_full_trainset()
     )
     vals = [h["valid_rmse"] for h in algo.history_]
@@ -172,95 +184,148 @@ def u1(ml100k_dir):
     return next(PredefinedKFold().split(data))
 
 
-def test_ml100k_u1_with_defaults(u1):
-    # the defaults run the kernel step (dense over ml-100k's 1,682 items): 0.8991 measured
+def test_ml100k_u1_kernel_rfm_defaults(u1):
+    # kernel RFM, dense over ml-100k's 1,682 items: 0.8991 measured
     trainset, testset = u1
-    algo = LinRFMAlgo().fit(trainset)
+    algo = KernelRFMAlgo().fit(trainset)
     # rank="auto" with the kernel step: the dense kernel up to 4096 items
     assert isinstance(algo.fit_.kernel, DenseKernel)
     rmse = accuracy.rmse(algo.test(testset), verbose=False)
     assert rmse <= 0.905, rmse
 
 
-def test_ml100k_u1_plain_linrfm(u1):
-    # plain lin-RFM, the defaults before the kernel step: 0.9287 measured
+def test_ml100k_u1_linrfm_defaults(u1):
+    # plain lin-RFM: 0.9287 measured
     trainset, testset = u1
-    algo = LinRFMAlgo(**PLAIN_LINRFM).fit(trainset)
+    algo = LinRFMAlgo().fit(trainset)
     rmse = accuracy.rmse(algo.test(testset), verbose=False)
     assert rmse <= 0.929, rmse
 
 
-#: Every default of LinRFMAlgo before the kernel step became the default, spelled out.
-OLD_DEFAULTS = {
-    "n_iter": 2, "lam": 10.0, "power": 1.0, "orient": "auto", "reg_user": 2.0, "reg_item": 2.0,
-    "baseline_epochs": 10, "dtype": "float32", "tol": None, "validation_share": 0.0,
-    "patience": 2, "duplicates": "raise", "random_state": None, "max_memory": None,
-    "verbose": False, "rank": "auto", "kernel": "linear", "bandwidth": 1.0, "implicit": 0.0,
-    "kernel_updates": 0, "kernel_lam": None, "backend": "threads",
+#: Each model's default RMSE on ml-100k's u1 split, to the last bit, as measured before the
+#: package took its present names and one fitting layer (LinRFMAlgo() was then
+#: LinRFMAlgo(**PLAIN_LINRFM), KernelRFMAlgo() the LinRFMAlgo() of that time): the renames and
+#: the restructuring changed no model. Measured with one BLAS thread on an "AMD EPYC" CPU; the
+#: last bits depend on the BLAS kernels (thread count, CPU), so on another CPU the test allows
+#: 1e-7 relative and says so.
+PINNED_CPU = "AMD EPYC"
+U1_RMSE = [
+    ("LinRFMAlgo()", LinRFMAlgo, {}, 0.928697283978595),
+    ("KernelRFMAlgo()", KernelRFMAlgo, {}, 0.8990958810404788),
+    ("KernelRFMAlgo(rank=128)", KernelRFMAlgo, {"rank": 128}, 0.9009992342172439),
+    ("LinRFMAlgo(rank=64)", LinRFMAlgo, {"rank": 64}, 0.9309506778853561),
+    ("LinRFMAlgo(orient='items')", LinRFMAlgo, {"orient": "items"}, 0.9257610950758849),
+    ("IRLSAlgo()", IRLSAlgo, {}, 0.9266578017361093),
+    ("ALSAlgo(random_state=0)", ALSAlgo, {"random_state": 0}, 0.9233390854459306),
+    ("KernelRFMAlgo(orient='both')", KernelRFMAlgo, {"orient": "both"}, 0.9006504457195136),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "cls, params, expected", [c[1:] for c in U1_RMSE], ids=[c[0] for c in U1_RMSE]
+)
+def test_ml100k_u1_default_rmse_unchanged_bit_for_bit(u1, cls, params, expected):
+    trainset, testset = u1
+    with blas_threads(1):
+        rmse = accuracy.rmse(cls(**params).fit(trainset).test(testset), verbose=False)
+    if _cpu_model() == PINNED_CPU:
+        assert rmse == expected
+    else:  # other BLAS kernels round differently in the last bits
+        assert rmse == pytest.approx(expected, rel=1e-7), f"on {_cpu_model()!r}"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+#: Every default of LinRFMAlgo, spelled out (the paper's lin-RFM with our biases and ridge).
+LINRFM_DEFAULTS = {
+    "n_updates": 2, "ridge": 10.0, "power": 1.0, "orient": "auto", "rank": "auto",
+    "bias_ridge": 2.0, "n_bias_sweeps": 10, "dtype": "float32", "tol": None,
+    "validation_share": 0.0, "patience": 2, "duplicates": "raise", "random_state": None,
+    "max_memory": None, "backend": "threads", "verbose": False,
+}  # fmt: skip
+#: What KernelRFMAlgo adds or changes.
+KERNEL_STEP_DEFAULTS = {
+    "kernel": "gaussian", "bandwidth": 0.7, "co_rating": 2.0, "kernel_ridge": 3.0,
+    "n_kernel_updates": 3, "orient": "items",
 }  # fmt: skip
 
 
-def test_plain_linrfm_is_the_old_default_model(data):
-    algo = LinRFMAlgo(**PLAIN_LINRFM)
-    assert algo.get_params() == OLD_DEFAULTS
+def test_linrfm_defaults_are_plain_linrfm(data):
+    algo = LinRFMAlgo()
+    assert algo.get_params() == LINRFM_DEFAULTS
     trainset = data.build_full_trainset()
     algo.fit(trainset)
     u, i, r = _trainset_arrays(trainset)
-    # the engine with the old default arguments, written out (no default read from config.py)
-    ref = fit_ratings(
-        u, i, r, trainset.n_users, trainset.n_items, update=AGOPPower(1.0, normalize="diag"),
-        lam=10.0, n_iter=2, orient="auto", reg_user=2.0, reg_item=2.0, baseline_epochs=10,
-        dtype=np.float32, rank="auto",
+    # the fitting layer with the defaults written out (no default read from config.py)
+    settings = FitSettings(
+        n_updates=2, ridge=10.0, update=AGOPPower(1.0, normalize="diag"), orient="auto",
+        rank="auto", bias_ridge=2.0, n_bias_sweeps=10, dtype=np.dtype(np.float32),
     )  # fmt: skip
+    ref = fit_ratings(u, i, r, trainset.n_users, trainset.n_items, settings)
     assert isinstance(algo.fit_, type(ref)) and algo.fit_.users_are_rows == ref.users_are_rows
     assert np.array_equal(algo.fit_.K, ref.K) and (algo.fit_.A != ref.A).nnz == 0
+    assert {h["stage"] for h in algo.history_} == {"linear"}
     uu, ii = np.meshgrid(np.arange(trainset.n_users), np.arange(trainset.n_items))
     est, _ = algo.fit_.predict(uu.ravel(), ii.ravel())
     assert np.array_equal(est, ref.predict(uu.ravel(), ii.ravel())[0])
 
 
-def test_defaults_are_the_kernel_step(data):
-    algo = LinRFMAlgo()
-    assert {k: algo.get_params()[k] for k in KERNEL_RFM} == KERNEL_RFM
-    assert {k: v for k, v in algo.get_params().items() if k not in PLAIN_LINRFM} == {
-        k: v for k, v in OLD_DEFAULTS.items() if k not in PLAIN_LINRFM
-    }
+def test_kernel_rfm_defaults_are_the_kernel_step(data):
+    algo = KernelRFMAlgo()
+    assert algo.get_params() == {**LINRFM_DEFAULTS, **KERNEL_STEP_DEFAULTS}
     trainset = data.build_full_trainset()
     algo.fit(trainset)
-    plain = LinRFMAlgo(**PLAIN_LINRFM).fit(trainset)
+    plain = LinRFMAlgo().fit(trainset)
     assert algo.fit_.users_are_rows  # the kernel over items
+    # two linear row fits, then 1 + 3 with the step's kernel: the history shows them all
+    assert [h["stage"] for h in algo.history_] == ["linear"] * 2 + ["kernel"] * 4
+    assert algo.fit_.ridge == 3.0
     testset = trainset.build_testset()
     est = [p.est for p in algo.test(testset)]
     assert not np.allclose(est, [p.est for p in plain.test(testset)])
 
 
 def test_kernel_step_auto_rank_rule(data, monkeypatch):
-    import rfm_recsys.core.kernels as kernels
-
-    assert kernels.resolve_step_rank("auto", 4096) is None
-    assert kernels.resolve_step_rank("auto", 4097) == kernels.AUTO_RANK
-    assert kernels.resolve_step_rank(None, 10**6) is None and kernels.resolve_step_rank(7, 5) == 7
+    assert plan.resolve_rank("auto", 4096, False, True) is None
+    assert plan.resolve_rank("auto", 4097, False, True) == plan.AUTO_RANK
+    assert plan.resolve_rank("auto", 256, False, False) is None
+    assert plan.resolve_rank("auto", 257, False, False) == plan.AUTO_RANK
+    assert plan.resolve_rank("auto", 10**6, True, False) is None  # IRLS: dense only
+    assert plan.resolve_rank(None, 10**6, False, True) is None
+    assert plan.resolve_rank(7, 5, False, True) == 7
     trainset = data.build_full_trainset()  # 90 items: dense under every rule here
-    assert isinstance(LinRFMAlgo(kernel_updates=1).fit(trainset).fit_.kernel, DenseKernel)
-    monkeypatch.setattr(kernels, "KERNEL_DENSE_MAX_D", 50)  # 90 items now count as many
-    fit = LinRFMAlgo(kernel_updates=1).fit(trainset).fit_
-    assert isinstance(fit.kernel, kernels.FactoredKernel)
+    assert isinstance(KernelRFMAlgo(n_kernel_updates=1).fit(trainset).fit_.kernel, DenseKernel)
+    monkeypatch.setattr(plan, "KERNEL_DENSE_MAX_D", 50)  # 90 items now count as many
+    fit = KernelRFMAlgo(n_kernel_updates=1).fit(trainset).fit_
+    assert isinstance(fit.kernel, FactoredKernel)
     # explicit ranks are respected, and plain lin-RFM keeps its own rule (dense up to 256)
     assert isinstance(
-        LinRFMAlgo(kernel_updates=1, rank=None).fit(trainset).fit_.kernel, DenseKernel
+        KernelRFMAlgo(n_kernel_updates=1, rank=None).fit(trainset).fit_.kernel, DenseKernel
     )
-    assert isinstance(LinRFMAlgo(**PLAIN_LINRFM).fit(trainset).fit_.kernel, DenseKernel)
+    assert isinstance(LinRFMAlgo(orient="items").fit(trainset).fit_.kernel, DenseKernel)
 
 
 @pytest.mark.parametrize(
     "cls, params, pattern",
     [
-        (LinRFMAlgo, {"lam": -1}, r"LinRFMAlgo: lam must be .*>= 0, got -1"),
-        (LinRFMAlgo, {"n_iter": "3"}, r"n_iter must be an integer >= 0, got '3' \(str\)"),
+        (LinRFMAlgo, {"ridge": -1}, r"LinRFMAlgo: ridge must be .*>= 0, got -1"),
+        (LinRFMAlgo, {"n_updates": "3"}, r"n_updates must be an integer >= 0, got '3' \(str\)"),
+        (KernelRFMAlgo, {"co_rating": -2}, r"KernelRFMAlgo: co_rating must be .*>= 0"),
+        (KernelRFMAlgo, {"kernel": "rbf"}, r"kernel must be one of 'linear', 'gaussian'"),
         (LinRFMAlgo, {"orient": "rows"}, r"orient must be one of 'auto', 'users', 'items'"),
         (IRLSAlgo, {"p": 3}, r"IRLSAlgo: p must be .* in \[0, 1\], got 3"),
         (IRLSAlgo, {"validation_share": 1.0}, r"validation_share must be .*\[0, 1\), got 1.0"),
-        (ALSAlgo, {"n_factors": 0}, r"ALSAlgo: n_factors must be an integer >= 1, got 0"),
+        (ALSAlgo, {"rank": 0}, r"ALSAlgo: rank must be an integer >= 1, got 0"),
         (ALSAlgo, {"dtype": "int8"}, r"dtype must be 'float32' or 'float64', got 'int8'"),
     ],
 )
@@ -272,7 +337,7 @@ def test_bad_hyperparameters_raise_at_fit(data, cls, params, pattern):
     assert not hasattr(algo, "fit_")
 
 
-@pytest.mark.parametrize("cls", [LinRFMAlgo, IRLSAlgo, ALSAlgo])
+@pytest.mark.parametrize("cls", [LinRFMAlgo, KernelRFMAlgo, IRLSAlgo, ALSAlgo, BayesianMFAlgo])
 def test_signature_lists_the_config(cls):
     sig = inspect.signature(cls)
     assert list(sig.parameters) == cls.config.names()

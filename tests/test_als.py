@@ -9,8 +9,8 @@ import scipy.linalg
 from surprise import AlgoBase, Dataset, Reader
 
 from rfm_recsys.baselines.als import ALSAlgo, _side_plan, _solve_side, fit_biased_als, predict_als
-from rfm_recsys.config import PLAIN_LINRFM
-from rfm_recsys.core.baseline import fit_baseline
+from rfm_recsys.core.biases import fit_baseline
+from rfm_recsys.fitting import FitSettings
 from rfm_recsys.surprise_algos import IRLSAlgo, LinRFMAlgo
 
 
@@ -47,7 +47,7 @@ def test_fit_biased_als_recovers_noise_free_low_rank():
     M, mask = low_rank_ratings(n_users=120, n_items=90, rank=3, seed=1)
     u, i = np.nonzero(mask)
     mu, b_u, b_i, P, Q = fit_biased_als(
-        u, i, M[u, i], 120, 90, n_factors=3, reg=1e-9, reg_bias=1e-9, n_epochs=100, random_state=0
+        u, i, M[u, i], 120, 90, rank=3, ridge=1e-9, bias_ridge=1e-9, n_sweeps=100, random_state=0
     )
     assert P.shape == (120, 3) and Q.shape == (90, 3) and b_u.shape == (120,) and b_i.shape == (90,)
     uu, ii = np.nonzero(~mask)
@@ -59,7 +59,7 @@ def test_fit_biased_als_recovers_noise_free_low_rank():
 def test_als_algo_recovers_noise_free_low_rank_through_surprise():
     M, mask = low_rank_ratings()
     trainset, testset = surprise_data(M, mask)
-    algo = ALSAlgo(n_factors=2, reg=0.0, reg_bias=0.0, n_epochs=150, random_state=0)
+    algo = ALSAlgo(rank=2, ridge=0.0, bias_ridge=0.0, n_sweeps=150, random_state=0)
     preds = algo.fit(trainset).test(testset)
     est = np.array([p.est for p in preds])
     assert rel_err(est, np.array([p.r_ui for p in preds])) < 1e-4
@@ -70,12 +70,12 @@ def test_irls_recovers_noise_free_low_rank():
     # setting): the completion of the missing half converges to the true low-rank matrix.
     M, mask = low_rank_ratings()
     trainset, testset = surprise_data(M, mask)
-    algo = IRLSAlgo(p=0.0, lam=1e-6, n_iter=100, dtype="float64", reg_user=0.0, reg_item=0.0)
+    algo = IRLSAlgo(p=0.0, ridge=1e-6, n_updates=100, dtype="float64", bias_ridge=0.0)
     preds = algo.fit(trainset).test(testset)
     est = np.array([p.est for p in preds])
     assert rel_err(est, np.array([p.r_ui for p in preds])) < 1e-3
     # ... and it is the iterations that do it: the first ridge fit (K = I) predicts the baseline
-    zero = IRLSAlgo(lam=1e-6, n_iter=0, dtype="float64", reg_user=0.0, reg_item=0.0).fit(trainset)
+    zero = IRLSAlgo(ridge=1e-6, n_updates=0, dtype="float64", bias_ridge=0.0).fit(trainset)
     est0 = np.array([p.est for p in zero.test(testset)])
     assert rel_err(est0, np.array([p.r_ui for p in preds])) > 0.3
 
@@ -88,21 +88,15 @@ def test_irls_schedule_is_its_own():
     trainset, _ = surprise_data(M, mask)
     lam, gamma0, p = 0.5, 0.3, 0.5
     kw = dict(
-        lam=lam,
-        n_iter=1,
-        dtype="float64",
-        orient="items",
-        reg_user=15.0,
-        reg_item=10.0,
-        baseline_epochs=10,
+        ridge=lam, n_updates=1, dtype="float64", orient="items", bias_ridge=15.0, n_bias_sweeps=10
     )
     irls = IRLSAlgo(p=p, gamma0=gamma0, **kw).fit(trainset)
-    rfm = LinRFMAlgo(**{**PLAIN_LINRFM, **kw}).fit(trainset)
+    rfm = LinRFMAlgo(**kw).fit(trainset)
 
     from rfm_recsys.surprise_algos import _trainset_arrays
 
     u, i, r = _trainset_arrays(trainset)
-    bl = fit_baseline(u, i, r, trainset.n_users, trainset.n_items, 15.0, 10.0, 10)
+    bl = fit_baseline(u, i, r, trainset.n_users, trainset.n_items, 15.0, 15.0, 10)
     X = np.zeros((trainset.n_users, trainset.n_items))
     X[u, i] = (r - bl.predict(u, i)) / (1.0 + lam)
     xtx = X.T @ X
@@ -116,7 +110,9 @@ def test_irls_schedule_is_its_own():
     np.testing.assert_allclose(rfm.fit_.K, K_rfm, atol=1e-10)
     assert np.abs(irls.fit_.K - rfm.fit_.K).max() > 0.05
     # the smoothing then shrinks by eta per iteration, down to its floor
-    up = IRLSAlgo(p=p, gamma0=gamma0, eta=1.5, gamma_min=1e-3)._update()
+    up = FitSettings.from_params(
+        IRLSAlgo(p=p, gamma0=gamma0, eta=1.5, gamma_min=1e-3).get_params()
+    ).update
     gammas = []
     for t in range(30):
         up(xtx, X.shape[0], t)
@@ -155,9 +151,9 @@ def test_surprise_contract_and_vectorised_test():
     u, i = np.nonzero(mask)
     df = pd.DataFrame({"u": u, "i": i, "r": M[u, i]})
     trainset = Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
-    algo = ALSAlgo(n_factors=3, reg=0.1, reg_bias=2.0, n_epochs=4, random_state=7)
+    algo = ALSAlgo(rank=3, ridge=0.1, bias_ridge=2.0, n_sweeps=4, random_state=7)
     assert isinstance(algo, AlgoBase)
-    assert (algo.n_factors, algo.reg, algo.reg_bias, algo.n_epochs, algo.random_state) == (
+    assert (algo.rank, algo.ridge, algo.bias_ridge, algo.n_sweeps, algo.random_state) == (
         3,
         0.1,
         2.0,
@@ -189,10 +185,10 @@ def test_surprise_contract_and_vectorised_test():
 def test_same_seed_same_model_and_float32_close():
     M, mask = low_rank_ratings(seed=6)
     u, i = np.nonzero(mask)
-    a = fit_biased_als(u, i, M[u, i], 80, 60, n_factors=4, reg=0.05, n_epochs=5, random_state=3)
-    b = fit_biased_als(u, i, M[u, i], 80, 60, n_factors=4, reg=0.05, n_epochs=5, random_state=3)
+    a = fit_biased_als(u, i, M[u, i], 80, 60, rank=4, ridge=0.05, n_sweeps=5, random_state=3)
+    b = fit_biased_als(u, i, M[u, i], 80, 60, rank=4, ridge=0.05, n_sweeps=5, random_state=3)
     c = fit_biased_als(
-        u, i, M[u, i], 80, 60, n_factors=4, reg=0.05, n_epochs=5, random_state=3, dtype=np.float32
+        u, i, M[u, i], 80, 60, rank=4, ridge=0.05, n_sweeps=5, random_state=3, dtype=np.float32
     )
     for x, y, z in zip(a[1:], b[1:], c[1:]):
         np.testing.assert_array_equal(x, y)
@@ -205,5 +201,5 @@ def test_errors_name_the_problem():
         fit_biased_als(np.array([0, 0, 1]), np.array([1, 1, 0]), np.array([3.0, 4.0, 5.0]), 2, 2)
     with pytest.raises(ValueError, match="codes must lie"):
         fit_biased_als(np.array([0, 5]), np.array([1, 0]), np.array([3.0, 4.0]), 2, 2)
-    with pytest.raises(ValueError, match="n_factors"):
-        fit_biased_als(np.array([0, 1]), np.array([1, 0]), np.array([3.0, 4.0]), 2, 2, n_factors=0)
+    with pytest.raises(ValueError, match="rank"):
+        fit_biased_als(np.array([0, 1]), np.array([1, 0]), np.array([3.0, 4.0]), 2, 2, rank=0)

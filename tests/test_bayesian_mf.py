@@ -39,7 +39,7 @@ def split():
     return data.build_full_trainset(), testset
 
 
-FAST = dict(n_iter=40, n_kept_samples=30)
+FAST = dict(n_sweeps=40, n_kept_samples=30)
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +48,10 @@ def fitted(split):
 
 
 def test_init_verbatim_and_fit_returns_self(split):
-    algo = BayesianMFAlgo(rank=4, n_iter=30, n_kept_samples=20, random_state=3)
+    algo = BayesianMFAlgo(rank=4, n_sweeps=30, n_kept_samples=20, random_state=3)
     assert isinstance(algo, AlgoBase)
     assert algo.get_params() == dict(
-        rank=4, n_iter=30, n_kept_samples=20, init_stdev=0.1, random_state=3, verbose=False
+        rank=4, n_sweeps=30, n_kept_samples=20, init_std=0.1, random_state=3, verbose=False
     )
     assert not hasattr(algo, "fit_")
     assert algo.fit(split[0]) is algo
@@ -76,7 +76,7 @@ def test_matches_myfm_predict(split):
     trainset, _ = split
     u, i, r = _trainset_arrays(trainset)
     nu, ni = trainset.n_users, trainset.n_items
-    fit = fit_bayesian_mf(u, i, r, nu, ni, rank=3, n_iter=20, n_kept_samples=10, random_state=5)
+    fit = fit_bayesian_mf(u, i, r, nu, ni, rank=3, n_sweeps=20, n_kept_samples=10, random_state=5)
     X = sp.csr_matrix(
         (np.ones(2 * r.size), (np.repeat(np.arange(r.size), 2), np.c_[u, nu + i].ravel())),
         shape=(r.size, nu + ni),
@@ -125,8 +125,8 @@ def test_unknown_ids(split, fitted):
     "params, name",
     [
         (dict(rank=0), "rank"),
-        (dict(n_iter=2.5), "n_iter"),
-        (dict(init_stdev=-1.0), "init_stdev"),
+        (dict(n_sweeps=2.5), "n_sweeps"),
+        (dict(init_std=-1.0), "init_std"),
         (dict(random_state="x"), "random_state"),
     ],
 )
@@ -137,7 +137,7 @@ def test_bad_parameters_are_named(split, params, name):
 
 def test_more_kept_samples_than_sweeps_is_refused(split):
     with pytest.raises(ValueError, match="n_kept_samples"):
-        BayesianMFAlgo(n_iter=10, n_kept_samples=20).fit(split[0])
+        BayesianMFAlgo(n_sweeps=10, n_kept_samples=20).fit(split[0])
 
 
 def test_score_users_match_predict(split, fitted):
@@ -155,6 +155,6 @@ def test_default_keeps_all_but_a_tenth_of_any_number_of_sweeps(split):
     assert kept_samples(200, None) == 180
     assert kept_samples(100, None) == 90
     assert kept_samples(5, 3) == 3
-    # a --tune grid over n_iter alone must fit at every point (it once failed at n_iter=100)
-    algo = BayesianMFAlgo(rank=2, n_iter=20, random_state=0).fit(split[0])
+    # a --tune grid over n_sweeps alone must fit at every point (it once failed at 100)
+    algo = BayesianMFAlgo(rank=2, n_sweeps=20, random_state=0).fit(split[0])
     assert algo.fit_.history[0]["n_samples"] == 18

@@ -246,7 +246,7 @@ def test_the_day_feature_pays_where_days_matter(split):
     for name, algo in [
         ("bsvdpp", BayesianSVDppAlgo(random_state=0, **FAST)),
         ("no time", BayesianSVDppAlgo(use_time=False, random_state=0, **FAST)),
-        ("bmf", BayesianMFAlgo(rank=4, n_iter=40, n_kept_samples=30, random_state=0)),
+        ("bmf", BayesianMFAlgo(rank=4, n_sweeps=40, n_kept_samples=30, random_state=0)),
     ]:
         rmse[name] = accuracy.rmse(algo.fit(trainset).test(testset), verbose=False)
     assert rmse["bsvdpp"] < rmse["bmf"] - 0.05
@@ -274,7 +274,7 @@ def test_beats_bayesian_mf_on_ml100k_u1(ml100k_dir):
     data, _ = ml100k_official_folds("u1", data_home=ml100k_dir.parent, download=False)
     trainset, testset = next(PredefinedKFold().split(data))
     ours = BayesianSVDppAlgo(rank=8, n_sweeps=30, n_kept_samples=20, random_state=0)
-    bmf = BayesianMFAlgo(rank=8, n_iter=100, n_kept_samples=80, random_state=0)
+    bmf = BayesianMFAlgo(rank=8, n_sweeps=100, n_kept_samples=80, random_state=0)
     r_ours = accuracy.rmse(ours.fit(trainset).test(testset), verbose=False)
     r_bmf = accuracy.rmse(bmf.fit(trainset).test(testset), verbose=False)
     assert r_ours < r_bmf - 0.005 and r_ours < 0.905

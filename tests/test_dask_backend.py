@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +15,12 @@ distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
 psutil = pytest.importorskip("psutil")
 
-from rfm_recsys.config import PLAIN_LINRFM  # noqa: E402
+from rfm_recsys import KernelRFM, KernelRFMAlgo, LinRFM, LinRFMAlgo  # noqa: E402
 from rfm_recsys.datasets import load_movielens, make_ratings  # noqa: E402
 from rfm_recsys.distributed import DistributedFitError  # noqa: E402
-from rfm_recsys.model import LinRFM  # noqa: E402
 from rfm_recsys.params import InvalidParameterError  # noqa: E402
-from rfm_recsys.surprise_algos import LinRFMAlgo  # noqa: E402
 
 RTOL = 1e-5
-
-
-def plain(**params) -> dict:
-    """Plain lin-RFM (the backend's model) with ``params`` on top."""
-    return {**PLAIN_LINRFM, **params}
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +59,9 @@ def _pairs(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("orient", ["auto", "users"])
 def test_same_model_as_threads_backend(client, ratings, orient, tmp_path):
-    threads = LinRFM(**plain(n_iter=3, orient=orient, rank=None)).fit(ratings)
+    threads = LinRFM(n_updates=3, orient=orient, rank=None).fit(ratings)
     with client.as_current():
-        dask = LinRFM(**plain(n_iter=3, orient=orient, rank=None, backend="dask")).fit(ratings)
+        dask = LinRFM(n_updates=3, orient=orient, rank=None, backend="dask").fit(ratings)
     u, i = _pairs(ratings)
     assert _relative_gap(dask.predict(u, i), threads.predict(u, i)) < RTOL
     assert [h["iteration"] for h in dask.history_] == [h["iteration"] for h in threads.history_]
@@ -85,10 +77,10 @@ def test_same_model_as_threads_backend(client, ratings, orient, tmp_path):
 
 
 def test_validation_share_same_split_and_curve(client, ratings):
-    kw = dict(n_iter=5, validation_share=0.15, random_state=7, rank=None)
-    threads = LinRFM(**plain(**kw)).fit(ratings)
+    kw = dict(n_updates=5, validation_share=0.15, random_state=7, rank=None)
+    threads = LinRFM(**kw).fit(ratings)
     with client.as_current():
-        dask = LinRFM(**plain(**kw, backend="dask")).fit(ratings)
+        dask = LinRFM(**dict(kw, backend="dask")).fit(ratings)
     assert dask.fit_.best_iteration == threads.fit_.best_iteration
     got = [h["valid_rmse"] for h in dask.history_]
     want = [h["valid_rmse"] for h in threads.history_]
@@ -99,9 +91,9 @@ def test_validation_share_same_split_and_curve(client, ratings):
 
 def test_ml100k_same_predictions(client, movielens_home):
     df = load_movielens("ml-100k", movielens_home, download=False, progress=False)
-    threads = LinRFM(**plain(rank=None)).fit(df)
+    threads = LinRFM(rank=None).fit(df)
     with client.as_current():
-        dask = LinRFM(**plain(rank=None, backend="dask")).fit(df)
+        dask = LinRFM(rank=None, backend="dask").fit(df)
     u, i = _pairs(df)
     assert _relative_gap(dask.predict(u, i), threads.predict(u, i)) < RTOL
 
@@ -114,9 +106,9 @@ def test_ml100k_factored_kernel_same_predictions(client, movielens_home, rank):
     over rows differs (measured: 5e-6 relative at "auto", 1e-15 at rank 32).
     """
     df = load_movielens("ml-100k", movielens_home, download=False, progress=False)
-    threads = LinRFM(**plain(rank=rank)).fit(df)
+    threads = LinRFM(rank=rank).fit(df)
     with client.as_current():
-        dask = LinRFM(**plain(rank=rank, backend="dask")).fit(df)
+        dask = LinRFM(rank=rank, backend="dask").fit(df)
     assert dask.fit_.kernel.rank == threads.fit_.kernel.rank == (32 if rank == 32 else 128)
     assert dask.fit_.kernel.U.shape == threads.fit_.kernel.U.shape
     u, i = _pairs(df)
@@ -124,10 +116,10 @@ def test_ml100k_factored_kernel_same_predictions(client, movielens_home, rank):
 
 
 def test_factored_kernel_validation_curve(client, ratings):
-    kw = dict(n_iter=3, validation_share=0.15, random_state=7, rank=16)
-    threads = LinRFM(**plain(**kw)).fit(ratings)
+    kw = dict(n_updates=3, validation_share=0.15, random_state=7, rank=16)
+    threads = LinRFM(**kw).fit(ratings)
     with client.as_current():
-        dask = LinRFM(**plain(**kw, backend="dask")).fit(ratings)
+        dask = LinRFM(**dict(kw, backend="dask")).fit(ratings)
     assert dask.fit_.best_iteration == threads.fit_.best_iteration
     got = [h["valid_rmse"] for h in dask.history_]
     assert np.allclose(got, [h["valid_rmse"] for h in threads.history_], rtol=RTOL)
@@ -160,9 +152,7 @@ def test_dask_frame_stays_on_the_workers(client, ratings, tmp_path, monkeypatch)
 
         monkeypatch.setattr(cls, "compute", counting)
     with client.as_current():
-        model = LinRFM(**plain(n_iter=3, rank=None)).fit(
-            ddf
-        )  # a dask frame implies the dask backend
+        model = LinRFM(n_updates=3, rank=None).fit(ddf)  # a dask frame implies the dask backend
     assert computed == [], "the driver computed the frame"
     readers = {tuple(p.name.split("-")) for p in tmp_path.iterdir()}
     partitions = {int(k) for k, _ in readers}
@@ -170,7 +160,7 @@ def test_dask_frame_stays_on_the_workers(client, ratings, tmp_path, monkeypatch)
     assert partitions == {0, 1, 2, 3}
     assert os.getpid() not in pids, "a partition was read in the driver process"
     assert pids <= set(client.run(os.getpid).values()), "read outside the worker processes"
-    threads = LinRFM(**plain(n_iter=3, rank=None)).fit(ratings)
+    threads = LinRFM(n_updates=3, rank=None).fit(ratings)
     u, i = _pairs(ratings)
     assert _relative_gap(model.predict(u, i), threads.predict(u, i)) < RTOL
     assert model.fitted_on_ == "dataframe"
@@ -197,9 +187,9 @@ def test_worker_killed_during_fit_dask_frame_recovers(client, ratings, rank, at)
             _kill_workers(client, 1)
 
     with client.as_current():
-        model = LinRFM(**plain(n_iter=3, rank=rank, backend="dask")).fit(ddf, callback=kill)
+        model = LinRFM(n_updates=3, rank=rank, backend="dask").fit(ddf, callback=kill)
     client.wait_for_workers(2, timeout=60)
-    threads = LinRFM(**plain(n_iter=3, rank=rank)).fit(ratings)
+    threads = LinRFM(n_updates=3, rank=rank).fit(ratings)
     u, i = _pairs(ratings)
     assert _relative_gap(model.predict(u, i), threads.predict(u, i)) < RTOL
 
@@ -217,7 +207,7 @@ def test_workers_killed_during_fit_scattered_is_a_clear_error(client, ratings):
         if it == 1:
             _kill_workers(client, 2)
 
-    model = LinRFM(**plain(n_iter=3, rank=None, backend="dask"))
+    model = LinRFM(n_updates=3, rank=None, backend="dask")
     with client.as_current(), pytest.raises(DistributedFitError, match="worker was lost"):
         model.fit(ratings, callback=kill_at_first_update)
     assert not hasattr(model, "fit_")  # no model from missing partitions
@@ -232,7 +222,7 @@ def test_surprise_cross_validate_with_dask_backend(client, ratings, rank):
     data = Dataset.load_from_df(ratings, Reader(rating_scale=(1, 5)))
     out = {}
     for backend in ("threads", "dask"):
-        algo = LinRFMAlgo(**plain(n_iter=2, rank=rank, backend=backend))
+        algo = LinRFMAlgo(n_updates=2, rank=rank, backend=backend)
         with client.as_current():
             res = cross_validate(algo, data, ["rmse"], cv=KFold(3, random_state=0), n_jobs=1)
         out[backend] = res["test_rmse"]
@@ -244,7 +234,7 @@ def test_no_client_starts_and_closes_a_local_cluster(ratings):
         distributed.get_client()  # no client is current outside the fixture's context
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
-    model = LinRFM(**plain(n_iter=1, rank=None, backend="dask")).fit(ratings)
+    model = LinRFM(n_updates=1, rank=None, backend="dask").fit(ratings)
     assert model.fit_.A.nnz == len(ratings)
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -269,42 +259,39 @@ def test_both_orientations_are_refused_before_any_cluster(ratings):
     before = {p.pid for p in me.children(recursive=True)}
     trainset = Dataset.load_from_df(ratings, Reader(rating_scale=(1, 5))).build_full_trainset()
     with pytest.raises(NotImplementedError, match="orient='auto'"):
-        LinRFMAlgo(orient="both", backend="dask").fit(trainset)
+        KernelRFMAlgo(orient="both", backend="dask").fit(trainset)
     assert {p.pid for p in me.children(recursive=True)} <= before
 
 
-def test_defaults_fit_plain_linrfm_with_a_warning(client, ratings):
-    # the kernel step (the default) does not run on dask: its parameters become PLAIN_LINRFM's,
-    # the orient given (here the default, "items") is kept, and a warning names the fix
-    with client.as_current(), warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        dask = LinRFM(n_iter=3, backend="dask").fit(ratings)
-    ours = [str(x.message) for x in w if "kernel step does not run" in str(x.message)]
-    assert len(ours) == 1, ours  # once per fit
-    assert all(issubclass(x.category, UserWarning) for x in w if str(x.message) in ours)
-    assert "fitted plain lin-RFM" in ours[0] and "PLAIN_LINRFM to silence" in ours[0]
-    assert "backend='threads' for the kernel step" in ours[0]
-    threads = LinRFM(**plain(n_iter=3, orient="items")).fit(ratings)
-    assert dask.get_params()["kernel"] == "gaussian"  # the user's parameters are left as given
-    assert dask.fit_.users_are_rows == threads.fit_.users_are_rows
-    u, i = _pairs(ratings.iloc[:500])
-    assert _relative_gap(dask.predict(u, i), threads.predict(u, i)) < RTOL
-    with client.as_current(), warnings.catch_warnings():
-        warnings.simplefilter("error")  # PLAIN_LINRFM silences it
-        LinRFM(**plain(n_iter=1, orient="items"), backend="dask").fit(ratings)
+def test_kernel_step_is_refused_before_any_cluster(ratings):
+    # kernel RFM does not run on the Dask backend yet: a clear error naming the fix, not a
+    # silently different model, and no cluster started for nothing
+    from surprise import Dataset, Reader
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with pytest.raises(NotImplementedError, match=r"backend='threads', or LinRFM"):
+        KernelRFM(backend="dask").fit(ratings)
+    trainset = Dataset.load_from_df(ratings, Reader(rating_scale=(1, 5))).build_full_trainset()
+    with pytest.raises(NotImplementedError, match="kernel step"):
+        KernelRFMAlgo(backend="dask").fit(trainset)
+    with pytest.raises(NotImplementedError, match="kernel step"):
+        KernelRFM().fit(dd.from_pandas(ratings, npartitions=2))
+    assert {p.pid for p in me.children(recursive=True)} <= before
 
 
 def test_harness_backend_flag_sets_dask():
     from evaluation.movielens.cli import _use_dask
     from evaluation.movielens.options import parse_args
+    from evaluation.movielens.specs import algorithm_params
 
     assert parse_args(["--backend", "dask"]).backend == "dask"
     assert parse_args([]).backend == "threads"
-    from evaluation.movielens.specs import algorithm_params
-
-    params = algorithm_params("plain-linrfm", False, {"plain-linrfm": {"rank": 64}})
-    note = _use_dask("plain-linrfm", params)
-    # any rank: both kernels fit on Dask
-    assert params == {**PLAIN_LINRFM, "rank": 64, "backend": "dask"}
-    assert "kernel step" not in note
-    assert "kernel step does not run" in _use_dask("linrfm", algorithm_params("linrfm", False, {}))
+    params = algorithm_params("linrfm", False, {"linrfm": {"rank": 64}})
+    note = _use_dask("linrfm", params)
+    # any rank: both kernel forms fit on Dask
+    assert params == {"rank": 64, "backend": "dask"}
+    assert "backend='dask'" in note
+    # kernel RFM does not run there: the harness refuses it rather than fit another model
+    with pytest.raises(ValueError, match="does not fit on the Dask backend"):
+        _use_dask("kernel-rfm", algorithm_params("kernel-rfm", False, {}))

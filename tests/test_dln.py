@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rfm_recsys.baselines.dln import DiagonalLinearNetwork, DLNCompletion
+from evaluation.paper.deep_linear import DiagonalLinearNetwork, DLNCompletion
 from rfm_recsys.params import InvalidParameterError
 
 

@@ -34,17 +34,17 @@ def test_values_are_binarised():
     X = sp.random(30, 10, density=0.3, random_state=rng, format="csr")
     Xb = X.copy()
     Xb.data[:] = 1.0
-    a = EASE(lam=2.0).fit(X * 5)
-    b = EASE(lam=2.0).fit(Xb)
+    a = EASE(ridge=2.0).fit(X * 5)
+    b = EASE(ridge=2.0).fit(Xb)
     np.testing.assert_array_equal(a.item_weights_, b.item_weights_)
 
 
-@pytest.mark.parametrize("lam", [0.0, -5.0, "big", None])
-def test_bad_lambda_raises(lam):
-    with pytest.raises(InvalidParameterError, match="lam"):
-        EASE(lam=lam).fit(sp.eye(3, format="csr"))
+@pytest.mark.parametrize("ridge", [0.0, -5.0, "big", None])
+def test_bad_ridge_raises(ridge):
+    with pytest.raises(InvalidParameterError, match="ridge"):
+        EASE(ridge=ridge).fit(sp.eye(3, format="csr"))
 
 
 class TestEASEContract(RecommenderContract):
     def make_model(self, **params):
-        return EASE(**{"lam": 5.0, **params})
+        return EASE(**{"ridge": 5.0, **params})

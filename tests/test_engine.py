@@ -6,18 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rfm_recsys.core.engine import (
-    AGOPPower,
-    EngineMemoryError,
-    IRLSUpdate,
-    RowPlan,
-    complete_dense,
-    estimate_memory,
-    fit_engine,
-    gram_of_completion,
-    predict_pairs,
-    solve_rows,
-)
+from rfm_recsys.core.completion import gram_of_completion, predict_pairs
+from rfm_recsys.core.engine import complete_dense, fit_engine
+from rfm_recsys.core.memory import EngineMemoryError, estimate_memory
+from rfm_recsys.core.solve import RowPlan, solve_rows
+from rfm_recsys.core.updates import AGOPPower, IRLSUpdate
 
 
 def low_rank_problem(n=60, d=80, rank=3, frac=0.5, seed=0):
@@ -39,12 +32,17 @@ def test_exact_recovery_rank3():
     # only hold the part of y the current kernel explains and new directions cannot enter.
     Y, mask, R = low_rank_problem()
     res = fit_engine(
-        R, lam=1e-3, n_iter=300, update=AGOPPower(1.0), dtype=np.float64, reimpose_observed=True
+        R,
+        ridge=1e-3,
+        n_updates=300,
+        update=AGOPPower(1.0),
+        dtype=np.float64,
+        reimpose_observed=True,
     )
     err = rel_err_missing(complete_dense(res.K, res.A), Y, mask)
     assert err < 1e-3, err
     # and the iteration is what does it: one ridge fit with K = I predicts 0 off the observations
-    res0 = fit_engine(R, lam=1e-3, n_iter=0, update=AGOPPower(1.0), dtype=np.float64)
+    res0 = fit_engine(R, ridge=1e-3, n_updates=0, update=AGOPPower(1.0), dtype=np.float64)
     assert rel_err_missing(complete_dense(res0.K, res0.A), Y, mask) > 0.99
 
 
@@ -52,8 +50,8 @@ def test_exact_recovery_power2_with_eigh():
     Y, mask, R = low_rank_problem(seed=1)
     res = fit_engine(
         R,
-        lam=1e-5,
-        n_iter=300,
+        ridge=1e-5,
+        n_updates=300,
         update=AGOPPower(2.0, normalize=None),
         dtype=np.float64,
         reimpose_observed=True,
@@ -142,16 +140,16 @@ def test_irls0_fixed_gamma_equals_linrfm_power1():
     lam = 0.05
     rfm = fit_engine(
         R,
-        lam=lam,
-        n_iter=15,
+        ridge=lam,
+        n_updates=15,
         update=AGOPPower(1.0, normalize=None),
         dtype=np.float64,
         reimpose_observed=True,
     )
     irls = fit_engine(
         R,
-        lam=1e-300,
-        n_iter=15,
+        ridge=1e-300,
+        n_updates=15,
         update=IRLSUpdate(p=0.0, fixed_gamma=n * lam, normalize=None),
         dtype=np.float64,
         reimpose_observed=True,
@@ -170,8 +168,8 @@ def test_validation_early_stopping_restores_best():
     Rt = sp.csr_matrix((Yn[rows[~held], cols[~held]], (rows[~held], cols[~held])), shape=Y.shape)
     res = fit_engine(
         Rt,
-        lam=0.5,
-        n_iter=30,
+        ridge=0.5,
+        n_updates=30,
         update=AGOPPower(1.0),
         dtype=np.float64,
         validation=(rows[held], cols[held], Yn[rows[held], cols[held]]),
@@ -189,15 +187,17 @@ def test_validation_early_stopping_restores_best():
 
 def test_tol_stops_when_kernel_settles():
     Y, mask, R = low_rank_problem(seed=10)
-    res = fit_engine(R, lam=1e-2, n_iter=500, update=AGOPPower(1.0), tol=1e-6, dtype=np.float64)
+    res = fit_engine(
+        R, ridge=1e-2, n_updates=500, update=AGOPPower(1.0), tol=1e-6, dtype=np.float64
+    )
     assert len(res.history) < 501
     assert res.history[-1]["kernel_change"] < 1e-6
 
 
 def test_float32_close_to_float64():
     Y, mask, R = low_rank_problem(seed=11)
-    r64 = fit_engine(R, lam=0.1, n_iter=5, update=AGOPPower(1.0), dtype=np.float64)
-    r32 = fit_engine(R, lam=0.1, n_iter=5, update=AGOPPower(1.0), dtype=np.float32)
+    r64 = fit_engine(R, ridge=0.1, n_updates=5, update=AGOPPower(1.0), dtype=np.float64)
+    r32 = fit_engine(R, ridge=0.1, n_updates=5, update=AGOPPower(1.0), dtype=np.float32)
     assert r32.K.dtype == np.float32
     W64, W32 = complete_dense(r64.K, r64.A), complete_dense(r32.K, r32.A)
     assert np.max(np.abs(W64 - W32)) < 1e-3
@@ -207,11 +207,11 @@ def test_memory_refused_with_figures():
     R = sp.random(100, 50, density=0.1, format="csr", random_state=0)
     need = estimate_memory(100, 50, R.nnz)
     with pytest.raises(EngineMemoryError, match=r"needs about .* GiB.*max_memory allows"):
-        fit_engine(R, lam=1.0, n_iter=1, update=AGOPPower(), max_memory=need // 2)
+        fit_engine(R, ridge=1.0, n_updates=1, update=AGOPPower(), max_memory=need // 2)
     # a d = 200,000 kernel is refused before anything is allocated
     big = sp.csr_matrix((1, 200_000), dtype=np.float32)
     with pytest.raises(EngineMemoryError, match="d = 200,000"):
-        fit_engine(big, lam=1.0, n_iter=1, update=AGOPPower())
+        fit_engine(big, ridge=1.0, n_updates=1, update=AGOPPower())
 
 
 def _hand_loop(R, lams, n_iter, update):
@@ -236,11 +236,11 @@ def test_decaying_ridge_schedule_equals_hand_loop():
     schedule = [max(1.0 / 1.5**k, 0.05) for k in range(6)]
     res = fit_engine(
         R,
-        lam=123.0,  # ignored: the schedule gives every iteration's ridge
-        n_iter=5,
+        ridge=123.0,  # ignored: the schedule gives every iteration's ridge
+        n_updates=5,
         update=AGOPPower(1.0),
         dtype=np.float64,
-        lam_schedule=lambda k: schedule[k],
+        ridge_schedule=lambda k: schedule[k],
     )
     K, A = _hand_loop(R, schedule, 5, AGOPPower(1.0))
     np.testing.assert_allclose(res.K, K, atol=1e-10)
@@ -252,9 +252,14 @@ def test_decaying_ridge_schedule_equals_hand_loop():
 
 def test_constant_schedule_equals_no_schedule():
     Y, mask, R = low_rank_problem(n=30, d=20, rank=2, seed=13)
-    r1 = fit_engine(R, lam=0.3, n_iter=3, update=AGOPPower(1.0), dtype=np.float64)
+    r1 = fit_engine(R, ridge=0.3, n_updates=3, update=AGOPPower(1.0), dtype=np.float64)
     r2 = fit_engine(
-        R, lam=9.0, n_iter=3, update=AGOPPower(1.0), dtype=np.float64, lam_schedule=lambda k: 0.3
+        R,
+        ridge=9.0,
+        n_updates=3,
+        update=AGOPPower(1.0),
+        dtype=np.float64,
+        ridge_schedule=lambda k: 0.3,
     )
     np.testing.assert_allclose(r1.K, r2.K)
     np.testing.assert_allclose(r1.A.toarray(), r2.A.toarray())
@@ -262,8 +267,10 @@ def test_constant_schedule_equals_no_schedule():
 
 def test_bad_schedule_value_is_refused():
     Y, mask, R = low_rank_problem(n=10, d=8, seed=14)
-    with pytest.raises(ValueError, match=r"lam_schedule\(1\) returned -1"):
-        fit_engine(R, lam=1.0, n_iter=2, update=AGOPPower(), lam_schedule=lambda k: 1.0 - 2 * k)
+    with pytest.raises(ValueError, match=r"ridge_schedule\(1\) returned -1"):
+        fit_engine(
+            R, ridge=1.0, n_updates=2, update=AGOPPower(), ridge_schedule=lambda k: 1.0 - 2 * k
+        )
 
 
 def test_on_iteration_hook_sees_state_and_can_stop():
@@ -275,18 +282,18 @@ def test_on_iteration_hook_sees_state_and_can_stop():
 
     def hook(state):
         assert isinstance(state, IterationState)
-        seen.append((state.iteration, state.lam, state.record["iteration"]))
+        seen.append((state.iteration, state.ridge, state.record["iteration"]))
         # the state is the pair the rows were fitted with: A K is the completion of this step
         calls.append(complete_dense(state.K, state.A))
         return state.iteration == 2
 
     res = fit_engine(
         R,
-        lam=0.5,
-        n_iter=10,
+        ridge=0.5,
+        n_updates=10,
         update=AGOPPower(1.0),
         dtype=np.float64,
-        lam_schedule=lambda k: 0.5 + k,
+        ridge_schedule=lambda k: 0.5 + k,
         on_iteration=hook,
         callback=lambda it, rec: calls.append(it),  # the old callback keeps working
     )
@@ -308,7 +315,7 @@ def test_hook_time_is_excluded_from_seconds(monkeypatch):
     def slow_hook(state):
         clock[0] += 100.0
 
-    res = fit_engine(R, lam=0.5, n_iter=3, update=AGOPPower(), on_iteration=slow_hook)
+    res = fit_engine(R, ridge=0.5, n_updates=3, update=AGOPPower(), on_iteration=slow_hook)
     assert len(res.history) == 4
     assert [h["seconds"] for h in res.history] == [0.0, 0.0, 0.0, 0.0]
 
@@ -317,8 +324,8 @@ def test_time_budget_through_the_hook():
     Y, mask, R = low_rank_problem(n=20, d=10, rank=2, seed=17)
     res = fit_engine(
         R,
-        lam=0.5,
-        n_iter=1000,
+        ridge=0.5,
+        n_updates=1000,
         update=AGOPPower(),
         on_iteration=lambda s: s.record["seconds"] > 0.0 and s.iteration >= 4,
     )

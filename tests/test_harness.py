@@ -80,13 +80,13 @@ def test_end_to_end_files_exist_and_parse(run):
     for key in ("cpu", "logical_cores", "ram_gib", "python"):
         assert res["machine"][key]
     assert res["versions"]["scikit-surprise"] and res["versions"]["implicit"]
-    # the per-iteration curves are plain lin-RFM's (and IRLS-p's), not the kernel step's
-    assert set(res["speed"]["algorithms"]) == {"lin-RFM, plain (PLAIN_LINRFM)", "IRLS-p"}
+    # the per-iteration curves are lin-RFM's (and IRLS-p's), not kernel RFM's
+    assert set(res["speed"]["algorithms"]) == {"lin-RFM", "IRLS-p"}
     assert {r["blas_threads"] for r in res["rows"]} == {
         1
     }  # --blas-threads defaults to 1 in every worker
-    assert not any(r.get("curve") for r in res["rows"] if r["algorithm"] == "linrfm")
-    curves = [r["curve"] for r in res["rows"] if r["algorithm"] in ("plain-linrfm", "irls")]
+    assert not any(r.get("curve") for r in res["rows"] if r["algorithm"] == "kernel-rfm")
+    curves = [r["curve"] for r in res["rows"] if r["algorithm"] in ("linrfm", "irls")]
     assert len(curves) == 4 and all(
         len(c["rmse"]) == max(3, c["final_iteration"] + 1) for c in curves
     )
@@ -243,17 +243,18 @@ def test_algorithm_selection_and_overrides():
     assert "svdpp" not in keys and "implicit-als" not in keys and notes
     keys, _ = harness.resolve_algorithms(None, 100_000, ranking=True, svdpp=False)
     assert keys == [
-        "linrfm", "plain-linrfm", "bmf10", "bmf32", "bsvdpp", "irls", "als", "svd", "svdpp",
+        "linrfm", "kernel-rfm", "bmf10", "bmf32", "bsvdpp", "irls", "als", "svd", "svdpp",
         "baseline", *TOPN,
     ]  # fmt: skip
-    assert harness.ALGORITHMS["linrfm"].label == "lin-RFM (defaults: kernel step)"
-    assert "kernel-rfm" not in harness.ALGORITHMS
+    assert harness.ALGORITHMS["linrfm"].label == "lin-RFM"
+    assert harness.ALGORITHMS["kernel-rfm"].label == "kernel RFM"
+    assert "plain-linrfm" not in harness.ALGORITHMS
     for alias, key in [
-        ("kernel-rfm", "linrfm"),
-        ("krfm", "linrfm"),
-        ("kernelrfm", "linrfm"),
-        ("plain", "plain-linrfm"),
-        ("plain-rfm", "plain-linrfm"),
+        ("plain-linrfm", "linrfm"),
+        ("plain", "linrfm"),
+        ("plain-rfm", "linrfm"),
+        ("krfm", "kernel-rfm"),
+        ("kernelrfm", "kernel-rfm"),
     ]:
         assert harness.resolve_algorithms(alias, 10, False, False)[0] == [key]
     assert TOPN == ["implicit-linrfm", "ease", "implicit-als"]
@@ -261,10 +262,22 @@ def test_algorithm_selection_and_overrides():
     assert keys == ["linrfm", "svdpp"]
     with pytest.raises(SystemExit, match="unknown algorithm"):
         harness.resolve_algorithms("nope", 10, False, False)
-    assert harness.parse_param_overrides(["linrfm.lam=5", "svd++.n_factors=7"]) == {
-        "linrfm": {"lam": 5},
+    assert harness.parse_param_overrides(
+        ["linrfm.ridge=5", "svd++.n_factors=7", "plain-linrfm.rank=None"]
+    ) == {
+        "linrfm": {"ridge": 5, "rank": None},
         "svdpp": {"n_factors": 7},
     }
+    # a name of an earlier release is refused with the one that replaced it
+    for item, new in [
+        ("linrfm.lam=5", "ridge"),
+        ("irls.n_iter=3", "n_updates"),
+        ("bmf10.n_iter=100", "n_sweeps"),
+        ("als.n_factors=100", "rank"),
+        ("kernel-rfm.kernel_lam=2", "kernel_ridge"),
+    ]:
+        with pytest.raises(SystemExit, match=f"called {new} now"):
+            harness.parse_param_overrides([item])
 
 
 def test_data_home_from_argument_and_environment(movielens_home, monkeypatch, tmp_path):
@@ -320,30 +333,36 @@ def _args(**kw):
 
 
 def test_skip_rules_name_the_reason(monkeypatch):
-    import rfm_recsys.core.engine as engine
+    import rfm_recsys.core.memory as memory
 
     # ML-25M-shaped training fold: the dense kernel needs tens of GiB, with eigh even more
     shape = harness.DataShape(162_541, 59_047, 22_500_086)
-    monkeypatch.setattr(engine, "available_memory", lambda: 20 * 2**30)
-    keys = ["linrfm", "irls", "als", "svd", "svdpp", "baseline"]
+    monkeypatch.setattr(memory, "available_memory", lambda: 20 * 2**30)
+    keys = ["linrfm", "kernel-rfm", "irls", "als", "svd", "svdpp", "baseline"]
     params = {k: {} for k in keys}
-    params["linrfm"] = {"rank": None}  # the dense kernel
+    params["linrfm"] = params["kernel-rfm"] = {"rank": None}  # the dense kernel
     reasons = harness.skip_reasons(keys, params, shape, _args())
-    assert set(reasons) == {"linrfm", "irls", "svdpp"}
+    assert set(reasons) == {"linrfm", "kernel-rfm", "irls", "svdpp"}
     assert "59,047 x 59,047 kernel (with eigh)" in reasons["irls"]
-    assert "without eigh" in reasons["linrfm"] and "20.0 GiB available" in reasons["linrfm"]
+    for key in ("linrfm", "kernel-rfm"):
+        assert "without eigh" in reasons[key] and "20.0 GiB available" in reasons[key]
     assert "hours" in reasons["svdpp"] and "--svdpp" in reasons["svdpp"]
     assert "svdpp" not in harness.skip_reasons(keys, params, shape, _args(svdpp=True))
     # a factored kernel of fixed rank fits where the dense one does not; a rank the model
     # chooses itself (the default, "auto") is left to the model's own up-front check
     for rank in (128, "auto"):
-        params["linrfm"] = {"rank": rank}
-        assert "linrfm" not in harness.skip_reasons(keys, params, shape, _args())
-    params["linrfm"] = {}
-    assert "linrfm" not in harness.skip_reasons(keys, params, shape, _args())
+        params["linrfm"] = params["kernel-rfm"] = {"rank": rank}
+        assert not {"linrfm", "kernel-rfm"} & set(
+            harness.skip_reasons(keys, params, shape, _args())
+        )
+    params["linrfm"] = params["kernel-rfm"] = {}
+    assert not {"linrfm", "kernel-rfm"} & set(harness.skip_reasons(keys, params, shape, _args()))
     # a small set: nothing is skipped
     small = harness.DataShape(943, 1682, 80_000)
     assert harness.skip_reasons(keys, params, small, _args()) == {}
+    # on the Dask backend lin-RFM runs and kernel RFM (no kernel step there) is skipped
+    reasons = harness.skip_reasons(keys, params, small, _args(backend="dask"))
+    assert set(reasons) == {"kernel-rfm"} and "--backend threads" in reasons["kernel-rfm"]
 
 
 def test_myfm_skip_rules(monkeypatch):
@@ -393,13 +412,13 @@ def test_release_shapes_come_from_the_registry():
 
 
 def test_synthetic_release_runs_and_reports_what_it_skipped(tmp_path, monkeypatch):
-    import rfm_recsys.core.engine as engine
+    import rfm_recsys.core.memory as memory
 
     # pretend the eigh path does not fit, so IRLS-p is skipped while lin-RFM runs
     def estimate(n_rows, n_cols, nnz, dtype=None, needs_eigh=False, rank=None):
         return 10**15 if needs_eigh else 1
 
-    monkeypatch.setattr(engine, "estimate_memory", estimate)
+    monkeypatch.setattr(memory, "estimate_memory", estimate)
     argv = [
         "--synthetic", "ml-1m", "--synthetic-scale", "0.002", "--folds", "holdout",
         "--algorithms", "linrfm,irls,svd,baseline", "--quick", "--curve-iters", "0",
@@ -420,3 +439,14 @@ def test_synthetic_release_runs_and_reports_what_it_skipped(tmp_path, monkeypatc
     report = (d / "report.md").read_text()
     assert "## Skipped" in report and "- IRLS-p: needs about" in report
     assert "python -m evaluation.movielens --synthetic ml-1m" in res["command"]
+
+
+def test_backend_dask_fits_lin_rfm_there():
+    from evaluation.movielens.cli import _use_dask
+    from evaluation.movielens.specs import algorithm_params
+
+    params = algorithm_params("linrfm", False, {"linrfm": {"rank": 64}})
+    note = _use_dask("linrfm", params)
+    assert params == {"rank": 64, "backend": "dask"} and "backend='dask'" in note
+    with pytest.raises(ValueError, match="does not fit on the Dask backend"):
+        _use_dask("kernel-rfm", {})

@@ -58,7 +58,7 @@ def _scores(model, X: sp.csr_matrix) -> np.ndarray:
 def test_scores_equal_per_row_kernel_ridge_solves(n_iter, lam, power):
     X = _binary()
     Xb = (X.toarray() > 0).astype(float)
-    model = ImplicitLinRFM(n_iter=n_iter, lam=lam, power=power, alpha=0.0).fit(X)
+    model = ImplicitLinRFM(n_updates=n_iter, ridge=lam, power=power, alpha=0.0).fit(X)
     K, W = _explicit_iteration(Xb, n_iter, lam, power)
     np.testing.assert_allclose(_scores(model, X), W, rtol=1e-4, atol=1e-5)
     # the spectral kernel is the explicit one
@@ -71,7 +71,7 @@ def test_confidence_weights_follow_the_same_iteration():
     alpha = 0.5
     Xw = X.toarray()
     Xw[Xw > 0] = 1 + alpha * Xw[Xw > 0]
-    model = ImplicitLinRFM(n_iter=2, lam=4.0, alpha=alpha).fit(X)
+    model = ImplicitLinRFM(n_updates=2, ridge=4.0, alpha=alpha).fit(X)
     K, W = _explicit_iteration(Xw, 2, 4.0, 1.0)
     U, k = model.components_.astype(float), model.kernel_spectrum_
     np.testing.assert_allclose((U * k) @ U.T, K, rtol=1e-4, atol=1e-5)
@@ -94,7 +94,7 @@ def test_kernel_spectrum_is_the_matrix_iteration_on_eigenvalues():
 def test_truncated_fit_scores_unseen_items_with_a_flat_tail():
     """rank r: unseen-item scores are those of the kernel whose left-out eigenvalues are equal."""
     X = _binary(40, 25, density=0.3, seed=5)
-    full = ImplicitLinRFM(n_iter=2, lam=3.0, alpha=0.0).fit(X)
+    full = ImplicitLinRFM(n_updates=2, ridge=3.0, alpha=0.0).fit(X)
     s, U = full.spectrum_, full.components_.astype(float)
     r, d = 6, X.shape[1]
     tail = (s.sum() - s[:r].sum()) / (d - r)
@@ -105,7 +105,7 @@ def test_truncated_fit_scores_unseen_items_with_a_flat_tail():
     Xb = (X.toarray() > 0).astype(float)
     # any rows with Gram G_flat give the same kernel: use G_flat^1/2 scaled to n rows
     _, W = _explicit_iteration(Xb, 2, 3.0, 1.0, rows=G_flat_sqrt * np.sqrt(X.shape[0]))
-    model = ImplicitLinRFM(n_iter=2, lam=3.0, alpha=0.0, solver="exact", rank=r).fit(X)
+    model = ImplicitLinRFM(n_updates=2, ridge=3.0, alpha=0.0, solver="exact", rank=r).fit(X)
     unseen = Xb == 0
     np.testing.assert_allclose(_scores(model, X)[unseen], W[unseen], rtol=1e-4, atol=1e-5)
 
@@ -146,10 +146,10 @@ def test_randomized_solver_with_full_rank_scores_like_exact():
 @pytest.mark.parametrize(
     "params",
     [
-        {"lam": 0.0},
-        {"lam": -1.0},
-        {"n_iter": -1},
-        {"n_iter": 1.5},
+        {"ridge": 0.0},
+        {"ridge": -1.0},
+        {"n_updates": -1},
+        {"n_updates": 1.5},
         {"power": 0.0},
         {"alpha": -0.1},
         {"rank": 0},
@@ -162,6 +162,16 @@ def test_bad_hyperparameters_raise(params):
     name = next(iter(params))
     with pytest.raises(InvalidParameterError, match=name):
         ImplicitLinRFM(**params).fit(X)
+
+
+def test_rank_none_keeps_every_eigenpair_and_needs_the_exact_solver():
+    # one meaning of rank across the package: None is no truncation, "auto" the library's rule
+    X = block_interactions()
+    every = ImplicitLinRFM(rank=None, solver="exact").fit(X)
+    auto = ImplicitLinRFM().fit(X)  # exact on a small matrix: every eigenpair as well
+    np.testing.assert_array_equal(every.spectrum_, auto.spectrum_)
+    with pytest.raises(InvalidParameterError, match="rank=None keeps every eigenpair"):
+        ImplicitLinRFM(rank=None, solver="randomized").fit(X)
 
 
 class TestImplicitLinRFMContract(RecommenderContract):

@@ -1,4 +1,4 @@
-"""Kernel RFM for ratings: kernel matrices, the predictor's AGOP, the refit on a lin-RFM fit."""
+"""Kernel RFM for ratings: kernel matrices, the kernel step in the engine loop, the models."""
 
 from __future__ import annotations
 
@@ -10,16 +10,9 @@ import pytest
 import scipy.sparse as sp
 import test_models_common as common
 
-from rfm_recsys.config import KERNEL_RFM, KERNEL_RFM_FACTORED
-from rfm_recsys.core.engine import AGOPPower
-from rfm_recsys.core.fitting import fit_ratings
-from rfm_recsys.core.kernel_rfm import (
-    KernelSettings,
-    kernel_matrix,
-    predictor_agop,
-    refit_kernel,
-    squared_distances,
-)
+from rfm_recsys import KernelRFM, KernelRFMAlgo, LinRFM
+from rfm_recsys.core.kernel_step import KernelStep, kernel_matrix
+from rfm_recsys.fitting import BOTH_WEIGHT, CombinedFit, FitSettings, fit_ratings
 
 
 def random_psd(d, rank, seed=0, dtype=np.float64):
@@ -39,13 +32,12 @@ def triples(n_users=70, n_items=50, density=0.3, seed=0):
 
 
 @pytest.mark.parametrize("kernel", ["laplace", "gaussian"])
-@pytest.mark.parametrize("geometry", ["mahalanobis", "cosine"])
 @pytest.mark.parametrize("bandwidth", [0.3, 1.0, 5.0])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernel_matrices_are_symmetric_psd(kernel, geometry, bandwidth, dtype):
+def test_kernel_matrices_are_symmetric_psd(kernel, bandwidth, dtype):
     for rank in (2, 40):  # rank-deficient and full-rank geometries
         M = random_psd(40, rank, seed=rank, dtype=dtype)
-        Kn = kernel_matrix(M, kernel, bandwidth, geometry)
+        Kn = kernel_matrix(M, kernel, bandwidth)
         assert Kn.dtype == dtype and Kn.shape == M.shape
         np.testing.assert_array_equal(Kn, Kn.T)
         ev = np.linalg.eigvalsh(Kn.astype(np.float64))
@@ -57,140 +49,63 @@ def test_linear_kernel_is_the_learned_matrix():
     assert kernel_matrix(M, "linear") is M
 
 
-def test_radial_kernels_follow_the_mahalanobis_distances():
+def test_radial_kernels_over_the_cosine_geometry():
     M = random_psd(12, 4)
-    D2 = squared_distances(M)
     j, k = 2, 7
-    assert D2[j, k] == pytest.approx(M[j, j] + M[k, k] - 2 * M[j, k])
+    cos = M[j, k] / np.sqrt(M[j, j] * M[k, k])
+    norms = np.sqrt(M[j, j] * M[k, k])
     g = kernel_matrix(M, "gaussian", 0.7)
     lap = kernel_matrix(M, "laplace", 0.7)
-    assert g[j, k] == pytest.approx(np.exp(-D2[j, k] / (2 * 0.49)))
-    assert lap[j, k] == pytest.approx(np.exp(-np.sqrt(D2[j, k]) / 0.7))
-    np.testing.assert_allclose(np.diag(g), 1.0)
-    # cosine geometry: exp(cos - 1) with h = 1, rescaled by the norms
-    c = kernel_matrix(M, "gaussian", 1.0, "cosine")
-    cos = M[j, k] / np.sqrt(M[j, j] * M[k, k])
-    assert c[j, k] == pytest.approx(np.sqrt(M[j, j] * M[k, k]) * np.exp(cos - 1))
+    assert g[j, k] == pytest.approx(norms * np.exp((cos - 1) / 0.49))
+    assert lap[j, k] == pytest.approx(norms * np.exp(-np.sqrt(2 - 2 * cos) / 0.7))
+    np.testing.assert_allclose(np.diag(g), np.diag(M))  # the norms' squares: f(1) = 1
 
 
-def _brute_agop(M, A, kernel, h, eps=1e-6):
-    """sum over rows r and points e_j of grad f_r grad f_r^T by central differences.
-
-    For the Laplace kernel the term of s = j has no gradient at e_j; as in RFM it is left out.
-    """
-    n, d = A.shape
-    L = np.linalg.cholesky(M + 1e-12 * np.eye(d))  # ||x - z||_M^2 = ||L^T (x - z)||^2
-
-    def f(r, x, skip):
-        out = 0.0
-        for s in range(d):
-            if A[r, s] == 0 or s == skip:
-                continue
-            t = float(np.sum((L.T @ (x - np.eye(d)[s])) ** 2))
-            out += A[r, s] * (
-                np.exp(-t / (2 * h * h)) if kernel == "gaussian" else np.exp(-np.sqrt(t) / h)
-            )
-        return out
-
-    G = np.zeros((d, d))
-    for r in range(n):
-        for j in range(d):
-            x = np.eye(d)[j]
-            skip = j if kernel == "laplace" else -1
-            g = np.array(
-                [
-                    (f(r, x + eps * np.eye(d)[m], skip) - f(r, x - eps * np.eye(d)[m], skip))
-                    / (2 * eps)
-                    for m in range(d)
-                ]
-            )
-            G += np.outer(g, g)
-    return G / (n * d)
-
-
-@pytest.mark.parametrize("kernel", ["gaussian", "laplace"])
-def test_predictor_agop_matches_finite_differences(kernel):
-    d, n = 6, 5
-    M = random_psd(d, d, seed=3) + 0.2 * np.eye(d)
-    rng = np.random.default_rng(4)
-    dense = rng.standard_normal((n, d)) * (rng.random((n, d)) < 0.6)
-    A = sp.csr_matrix(dense)
-    G = predictor_agop(M, A, kernel, 0.8)
-    ref = _brute_agop(M, dense, kernel, 0.8)
-    np.testing.assert_allclose(G, ref, rtol=1e-5, atol=1e-8 * np.abs(ref).max())
+def settings(**kw) -> FitSettings:
+    return FitSettings(**{"rank": None, "orient": "items", "ridge": 7.0, **kw})
 
 
 @pytest.mark.parametrize("users_rows", [True, False])
-def test_linear_refit_reproduces_lin_rfm_exactly(users_rows):
+@pytest.mark.parametrize("rank", [None, 8])
+def test_linear_step_reproduces_lin_rfm_exactly(users_rows, rank):
+    # the step's kernel is the learned matrix itself: its row fit is lin-RFM's last one
     u, i, r, nu, ni = triples()
-    fit = fit_ratings(
-        u,
-        i,
-        r,
-        nu,
-        ni,
-        update=AGOPPower(1.0),
-        lam=7.0,
-        n_iter=2,
-        orient="items" if users_rows else "users",
+    orient = "items" if users_rows else "users"
+    plain = fit_ratings(u, i, r, nu, ni, settings(n_updates=2, orient=orient, rank=rank))
+    step = KernelStep("linear", ridge=7.0, n_updates=0)
+    stepped = fit_ratings(
+        u, i, r, nu, ni, settings(n_updates=2, orient=orient, rank=rank, step=step)
     )
-    refit, M = refit_kernel(fit, u, i, r, KernelSettings("linear", lam=7.0))
-    assert refit.K is fit.K and M is fit.K
-    np.testing.assert_array_equal(refit.A.data, fit.A.data)
-    np.testing.assert_array_equal(refit.A.indices, fit.A.indices)
-    np.testing.assert_array_equal(refit.predict(u, i)[0], fit.predict(u, i)[0])
+    np.testing.assert_array_equal(stepped.K, plain.K)
+    np.testing.assert_array_equal(stepped.A.data, plain.A.data)
+    np.testing.assert_array_equal(stepped.predict(u, i)[0], plain.predict(u, i)[0])
+    assert [h["stage"] for h in stepped.history] == ["linear", "linear", "kernel"]
 
 
 @pytest.mark.parametrize(
-    "settings",
+    "step",
     [
-        KernelSettings("gaussian", 1.0, "cosine", lam=3.0),
-        KernelSettings("laplace", 2.0, "mahalanobis", lam=1.0, n_updates=1),
-        KernelSettings(
-            "gaussian", 1.5, "mahalanobis", lam=1.0, n_updates=1, feature_update="gradient"
-        ),
-        KernelSettings("gaussian", 1.0, "cosine", lam=3.0, count_power=0.5, implicit_weight=0.3),
+        KernelStep("gaussian", 1.0, ridge=3.0),
+        KernelStep("laplace", 2.0, ridge=1.0, n_updates=1),
+        KernelStep("gaussian", 1.0, ridge=3.0, co_rating=0.3, n_updates=2),
+        KernelStep("linear", co_rating=1.0, ridge=3.0, n_updates=1),
     ],
 )
-def test_refit_predicts_and_folds_in(settings):
+def test_kernel_step_predicts_and_folds_in(step):
     u, i, r, nu, ni = triples()
-    fit = fit_ratings(u, i, r, nu, ni, lam=7.0, n_iter=2, orient="items")
-    refit, M = refit_kernel(fit, u, i, r, settings)
-    est, impossible = refit.predict(u, i)
+    fit = fit_ratings(u, i, r, nu, ni, settings(n_updates=2, step=step))
+    est, impossible = fit.predict(u, i)
     assert np.all(np.isfinite(est)) and not impossible.any()
-    ev = np.linalg.eigvalsh(refit.K.astype(np.float64))
+    ev = np.linalg.eigvalsh(fit.K.astype(np.float64))
     assert ev[0] >= -1e-6 * ev[-1]
-    np.testing.assert_allclose(np.mean(np.diag(M)), 1.0, rtol=1e-5)
+    assert fit.ridge == step.ridge
     # fold-in of a known user's own ratings reproduces its fitted scores (users are rows)
-    if settings.count_power == 0:
-        mask = u == 3
-        scores, _ = refit.fold_in(i[mask], r[mask])
-        b = refit.b_user[3]
-        np.testing.assert_allclose(
-            scores - (refit.mu + b), refit.score_users([3])[0] - (refit.mu + b), atol=1e-3
-        )
-
-
-def test_count_scaled_ridge_is_one_ridge_at_power_zero():
-    from rfm_recsys.core.engine import RowPlan, solve_rows
-    from rfm_recsys.core.kernel_rfm import solve_rows_scaled
-
-    u, i, r, nu, ni = triples()
-    R = sp.csr_matrix((r - r.mean(), (u, i)), shape=(nu, ni))
-    plan = RowPlan.from_csr(R)
-    K = random_psd(ni, 5)
-    y = R.data
-    a0 = solve_rows(K, plan, y, 2.0)
-    np.testing.assert_allclose(solve_rows_scaled(K, plan, y, 2.0, 0.0), a0)
-    counts = np.diff(R.indptr)
-    a1 = solve_rows_scaled(K, plan, y, 2.0, 1.0)
-    row = int(np.argmax(counts))
-    S = R.indices[R.indptr[row] : R.indptr[row + 1]]
-    lam = 2.0 * counts[row] / counts[counts > 0].mean()
-    ref = np.linalg.solve(
-        K[np.ix_(S, S)] + lam * np.eye(S.size), y[R.indptr[row] : R.indptr[row + 1]]
+    mask = u == 3
+    scores, _ = fit.fold_in(i[mask], r[mask])
+    b = fit.b_user[3]
+    np.testing.assert_allclose(
+        scores - (fit.mu + b), fit.score_users([3])[0] - (fit.mu + b), atol=1e-3
     )
-    np.testing.assert_allclose(a1[R.indptr[row] : R.indptr[row + 1]], ref, rtol=1e-6)
 
 
 def test_bad_settings_are_named():
@@ -199,63 +114,41 @@ def test_bad_settings_are_named():
         kernel_matrix(M, "rbf")
     with pytest.raises(ValueError, match="bandwidth"):
         kernel_matrix(M, "gaussian", 0.0)
-    u, i, r, nu, ni = triples()
-    fit = fit_ratings(u, i, r, nu, ni, n_iter=1)
-    with pytest.raises(ValueError, match="gradient"):
-        refit_kernel(
-            fit,
-            u,
-            i,
-            r,
-            KernelSettings("gaussian", geometry="cosine", n_updates=1, feature_update="gradient"),
-        )
-
-
-def test_plain_settings_give_the_lin_rfm_fit():
-    from rfm_recsys.core.kernel_rfm import apply_kernel
-
-    u, i, r, nu, ni = triples()
-    ref = fit_ratings(u, i, r, nu, ni, lam=7.0, n_iter=2)
-    assert apply_kernel(ref, u, i, r) is ref
-    assert apply_kernel(ref, u, i, r, kernel_lam=7.0) is ref
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        KernelStep("rbf")
+    with pytest.raises(ValueError, match="landmarks"):
+        KernelStep(landmarks=0)
 
 
 def test_both_orientations_average_the_kernel_parts():
-    from rfm_recsys.core.kernel_rfm import CombinedFit, fit_both_orientations
-
     u, i, r, nu, ni = triples()
-    kernel = dict(kernel="gaussian", implicit=1.0, kernel_updates=1, kernel_lam=3.0)
-    both = fit_both_orientations(u, i, r, nu, ni, kernel, weight=0.7, lam=7.0, orient="auto")
-    assert isinstance(both, CombinedFit)
+    step = KernelStep("gaussian", co_rating=1.0, n_updates=1, ridge=3.0)
+    both = fit_ratings(u, i, r, nu, ni, settings(orient="both", step=step))
+    assert isinstance(both, CombinedFit) and both.weight == BOTH_WEIGHT
     assert both.first.users_are_rows and not both.second.users_are_rows
     qu = np.array([0, 1, -1, 5, -1])
     qi = np.array([3, -1, 2, 4, -1])
     est, impossible = both.predict(qu, qi)
     e1, _ = both.first.predict(qu, qi)
     e2, _ = both.second.predict(qu, qi)
-    np.testing.assert_allclose(est, 0.7 * e1 + 0.3 * e2)
+    np.testing.assert_allclose(est, BOTH_WEIGHT * e1 + (1 - BOTH_WEIGHT) * e2)
     np.testing.assert_array_equal(impossible, [False, False, False, False, True])
     np.testing.assert_allclose(both.score_users([5])[0, 4], est[3], rtol=1e-6)
     scores, b_u = both.fold_in(i[u == 5], r[u == 5])
     assert scores.shape == (ni,) and np.isfinite(b_u)
 
 
-# The shared model contract (tests/model_mixin.py) for the kernels the defaults do not use:
+# The shared model contract (tests/model_mixin.py) for the kernel step's other forms:
 # prediction, unknown ids, save/load, fold-in and the Surprise contract hold for every kernel.
-class TestLinRFMLaplace(common.TestLinRFM):
+class TestKernelRFMLaplace(common.TestKernelRFM):
     def make_model(self, **params):
         return super().make_model(**{"kernel": "laplace", **params})
 
 
-class TestLinRFMKernelStep(common.TestLinRFM):
+class TestKernelRFMFactored(common.TestKernelRFM):
+    # rank 8 on this 80-item set: "auto" would keep the dense kernel below 4,097 items
     def make_model(self, **params):
-        return super().make_model(**{**KERNEL_RFM, **params})
-
-
-class TestLinRFMKernelStepFactored(common.TestLinRFM):
-    # rank 8 on this 80-item set: "auto" would keep the dense kernel below 257 items
-    def make_model(self, **params):
-        return super().make_model(**{**KERNEL_RFM_FACTORED, "rank": 8, **params})
+        return super().make_model(**{"rank": 8, **params})
 
     def test_the_kernel_step_is_factored(self, data):
         model = self.fit(self.make_model(), data.train)
@@ -263,56 +156,65 @@ class TestLinRFMKernelStepFactored(common.TestLinRFM):
         assert type(kernel).__name__ == "FactoredKernel" and np.ndim(kernel.eps) == 1
 
 
-class TestLinRFMAlgoKernelStepFactored(common.TestLinRFMAlgo):
-    default_params: ClassVar[dict] = {**KERNEL_RFM_FACTORED, "rank": 8}
+class TestKernelRFMAlgoFactored(common.TestKernelRFMAlgo):
+    default_params: ClassVar[dict] = {"rank": 8}
 
 
-class TestLinRFMAlgoBothFactored(common.TestLinRFMAlgo):
-    default_params: ClassVar[dict] = {**KERNEL_RFM_FACTORED, "rank": 8, "orient": "both"}
+class TestKernelRFMAlgoBothFactored(common.TestKernelRFMAlgo):
+    default_params: ClassVar[dict] = {"rank": 8, "orient": "both"}
 
 
-class TestLinRFMAlgoLaplace(common.TestLinRFMAlgo):
-    default_params: ClassVar[dict] = {**KERNEL_RFM, "kernel": "laplace"}
+class TestKernelRFMAlgoLaplace(common.TestKernelRFMAlgo):
+    default_params: ClassVar[dict] = {"kernel": "laplace"}
 
 
-class TestLinRFMAlgoBoth(common.TestLinRFMAlgo):
-    default_params: ClassVar[dict] = {**KERNEL_RFM, "orient": "both"}
+class TestKernelRFMAlgoBoth(common.TestKernelRFMAlgo):
+    default_params: ClassVar[dict] = {"orient": "both"}
 
 
-def test_linrfm_refuses_both_orientations():
-    from rfm_recsys.model import LinRFM
+@pytest.mark.parametrize("cls", [LinRFM, KernelRFM])
+def test_frame_models_refuse_both_orientations(cls):
     from rfm_recsys.params import InvalidParameterError
 
     u, i, r, nu, ni = triples()
     X = sp.csr_matrix((r, (u, i)), shape=(nu, ni))
-    with pytest.raises(InvalidParameterError, match="orient='both'"):
-        LinRFM(orient="both").fit(X)
+    # LinRFM has no 'both' among its choices; KernelRFM has, for KernelRFMAlgo's sake
+    with pytest.raises(InvalidParameterError, match=r"orient.*'both'"):
+        cls(orient="both").fit(X)
 
 
 @pytest.mark.parametrize("kernel", ["linear", "gaussian", "laplace"])
-def test_algo_kernel_step_matches_the_core(kernel):
+def test_algo_kernel_step_matches_the_fitting_layer(kernel):
     from surprise import Dataset, Reader
 
-    from rfm_recsys.core.kernel_rfm import apply_kernel
-    from rfm_recsys.surprise_algos import LinRFMAlgo, _trainset_arrays
+    from rfm_recsys.surprise_algos import _trainset_arrays
 
     u, i, r, nu, ni = triples()
     df = pd.DataFrame({"u": u, "i": i, "r": r})
     ts = Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
-    algo = LinRFMAlgo(
-        orient="items", kernel=kernel, bandwidth=1.5, implicit=1.0, kernel_updates=1, kernel_lam=3.0
+    algo = KernelRFMAlgo(
+        kernel=kernel, bandwidth=1.5, co_rating=1.0, n_kernel_updates=1, kernel_ridge=3.0
     ).fit(ts)
     tu, ti, tr = _trainset_arrays(ts)
-    base = fit_ratings(tu, ti, tr, ts.n_users, ts.n_items, orient="items", rank=None)
-    ref = apply_kernel(
-        base,
-        tu,
-        ti,
-        tr,
-        kernel=kernel,
-        bandwidth=1.5,
-        implicit=1.0,
-        kernel_updates=1,
-        kernel_lam=3.0,
-    )
-    np.testing.assert_allclose(algo.fit_.predict(tu, ti)[0], ref.predict(tu, ti)[0], rtol=1e-6)
+    step = KernelStep(kernel, 1.5, co_rating=1.0, ridge=3.0, n_updates=1)
+    ref = fit_ratings(tu, ti, tr, ts.n_users, ts.n_items, settings(ridge=10.0, step=step))
+    np.testing.assert_array_equal(algo.fit_.predict(tu, ti)[0], ref.predict(tu, ti)[0])
+
+
+def test_plain_step_settings_are_lin_rfm_exactly():
+    # a linear step with no co-rating signal, no update and lin-RFM's ridge changes nothing:
+    # the fit is plain lin-RFM, its rank rule included (400 items: factored for lin-RFM)
+    from surprise import Dataset, Reader
+
+    from rfm_recsys import LinRFMAlgo
+    from rfm_recsys.datasets import make_ratings
+
+    df = make_ratings(600, 400, 20_000, random_state=0)[["user_id", "item_id", "rating"]]
+    ts = Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
+    plain = dict(kernel="linear", co_rating=0.0, n_kernel_updates=0, kernel_ridge=None)
+    stepped = KernelRFMAlgo(**plain, orient="auto").fit(ts)
+    ref = LinRFMAlgo().fit(ts)
+    assert type(stepped.fit_.kernel) is type(ref.fit_.kernel)
+    assert {h["stage"] for h in stepped.history_} == {"linear"}
+    testset = ts.build_testset()[:2000]
+    assert [p.est for p in stepped.test(testset)] == [p.est for p in ref.test(testset)]

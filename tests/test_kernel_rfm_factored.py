@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from test_kernel_rfm import triples
 
-from rfm_recsys.core.engine import AGOPPower, RowPlan
-from rfm_recsys.core.fitting import fit_ratings
-from rfm_recsys.core.kernel_rfm import KernelSettings, apply_kernel, refit_kernel
-from rfm_recsys.core.kernels import DenseKernel, FactoredKernel, kernel_from_arrays
+from rfm_recsys import KernelRFM
+from rfm_recsys.core.dense_kernel import DenseKernel
+from rfm_recsys.core.engine import fit_engine
+from rfm_recsys.core.factored_kernel import FactoredKernel
+from rfm_recsys.core.kernel_forms import kernel_from_arrays
+from rfm_recsys.core.kernel_step import KernelStep
+from rfm_recsys.core.solve import RowPlan
+from rfm_recsys.core.updates import AGOPPower
+from rfm_recsys.fitting import FitSettings, fit_ratings
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +23,25 @@ def data():
     return triples()
 
 
-def factored_fit(data, rank=8, dtype=np.float64, **kw):
+def factored_fit(data, rank=8, dtype=np.float64):
+    """lin-RFM on the triples, users as rows, with a factored kernel of ``rank``."""
     u, i, r, nu, ni = data
-    kw = {"lam": 7.0, "n_iter": 2, "orient": "items", "rank": rank, "dtype": dtype, **kw}
-    return fit_ratings(u, i, r, nu, ni, update=AGOPPower(1.0), **kw)
+    settings = FitSettings(ridge=7.0, n_updates=2, orient="items", rank=rank, dtype=dtype)
+    return fit_ratings(u, i, r, nu, ni, settings)
+
+
+def step_from(data, fit, step: KernelStep, dense: bool = False):
+    """The kernel step run from ``fit``'s learned kernel (as a dense one with ``dense``) on the
+    same residuals: ``(fitted kernel, coefficients, predictions of the training pairs)``."""
+    u, i, r, nu, ni = data
+    resid = r - (fit.mu + fit.b_user[u] + fit.b_item[i])
+    R = sp.csr_matrix((resid, (u, i)), shape=(nu, ni))
+    K0 = DenseKernel(fit.kernel.dense()) if dense else fit.kernel
+    res = fit_engine(
+        R, ridge=7.0, n_updates=0, update=AGOPPower(1.0), K0=K0, step=step, dtype=fit.kernel.dtype
+    )
+    pred = res.kernel.complete(res.A).pairs(u, i) + fit.mu + fit.b_user[u] + fit.b_item[i]
+    return res.kernel, res.A, pred
 
 
 def assert_psd(K: np.ndarray) -> None:
@@ -35,33 +53,35 @@ def assert_psd(K: np.ndarray) -> None:
 
 @pytest.mark.parametrize("kernel", ["gaussian", "laplace", "linear"])
 @pytest.mark.parametrize("bandwidth", [0.3, 1.0, 4.0])
-@pytest.mark.parametrize("implicit", [0.0, 2.0])
-@pytest.mark.parametrize("choice", ["greedy", "uniform"])
-def test_factored_kernels_are_symmetric_psd(data, kernel, bandwidth, implicit, choice):
-    u, i, r, *_ = data
+@pytest.mark.parametrize("co_rating", [0.0, 2.0])
+def test_factored_kernels_are_symmetric_psd(data, kernel, bandwidth, co_rating):
+    u, i, r, nu, ni = data
     fit = factored_fit(data)
-    s = KernelSettings(
-        kernel, bandwidth, "cosine", lam=3.0, n_updates=1, implicit_weight=implicit,
-        landmarks=6, landmark_choice=choice,
-    )  # fmt: skip
-    refit, M = refit_kernel(fit, u, i, r, s)
-    assert isinstance(refit.kernel, FactoredKernel) and isinstance(M, FactoredKernel)
-    assert_psd(refit.kernel.dense())
-    assert_psd(M.dense())
+    step = KernelStep(kernel, bandwidth, co_rating=co_rating, ridge=3.0, n_updates=1, landmarks=6)
+    settings = FitSettings(
+        ridge=7.0, n_updates=2, orient="items", rank=8, dtype=np.float64, step=step
+    )
+    stepped = fit_ratings(u, i, r, nu, ni, settings)
+    kernel_used, _, _ = step_from(data, fit, step)
+    for K in (stepped.kernel, kernel_used):
+        assert isinstance(K, FactoredKernel)
+        assert_psd(K.dense())
     # the exact diagonal: the dense kernel's n_j^2 is kept item by item
-    if kernel != "linear":
-        assert np.ndim(refit.kernel.eps) == 1 and np.all(refit.kernel.eps >= 0)
-    np.testing.assert_allclose(np.mean(M.diag()), 1.0, rtol=1e-6)
+    if kernel != "linear" or co_rating:
+        assert np.ndim(stepped.kernel.eps) == 1 and np.all(stepped.kernel.eps >= 0)
 
 
 def test_linear_kernel_with_rank_reproduces_plain_exactly(data):
-    u, i, r, *_ = data
+    u, i, r, nu, ni = data
     fit = factored_fit(data, dtype=np.float32)
-    refit, M = refit_kernel(fit, u, i, r, KernelSettings("linear", geometry="cosine", lam=7.0))
-    assert refit.kernel is fit.kernel and M is fit.kernel
-    np.testing.assert_array_equal(refit.A.data, fit.A.data)
-    np.testing.assert_array_equal(refit.predict(u, i)[0], fit.predict(u, i)[0])
-    assert apply_kernel(fit, u, i, r) is fit
+    step = KernelStep("linear", ridge=7.0)
+    settings = FitSettings(
+        ridge=7.0, n_updates=2, orient="items", rank=8, dtype=np.float32, step=step
+    )
+    stepped = fit_ratings(u, i, r, nu, ni, settings)
+    np.testing.assert_array_equal(stepped.A.data, fit.A.data)
+    np.testing.assert_array_equal(stepped.kernel.U, fit.kernel.U)
+    np.testing.assert_array_equal(stepped.predict(u, i)[0], fit.predict(u, i)[0])
 
 
 @pytest.mark.parametrize("kernel", ["gaussian", "laplace"])
@@ -70,37 +90,37 @@ def test_nystrom_with_every_landmark_reproduces_the_dense_step(data, kernel):
     fit = factored_fit(data)
     # every landmark, the whole co-rating geometry and full-rank updates: the factored step is
     # the dense one up to round-off
-    s = KernelSettings(
-        kernel, 1.0, "cosine", lam=3.0, n_updates=2, implicit_weight=2.0,
-        landmarks=ni, geometry_rank=ni, update_rank=ni, landmark_choice="uniform",
+    step = KernelStep(
+        kernel, 1.0, co_rating=2.0, ridge=3.0, n_updates=2, landmarks=ni, geometry_rank=ni,
+        update_rank=ni,
     )  # fmt: skip
-    dense_fit = replace(fit, kernel=DenseKernel(fit.kernel.dense()))
-    ref, _ = refit_kernel(dense_fit, u, i, r, s)
-    got, _ = refit_kernel(fit, u, i, r, s)
-    assert isinstance(got.kernel, FactoredKernel)
-    scale = np.abs(ref.K).max()
-    np.testing.assert_allclose(got.kernel.dense(), ref.K, rtol=0, atol=1e-6 * scale)
-    np.testing.assert_allclose(got.predict(u, i)[0], ref.predict(u, i)[0], atol=1e-6)
+    ref_K, _, ref_pred = step_from(data, fit, step, dense=True)
+    got_K, _, got_pred = step_from(data, fit, step)
+    assert isinstance(got_K, FactoredKernel) and isinstance(ref_K, DenseKernel)
+    scale = np.abs(ref_K.K).max()
+    np.testing.assert_allclose(got_K.dense(), ref_K.K, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(got_pred, ref_pred, atol=1e-6)
 
 
 def test_default_landmarks_come_close_to_the_dense_step(data):
-    u, i, r, *_ = data
     fit = factored_fit(data)
-    s = KernelSettings("gaussian", 1.0, "cosine", lam=3.0, n_updates=2, implicit_weight=2.0)
-    ref, _ = refit_kernel(replace(fit, kernel=DenseKernel(fit.kernel.dense())), u, i, r, s)
-    got, _ = refit_kernel(fit, u, i, r, s)
-    # exact diagonal, 2 x rank landmarks on 50 items: the kernels agree to a few percent
-    err = np.linalg.norm(got.kernel.dense() - ref.K) / np.linalg.norm(ref.K)
+    step = KernelStep("gaussian", 1.0, co_rating=2.0, ridge=3.0, n_updates=2)
+    ref_K, _, ref_pred = step_from(data, fit, step, dense=True)
+    got_K, _, got_pred = step_from(data, fit, step)
+    # exact diagonal, 4 x rank landmarks on 50 items: the kernels agree to a few percent
+    err = np.linalg.norm(got_K.dense() - ref_K.K) / np.linalg.norm(ref_K.K)
     assert err < 0.1, err
-    d = np.abs(got.predict(u, i)[0] - ref.predict(u, i)[0])
+    d = np.abs(got_pred - ref_pred)
     assert d.mean() < 0.05, d.mean()
 
 
 def test_factored_step_predicts_folds_in_and_round_trips(data):
-    u, i, r, *_ = data
-    fit = factored_fit(data, dtype=np.float32)
-    s = KernelSettings("gaussian", 1.0, "cosine", lam=3.0, n_updates=1, implicit_weight=2.0)
-    refit, _ = refit_kernel(fit, u, i, r, s)
+    u, i, r, nu, ni = data
+    step = KernelStep("gaussian", 1.0, co_rating=2.0, ridge=3.0, n_updates=1)
+    settings = FitSettings(
+        ridge=7.0, n_updates=2, orient="items", rank=8, dtype=np.float32, step=step
+    )
+    refit = fit_ratings(u, i, r, nu, ni, settings)
     mask = u == 3
     scores, _ = refit.fold_in(i[mask], r[mask])
     b = refit.b_user[3]
@@ -139,38 +159,15 @@ def test_per_column_shift_matches_the_dense_kernel():
         FactoredKernel(U, np.ones(r), -np.ones(d), r)
 
 
-@pytest.mark.parametrize(
-    ("change", "pattern"),
-    [
-        ({"geometry": "mahalanobis"}, "cosine"),
-        ({"feature_update": "gradient"}, "completion"),
-        ({"count_power": 0.5}, "count_power"),
-        ({"landmarks": 0}, "landmarks"),
-        ({"landmark_choice": "kmeans"}, "landmark_choice"),
-        ({"diag_fix": "trace"}, "diag_fix"),
-        ({"bandwidth": -1.0}, "bandwidth"),
-    ],
-)
-def test_bad_factored_settings_are_named(data, change, pattern):
-    u, i, r, *_ = data
-    fit = factored_fit(data)
-    s = replace(KernelSettings("gaussian", 1.0, "cosine", lam=3.0), **change)
-    with pytest.raises(ValueError, match=pattern):
-        refit_kernel(fit, u, i, r, s)
-
-
-def test_linrfm_with_the_factored_step_saves_loads_and_folds_in(tmp_path):
+def test_kernel_rfm_with_the_factored_step_saves_loads_and_folds_in(tmp_path):
     import pandas as pd
-
-    from rfm_recsys.config import KERNEL_RFM_FACTORED
-    from rfm_recsys.model import LinRFM
 
     u, i, r, *_ = triples(seed=2)
     df = pd.DataFrame({"user_id": u, "item_id": i, "rating": r})
-    m = LinRFM(**{**KERNEL_RFM_FACTORED, "rank": 8}).fit(df)
+    m = KernelRFM(rank=8).fit(df)
     assert isinstance(m.fit_.kernel, FactoredKernel) and np.ndim(m.fit_.kernel.eps) == 1
     m.save(tmp_path / "model.npz")
-    loaded = LinRFM.load(tmp_path / "model.npz")
+    loaded = KernelRFM.load(tmp_path / "model.npz")
     np.testing.assert_array_equal(loaded.predict(u[:50], i[:50]), m.predict(u[:50], i[:50]))
     given = df[df.user_id == 4][["item_id", "rating"]]
     pd.testing.assert_series_equal(loaded.fold_in(given), m.fold_in(given))
@@ -179,18 +176,18 @@ def test_linrfm_with_the_factored_step_saves_loads_and_folds_in(tmp_path):
 
 
 def test_randomized_paths_agree_with_the_exact_ones(data, monkeypatch):
-    import rfm_recsys.core.kernel_rfm_factored as kf
+    import rfm_recsys.core.kernel_step_factored as kf
 
     u, i, r, nu, ni = data
     fit = factored_fit(data)
-    s = KernelSettings(
-        "gaussian", 0.7, "cosine", lam=3.0, n_updates=2, implicit_weight=2.0,
-        landmarks=ni, geometry_rank=ni, update_rank=ni,
+    step = KernelStep(
+        "gaussian", 0.7, co_rating=2.0, ridge=3.0, n_updates=2, landmarks=ni, geometry_rank=ni,
+        update_rank=ni,
     )  # fmt: skip
     # the geometry and the updates from Gram eigh's, or from randomized range finders: with as
     # many columns as items these span everything, so the kernels agree closely
     monkeypatch.setattr(kf, "_gram_is_cheaper", lambda size, d, rank: True)
-    exact, _ = refit_kernel(fit, u, i, r, s)
+    _, _, exact = step_from(data, fit, step)
     monkeypatch.setattr(kf, "_gram_is_cheaper", lambda size, d, rank: False)
-    rand, _ = refit_kernel(fit, u, i, r, s)
-    np.testing.assert_allclose(rand.predict(u, i)[0], exact.predict(u, i)[0], atol=1e-4)
+    _, _, rand = step_from(data, fit, step)
+    np.testing.assert_allclose(rand, exact, atol=1e-4)

@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rfm_recsys.core.engine import (
-    AGOPPower,
-    EngineMemoryError,
-    IRLSUpdate,
-    RowPlan,
-    complete_dense,
-    estimate_memory,
-    fit_engine,
-)
-from rfm_recsys.core.kernels import DenseKernel, FactoredKernel, kernel_from_arrays
+from rfm_recsys.core.dense_kernel import DenseKernel
+from rfm_recsys.core.engine import complete_dense, fit_engine
+from rfm_recsys.core.factored_kernel import FactoredKernel
+from rfm_recsys.core.kernel_forms import kernel_from_arrays
+from rfm_recsys.core.memory import EngineMemoryError, estimate_memory
+from rfm_recsys.core.solve import RowPlan
+from rfm_recsys.core.updates import AGOPPower, IRLSUpdate
 
 
 def low_rank_problem(n=60, d=80, rank=3, frac=0.5, seed=0):
@@ -39,7 +36,11 @@ def random_factored(d, r, eps=0.0, seed=0, dtype=np.float64):
 def test_factored_equals_dense_at_full_rank(power, reimpose):
     Y, mask, R = low_rank_problem(n=40, d=30, seed=1)
     kw = dict(
-        lam=0.1, n_iter=4, update=AGOPPower(power), dtype=np.float64, reimpose_observed=reimpose
+        ridge=0.1,
+        n_updates=4,
+        update=AGOPPower(power),
+        dtype=np.float64,
+        reimpose_observed=reimpose,
     )
     dense = fit_engine(R, **kw)
     fact = fit_engine(R, rank=30, **kw)
@@ -54,7 +55,7 @@ def test_factored_equals_dense_at_full_rank(power, reimpose):
 def test_factored_equals_dense_with_more_columns_than_rows():
     # n < d: the range finder's block is capped at n columns and is still exact
     Y, mask, R = low_rank_problem(n=12, d=30, frac=0.7, seed=2)
-    kw = dict(lam=0.5, n_iter=3, update=AGOPPower(1.0), dtype=np.float64)
+    kw = dict(ridge=0.5, n_updates=3, update=AGOPPower(1.0), dtype=np.float64)
     dense = fit_engine(R, **kw)
     fact = fit_engine(R, rank=30, **kw)
     np.testing.assert_allclose(
@@ -91,7 +92,7 @@ def test_woodbury_and_direct_solves_agree_with_dense(eps):
 
 
 def test_woodbury_and_direct_formulas_agree_on_one_long_row():
-    from rfm_recsys.core.kernels import _solve_stack
+    from rfm_recsys.core.factored_solve import _solve_stack
 
     rng = np.random.default_rng(4)
     L = rng.standard_normal((3, 25, 6))  # c = 25 > r = 6: Woodbury
@@ -110,8 +111,8 @@ def test_rank2_matrix_completed_with_rank4_kernel():
     R = sp.csr_matrix((Y[rows, cols], (rows, cols)), shape=(n, d))
     res = fit_engine(
         R,
-        lam=1e-3,
-        n_iter=300,
+        ridge=1e-3,
+        n_updates=300,
         update=AGOPPower(1.0),
         dtype=np.float64,
         reimpose_observed=True,
@@ -177,7 +178,7 @@ def test_factored_distance_and_arrays_round_trip():
 
 def test_factored_float32_close_to_float64():
     Y, mask, R = low_rank_problem(n=80, d=60, seed=9)
-    kw = dict(lam=0.5, n_iter=3, update=AGOPPower(1.0), rank=8)
+    kw = dict(ridge=0.5, n_updates=3, update=AGOPPower(1.0), rank=8)
     r64 = fit_engine(R, dtype=np.float64, **kw)
     r32 = fit_engine(R, dtype=np.float32, **kw)
     assert r32.kernel.U.dtype == np.float32
@@ -190,8 +191,8 @@ def test_shifted_factored_kernel_runs_and_tracks_validation():
     rows, cols = np.nonzero(~mask)
     res = fit_engine(
         R,
-        lam=0.1,
-        n_iter=4,
+        ridge=0.1,
+        n_updates=4,
         update=AGOPPower(1.0),
         dtype=np.float64,
         rank=6,
@@ -210,7 +211,7 @@ def test_shifted_factored_kernel_runs_and_tracks_validation():
 def test_irls_needs_the_dense_kernel():
     Y, mask, R = low_rank_problem(n=20, d=15, seed=11)
     with pytest.raises(ValueError, match=r"IRLSUpdate needs the dense kernel \(rank=None\)"):
-        fit_engine(R, lam=0.1, n_iter=2, update=IRLSUpdate(), rank=4)
+        fit_engine(R, ridge=0.1, n_updates=2, update=IRLSUpdate(), rank=4)
 
 
 def test_factored_memory_estimate():
@@ -238,8 +239,8 @@ def test_factored_fits_where_dense_is_refused():
     assert fact_need < dense_need
     limit = (fact_need + dense_need) // 2
     with pytest.raises(EngineMemoryError, match=r"rank=256 needs about"):
-        fit_engine(R, lam=1.0, n_iter=1, update=AGOPPower(), max_memory=limit)
-    res = fit_engine(R, lam=1.0, n_iter=1, update=AGOPPower(), max_memory=limit, rank=8)
+        fit_engine(R, ridge=1.0, n_updates=1, update=AGOPPower(), max_memory=limit)
+    res = fit_engine(R, ridge=1.0, n_updates=1, update=AGOPPower(), max_memory=limit, rank=8)
     assert res.kernel.rank == 8
 
 
@@ -247,7 +248,7 @@ def test_size_no_form_can_fit_is_refused_with_the_figures():
     R = sp.random(100, 50, density=0.1, format="csr", random_state=0, dtype=np.float32)
     need = estimate_memory(100, 50, R.nnz, rank=4)
     with pytest.raises(EngineMemoryError) as info:
-        fit_engine(R, lam=1.0, n_iter=1, update=AGOPPower(), rank=4, max_memory=need // 2)
+        fit_engine(R, ridge=1.0, n_updates=1, update=AGOPPower(), rank=4, max_memory=need // 2)
     msg = str(info.value)
     assert f"{need / 2**30:.2f} GiB" in msg
     assert "rank-4 factored kernel" in msg and "max_memory allows" in msg
@@ -255,7 +256,7 @@ def test_size_no_form_can_fit_is_refused_with_the_figures():
 
 
 def test_randomized_range_finder_finds_the_top_eigenpairs():
-    from rfm_recsys.core.kernels import _top_eig_randomized
+    from rfm_recsys.core.randomized import top_eig_randomized
 
     rng = np.random.default_rng(12)
     n, d, r = 300, 120, 10
@@ -266,7 +267,7 @@ def test_randomized_range_finder_finds_the_top_eigenpairs():
     ker = FactoredKernel.eye(d, np.float64, rank=r)
     At = A.T.tocsr()
     gram = lambda P: ker.range_gram(A, At, P, 1.0)  # noqa: E731
-    V, evals = _top_eig_randomized(gram, d, r + 10, r, np.float64, seed=(0, 0))
+    V, evals = top_eig_randomized(gram, d, r + 10, r, np.float64, seed=(0, 0))
     exact = np.linalg.svd(A.toarray(), compute_uv=False) ** 2
     # the leading pairs are found closely; towards the flat tail of a sampled matrix the
     # estimates fall short (never above: they are Ritz values), but the energy kept is close
@@ -278,7 +279,7 @@ def test_randomized_range_finder_finds_the_top_eigenpairs():
 
 def test_update_pieces_add_up_over_row_blocks():
     """What a block of rows contributes to the factored update sums to the whole matrix's."""
-    from rfm_recsys.core.kernels import factor_gram
+    from rfm_recsys.core.factored_kernel import factor_gram
 
     rng = np.random.default_rng(5)
     n, d = 200, 60
@@ -298,10 +299,10 @@ def test_update_pieces_add_up_over_row_blocks():
 
 
 def test_threaded_sparse_product_matches_scipy():
-    from rfm_recsys.core.kernels import _spmm
+    from rfm_recsys.core.randomized import spmm
 
     A = sp.random(3_000, 800, density=0.5, format="csr", random_state=13, dtype=np.float32)
     X = np.random.default_rng(13).standard_normal((800, 5)).astype(np.float32)
     assert A.nnz >= 1_000_000  # large enough for the threaded path
     for n_threads in (1, 2, 3):
-        np.testing.assert_allclose(_spmm(A, X, n_threads), A @ X, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(spmm(A, X, n_threads), A @ X, rtol=1e-5, atol=1e-4)

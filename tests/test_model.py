@@ -23,7 +23,6 @@ from model_mixin import RATING_SCALE, rmse, synthetic_ratings
 
 from rfm_recsys import InvalidParameterError
 from rfm_recsys.checks import RatingsError
-from rfm_recsys.config import PLAIN_LINRFM
 from rfm_recsys.ids import Vocabulary
 from rfm_recsys.model import LinRFM, NotFittedError, ScoringRecommenderBase, UnknownIdError
 
@@ -96,7 +95,7 @@ def test_sparse_explicit_zero_is_an_observation(data):
 
 def test_history_and_callback(data):
     seen = []
-    m = LinRFM(n_iter=4).fit(
+    m = LinRFM(n_updates=4).fit(
         data.train, callback=lambda it, rec: seen.append((it, rec["train_rmse"]))
     )
     assert [h["iteration"] for h in m.history_] == [0, 1, 2, 3, 4]
@@ -104,19 +103,31 @@ def test_history_and_callback(data):
     for h in m.history_:
         assert h["train_rmse"] > 0 and h["iteration_seconds"] >= 0
     assert math.isclose(sum(h["iteration_seconds"] for h in m.history_), m.history_[-1]["seconds"])
-    mv = LinRFM(n_iter=4, validation_share=0.2, random_state=0).fit(data.train)
+    mv = LinRFM(n_updates=4, validation_share=0.2, random_state=0).fit(data.train)
     assert all(np.isfinite(h["valid_rmse"]) for h in mv.history_)
 
 
-def test_mixed_type_ids_stay_distinct(data):
+def test_mixed_type_ids_are_refused_with_the_fix(data):
+    # 1 and "1" would silently be two users: refused, naming the types and the cast
     df = data.train.assign(user_id=[u if u % 2 else f"s{u}" for u in data.train.user_id])
-    m = LinRFM().fit(df)
-    odd = int(df.user_id[df.user_id.map(lambda u: isinstance(u, int))].iloc[0])
-    # a list mixing str and int ids must not turn the int id into a string
-    p = m.predict(["s1000", odd], [5000, 5000])
-    assert p[1] == m.predict(odd, 5000) != m.predict(424242, 5000)
+    with pytest.raises(RatingsError, match=r"mixes id types \(int, str\).*astype\(str\)"):
+        LinRFM().fit(df)
+    with pytest.raises(RatingsError, match="item id column 'item_id' mixes"):
+        LinRFM().fit(
+            data.train.assign(
+                item_id=data.train.item_id.astype(object).where(
+                    data.train.index % 3 > 0, data.train.item_id.astype(str)
+                )
+            )
+        )
+    # one type per column is fine, strings or ints; a list mixing str and int ids at predict
+    # time must not turn the int id into a string
+    m = LinRFM().fit(df.assign(user_id=df.user_id.astype(str)))
+    p = m.predict(["s1000", 1001], [5000, 5000])
+    assert p[1] == m.predict(424242, 5000)  # 1001 (int) is unknown: the ids are strings
+    obj = data.train.assign(user_id=data.train.user_id.map(lambda u: (u,)))
     with pytest.raises(TypeError, match="astype\\(str\\)"):
-        m.save(io.BytesIO())
+        LinRFM().fit(obj).save(io.BytesIO())
 
 
 def test_predict_forms_and_clipping(data):
@@ -124,9 +135,14 @@ def test_predict_forms_and_clipping(data):
     ms = LinRFM(rating_scale=RATING_SCALE).fit(data.train)
     u, i = int(data.test.user_id[0]), int(data.test.item_id[0])
     assert isinstance(m.predict(u, i), float)
-    # one user against several items broadcasts
+    # one user against several items broadcasts; sequences of different lengths are refused
     items = data.test.item_id.to_numpy()[:5]
     assert m.predict(u, items).shape == (5,)
+    assert m.predict(items, u).shape == (5,)
+    with pytest.raises(ValueError, match=r"one shape, or one of them be a single id"):
+        m.predict([u, u], [i])
+    with pytest.raises(ValueError, match=r"got shapes \(2,\) and \(3,\)"):
+        m.predict([u, u], [i, i, i])
     # the scale clips and does nothing else
     t = data.test
     np.testing.assert_array_equal(
@@ -144,10 +160,10 @@ def test_unfitted_model_says_so():
 
 def test_set_params_rejects_unknown_names():
     with pytest.raises(
-        ValueError, match=r"invalid parameter 'lambda_'.*valid parameters are .*\blam\b"
+        ValueError, match=r"invalid parameter 'lambda_'.*valid parameters are .*\bridge\b"
     ):
         LinRFM().set_params(lambda_=1)
-    assert "lam=3" in repr(LinRFM(lam=3))
+    assert "ridge=3" in repr(LinRFM(ridge=3))
 
 
 # ---------------------------------------------------------------------- recommendation
@@ -228,7 +244,7 @@ def test_recalculate_user_reproduces_a_training_user(data):
     # which the baseline's alternating sweeps estimate almost identically)
     X = to_csr(data.train, data)
     # plain lin-RFM: with a radial kernel the bias gap also moves the kernel part unevenly
-    m = LinRFM(**{**PLAIN_LINRFM, "orient": "items"}, dtype="float64").fit(X)
+    m = LinRFM(orient="items", dtype="float64").fit(X)
     users = np.arange(5)
     a_ids, a_sc = m.recommend(users, X[users], N=N_ITEMS, filter_already_liked_items=False)
     b_ids, b_sc = m.recommend(
@@ -291,7 +307,7 @@ def test_fold_in_scores_held_out_items_better_than_baselines(data, orient, rank)
         dev = given.rating.to_numpy() - f.mu - f.b_item[m._item_codes(given.item_id)]
         item_base.append(base)  # what predict gives an unknown user
         bias_only.append(
-            base + dev.sum() / (f.reg_user + dev.size)
+            base + dev.sum() / (f.bias_ridge + dev.size)
         )  # the fold-in without the kernel
         truth.append(held.rating.to_numpy())
     y = np.concatenate(truth)
@@ -314,8 +330,17 @@ def test_fold_in_inputs_and_unknown_items(data, df_model):
     with pytest.warns(UserWarning, match="1 of the new user's .* unknown"):
         with_unknown = m.fold_in({**dict(zip(r.item_id, r.rating)), 999_999: 4.0})
     pd.testing.assert_series_equal(with_unknown, as_df)
-    # no ratings: the item baseline
-    np.testing.assert_allclose(m.fold_in({}).to_numpy(), m.fit_.mu + m.fit_.b_item)
+    # no ratings, or none of a known item: an error that says what predict gives instead
+    with pytest.raises(RatingsError, match="no ratings"):
+        m.fold_in({})
+    with pytest.raises(UnknownIdError, match="none of the new user's 2 rated item"):
+        m.fold_in({999_998: 4.0, 999_999: 3.0})
+    # out of scale: refused against rating_scale, or without one the training range
+    lo, hi = m.rating_range_
+    with pytest.raises(RatingsError, match=r"outside the training ratings' range"):
+        m.fold_in({5000: 10 * hi})
+    with pytest.raises(RatingsError, match=r"outside rating_scale"):
+        LinRFM(rating_scale=RATING_SCALE).fit(data.train).fold_in({5000: 50.0})
     with pytest.raises(RatingsError, match="NaN"):
         m.fold_in({5000: float("nan")})
     with pytest.raises(RatingsError, match="one new user"):
@@ -366,7 +391,7 @@ def test_similar_items_and_users(data, orient, rank):
 def test_save_load_round_trip_without_pickle(data, tmp_path, rank):
     df = data.train.assign(user_id=lambda d: "u" + d.user_id.astype(str))  # string ids
     m = LinRFM(
-        rating_scale=RATING_SCALE, validation_share=0.2, random_state=3, lam=15.0, rank=rank
+        rating_scale=RATING_SCALE, validation_share=0.2, random_state=3, ridge=15.0, rank=rank
     ).fit(df)
     m.save(tmp_path / "model")  # ".npz" is appended, as implicit does
     path = tmp_path / "model.npz"
@@ -404,10 +429,10 @@ def test_save_load_round_trip_without_pickle(data, tmp_path, rank):
         sp_loaded.recommend(np.arange(4), X[:4])[0], sp_m.recommend(np.arange(4), X[:4])[0]
     )
     with open(tmp_path / "bare.npz", "wb") as fh:
-        LinRFM(n_iter=7).save(fh)
+        LinRFM(n_updates=7).save(fh)
     with open(tmp_path / "bare.npz", "rb") as fh:
         bare = LinRFM.load(fh)
-    assert bare.n_iter == 7 and "fit_" not in vars(bare)
+    assert bare.n_updates == 7 and "fit_" not in vars(bare)
 
 
 def test_pickle_keeps_nothing_stale(data, df_model):
@@ -544,10 +569,10 @@ def test_bad_parameters_are_clear(data):
 @pytest.mark.parametrize(
     "params, pattern",
     [
-        ({"lam": -1}, r"LinRFM: lam must be a finite real number >= 0, got -1"),
-        ({"n_iter": "3"}, r"LinRFM: n_iter must be an integer >= 0, got '3' \(str\)"),
-        ({"power": 0.0}, r"power must be a finite real number > 0, got 0.0"),
-        ({"reg_user": float("nan")}, r"reg_user must be .*>= 0, got nan"),
+        ({"ridge": -1}, r"LinRFM: ridge must be a finite real number >= 0, got -1"),
+        ({"n_updates": "3"}, r"LinRFM: n_updates must be an integer >= 0, got '3' \(str\)"),
+        ({"power": 0.0}, r"power must be a finite real number in \(0, 4\], got 0.0"),
+        ({"bias_ridge": float("nan")}, r"bias_ridge must be .*>= 0, got nan"),
         ({"patience": 0}, r"patience must be an integer >= 1, got 0"),
         ({"rating_scale": (5, 1)}, r"rating_scale must be None or a pair \(low, high\)"),
     ],
@@ -563,11 +588,11 @@ def test_signature_is_the_config():
     sig = inspect.signature(LinRFM)
     assert list(sig.parameters) == LinRFM.config.names()
     assert LinRFM().get_params() == LinRFM.config.defaults()
-    assert LinRFM(lam=5).lam == 5 and type(LinRFM(lam=5).lam) is int  # stored verbatim
+    assert LinRFM(ridge=5).ridge == 5 and type(LinRFM(ridge=5).ridge) is int  # stored verbatim
 
 
 def test_failure_inside_the_engine_keeps_the_fitted_model(data):
-    from rfm_recsys.core.engine import EngineMemoryError
+    from rfm_recsys import EngineMemoryError
 
     model = LinRFM().fit(data.train)
     before = model.predict(data.test.user_id, data.test.item_id)

@@ -1,10 +1,9 @@
 """The shared model contract (tests/model_mixin.py) run against every model class of the package.
 
-LinRFM directly; the Surprise algorithms LinRFMAlgo, IRLSAlgo and ALSAlgo
-(rfm_recsys.baselines.als) through the Surprise adapter. LinRFM and LinRFMAlgo run twice: with
-the defaults (the kernel step, dense on this 60 x 80 set) and as plain lin-RFM (PLAIN_LINRFM)
-with a rank-8 factored kernel; the kernel step on the factored kernel runs the contract in
-tests/test_kernel_rfm.py.
+LinRFM and KernelRFM directly; the Surprise algorithms LinRFMAlgo, KernelRFMAlgo, IRLSAlgo and
+ALSAlgo through the Surprise adapter. The lin-RFM classes run twice: with the defaults (dense on
+this 60 x 80 set) and with a rank-8 factored kernel; the kernel step on the factored kernel runs
+the contract in tests/test_kernel_rfm.py.
 """
 
 from __future__ import annotations
@@ -14,10 +13,7 @@ from typing import ClassVar
 import numpy as np
 from model_mixin import RATING_SCALE, EngineBaselines, ModelTestMixin, SurpriseAdapter
 
-from rfm_recsys.baselines.als import ALSAlgo
-from rfm_recsys.config import PLAIN_LINRFM
-from rfm_recsys.model import LinRFM
-from rfm_recsys.surprise_algos import IRLSAlgo, LinRFMAlgo
+from rfm_recsys import ALSAlgo, IRLSAlgo, KernelRFM, KernelRFMAlgo, LinRFM, LinRFMAlgo
 
 
 class TestLinRFM(EngineBaselines, ModelTestMixin):
@@ -41,9 +37,14 @@ class TestLinRFM(EngineBaselines, ModelTestMixin):
         return model._user_codes(users)
 
 
+class TestKernelRFM(TestLinRFM):
+    def make_model(self, **params):
+        return KernelRFM(rating_scale=RATING_SCALE, **params)
+
+
 class TestLinRFMFactored(TestLinRFM):
     def make_model(self, **params):
-        return super().make_model(**{**PLAIN_LINRFM, "rank": 8, **params})
+        return super().make_model(**{"rank": 8, **params})
 
     def test_the_kernel_is_factored(self, data):
         model = self.fit(self.make_model(), data.train)
@@ -68,8 +69,12 @@ class TestLinRFMAlgo(_SurpriseWithBaselines):
         return {"random_state": seed, "validation_share": 0.2}
 
 
+class TestKernelRFMAlgo(TestLinRFMAlgo):
+    algo_class = KernelRFMAlgo
+
+
 class TestLinRFMAlgoFactored(TestLinRFMAlgo):
-    default_params: ClassVar[dict] = {**PLAIN_LINRFM, "rank": 8}
+    default_params: ClassVar[dict] = {"rank": 8}
 
     def test_the_kernel_is_factored(self, data):
         model = self.fit(self.make_model(), data.train)
@@ -85,4 +90,4 @@ class TestIRLSAlgo(_SurpriseWithBaselines):
 
 class TestALSAlgo(_SurpriseWithBaselines):
     algo_class = ALSAlgo
-    param_change = ("reg", 0.5)
+    param_change = ("ridge", 0.5)

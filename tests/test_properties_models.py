@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, event, given, settings
@@ -25,10 +27,13 @@ from rfm_recsys import (
     EngineMemoryError,
     InvalidParameterError,
     IRLSAlgo,
+    KernelRFM,
+    KernelRFMAlgo,
     LinRFM,
     LinRFMAlgo,
     ModelFileError,
     RatingsError,
+    UnknownIdError,
     fileformat,
 )
 from rfm_recsys.datasets import to_surprise
@@ -61,15 +66,14 @@ JUNK = st.one_of(
     st.sampled_from([-1, 0, 1, 2, 0.0, -0.5, 0.5, 1e-300, 1e300]),
 )
 # parameters whose arbitrary but valid values would make a (legitimately) long or huge fit
-LONG = {"n_iter", "baseline_epochs", "n_epochs", "n_factors", "patience"}
+LONG = {"n_updates", "n_kernel_updates", "n_bias_sweeps", "n_sweeps", "rank", "patience"}
 SEED = st.one_of(st.none(), st.integers(0, 2**32), st.builds(np.random.default_rng))
 DTYPE = st.sampled_from(["float32", "float64", np.float32, np.dtype("float64")])
 
 SHARED = dict(
     orient=st.sampled_from(["auto", "users", "items"]),
-    reg_user=st.floats(0, 50),
-    reg_item=st.floats(0, 50),
-    baseline_epochs=st.integers(0, 12),
+    bias_ridge=st.floats(0, 50),
+    n_bias_sweeps=st.integers(0, 12),
     dtype=DTYPE,
     tol=st.one_of(st.none(), st.floats(0, 1)),
     validation_share=st.one_of(st.just(0.0), st.floats(0.05, 0.5)),
@@ -80,18 +84,20 @@ SHARED = dict(
     verbose=st.just(False),
 )
 LINRFM = dict(
-    n_iter=st.integers(0, 4),
-    lam=st.floats(1e-3, 100),
+    n_updates=st.integers(0, 4),
+    ridge=st.floats(1e-3, 100),
     power=st.floats(0.2, 3.0),
     rank=st.one_of(st.none(), st.just("auto"), st.integers(1, 40)),
-    kernel=st.sampled_from(["linear", "gaussian", "laplace"]),
-    bandwidth=st.floats(0.3, 5.0),
-    implicit=st.floats(0, 4),
-    kernel_updates=st.integers(0, 2),
-    kernel_lam=st.one_of(st.none(), st.floats(0.1, 20)),
     # the dask backend starts a cluster per fit: its own tests (test_dask_backend.py) cover it
     backend=st.just("threads"),
     **SHARED,
+)
+KERNEL_STEP = dict(
+    kernel=st.sampled_from(["linear", "gaussian", "laplace"]),
+    bandwidth=st.floats(0.3, 5.0),
+    co_rating=st.floats(0, 4),
+    n_kernel_updates=st.integers(0, 2),
+    kernel_ridge=st.one_of(st.none(), st.floats(0.1, 20)),
 )
 FRAME = dict(
     user_col=st.just("user_id"),
@@ -102,22 +108,28 @@ FRAME = dict(
 )
 SPACES = {
     LinRFM: {**LINRFM, **FRAME},
-    # orient="both" averages two fits: LinRFMAlgo only (LinRFM refuses it with its own message)
-    LinRFMAlgo: {**LINRFM, "orient": st.sampled_from(["auto", "users", "items", "both"])},
+    LinRFMAlgo: LINRFM,
+    KernelRFM: {**LINRFM, **KERNEL_STEP, **FRAME},
+    # orient="both" averages two fits: KernelRFMAlgo only (KernelRFM refuses it)
+    KernelRFMAlgo: {
+        **LINRFM,
+        **KERNEL_STEP,
+        "orient": st.sampled_from(["auto", "users", "items", "both"]),
+    },
     IRLSAlgo: dict(
         p=st.floats(0, 1),
-        n_iter=st.integers(0, 4),
-        lam=st.floats(1e-3, 100),
+        n_updates=st.integers(0, 4),
+        ridge=st.floats(1e-3, 100),
         gamma0=st.floats(1e-4, 1),
         eta=st.floats(1, 3),
         gamma_min=st.floats(0, 1e-6),
         **SHARED,
     ),
     ALSAlgo: dict(
-        n_factors=st.integers(1, 8),
-        reg=st.floats(0, 1),
-        reg_bias=st.floats(0, 5),
-        n_epochs=st.integers(0, 5),
+        rank=st.integers(1, 8),
+        ridge=st.floats(0, 1),
+        bias_ridge=st.floats(0, 5),
+        n_sweeps=st.integers(0, 5),
         init_std=st.floats(0, 0.5),
         dtype=DTYPE,
         random_state=SEED,
@@ -132,7 +144,7 @@ def test_spaces_cover_every_parameter():
 
 
 def _predictions(model) -> np.ndarray:
-    if isinstance(model, LinRFM):
+    if isinstance(model, (LinRFM, KernelRFM)):
         model.fit(TRAIN)
         return np.asarray(model.predict(DATA.test.user_id, DATA.test.item_id))
     model.fit(TRAINSET)
@@ -164,8 +176,8 @@ def test_random_hyperparameters_fit_or_invalid_parameter_error(cls, data):
         assert params.get("max_memory") is not None
         event("EngineMemoryError (max_memory)")
         return
-    except RatingsError as exc:  # a column name replaced by an arbitrary value
-        assert bad in ("user_col", "item_col", "rating_col"), exc
+    except RatingsError as exc:  # a column name, or a scale the ratings do not fit in
+        assert bad in ("user_col", "item_col", "rating_col", "rating_scale"), exc
         event("RatingsError (column)")
         return
     assert np.isfinite(est).all(), f"{cls.__name__}({params}) predicted non-finite values"
@@ -181,7 +193,7 @@ def test_random_hyperparameters_fit_or_invalid_parameter_error(cls, data):
 @PROPS
 @given(df=rating_frames(), duplicates=st.sampled_from(["raise", "mean", "last"]))
 def test_malformed_frames_fit_or_ratings_error(df, duplicates):
-    model = LinRFM(n_iter=1, duplicates=duplicates)
+    model = LinRFM(n_updates=1, duplicates=duplicates)
     try:
         model.fit(df)
     except RatingsError as exc:
@@ -195,13 +207,15 @@ def test_malformed_frames_fit_or_ratings_error(df, duplicates):
     assert model.n_users_ == df["user_id"].nunique() and model.n_items_ == df["item_id"].nunique()
 
 
-@pytest.mark.parametrize("cls", [LinRFMAlgo, IRLSAlgo, ALSAlgo], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [LinRFMAlgo, KernelRFMAlgo, IRLSAlgo, ALSAlgo], ids=lambda c: c.__name__
+)
 @settings(PROPS, max_examples=50)
 @given(df=rating_frames())
 def test_malformed_frames_through_surprise_fit_or_ratings_error(cls, df):
     # to_surprise checks the frame (RatingsFrameError is a RatingsError); what it lets through
     # must fit or be refused with a RatingsError (e.g. a single user)
-    algo = cls(n_epochs=2) if cls is ALSAlgo else cls(n_iter=1)
+    algo = cls(n_sweeps=2) if cls is ALSAlgo else cls(n_updates=1)
     try:
         algo.fit(to_surprise(df, (0.5, 5.0)).build_full_trainset())
     except RatingsError as exc:
@@ -233,7 +247,7 @@ def test_malformed_sparse_matrices_fit_or_ratings_error(shape, data):
     dense = np.array(values, dtype=np.float64).reshape(shape)
     rows, cols = np.nonzero(np.array(mask, dtype=bool).reshape(shape))
     X = sp.csr_matrix((dense[rows, cols], (rows, cols)), shape=shape)
-    model = LinRFM(n_iter=1)
+    model = LinRFM(n_updates=1)
     try:
         model.fit(X)
     except RatingsError as exc:
@@ -324,3 +338,96 @@ def test_rating_scale_must_be_a_pair_of_numbers(scale):
     # a string used to pass: float() read "15" as the pair (1.0, 5.0)
     with pytest.raises(InvalidParameterError, match="rating_scale must be None or a pair"):
         LinRFM(rating_scale=scale).fit(TRAIN)
+
+
+# ---------------------------------------------------------------------------- the API's edges
+
+FRAME_MODELS = [LinRFM, KernelRFM]
+FITTED = {cls: cls().fit(TRAIN) for cls in FRAME_MODELS}
+KNOWN_ITEMS = np.sort(TRAIN.item_id.unique())
+KNOWN_USERS = np.sort(TRAIN.user_id.unique())
+
+
+@pytest.mark.parametrize("cls", FRAME_MODELS, ids=lambda c: c.__name__)
+@PROPS
+@given(
+    ratings=st.dictionaries(
+        st.one_of(st.sampled_from(KNOWN_ITEMS.tolist()), st.integers(10**6, 10**6 + 50)),
+        st.one_of(st.floats(0.5, 5.5), st.sampled_from([1.0, 5.0, 50.0, -3.0, 1e9])),
+        max_size=6,
+    )
+)
+def test_fold_in_works_or_refuses_out_of_scale_and_unknown_ratings(cls, ratings):
+    # without rating_scale, a new user's ratings are held to the training range, as fit holds
+    # ratings to rating_scale; a fold-in with no known item is an error, not the baseline
+    model = FITTED[cls]
+    lo, hi = model.rating_range_
+    known = {k: v for k, v in ratings.items() if k in set(KNOWN_ITEMS.tolist())}
+    if not ratings:
+        with pytest.raises(RatingsError, match="no ratings"):
+            model.fold_in(ratings)
+        event("RatingsError (empty)")
+        return
+    if not known:
+        with pytest.raises(UnknownIdError, match="none of the new user's"):
+            model.fold_in(ratings)
+        event("UnknownIdError (no known item)")
+        return
+    outside = [v for v in known.values() if not lo <= v <= hi]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if outside:
+            with pytest.raises(RatingsError, match="outside the training ratings' range"):
+                model.fold_in(ratings)
+            event("RatingsError (out of scale)")
+            return
+        scores = model.fold_in(ratings)
+    unknown = len(ratings) - len(known)
+    assert len([w for w in caught if "unknown to the model" in str(w.message)]) == (unknown > 0)
+    assert np.isfinite(scores.to_numpy()).all()
+    assert scores.min() >= lo and scores.max() <= hi
+    event("scored" + (" with a warning" if unknown else ""))
+
+
+ID_BATCHES = st.one_of(
+    st.sampled_from(KNOWN_USERS.tolist()),
+    st.lists(st.sampled_from(KNOWN_USERS.tolist()), max_size=5),
+)
+ITEM_BATCHES = st.one_of(
+    st.sampled_from(KNOWN_ITEMS.tolist()),
+    st.lists(st.sampled_from(KNOWN_ITEMS.tolist()), max_size=5),
+)
+
+
+@pytest.mark.parametrize("cls", FRAME_MODELS, ids=lambda c: c.__name__)
+@PROPS
+@given(users=ID_BATCHES, items=ITEM_BATCHES)
+def test_predict_takes_one_shape_or_a_scalar_side(cls, users, items):
+    model = FITTED[cls]
+    if np.ndim(users) and np.ndim(items) and len(users) != len(items):
+        with pytest.raises(ValueError, match="one shape, or one of them be a single id"):
+            model.predict(users, items)
+        event("ValueError (lengths differ)")
+        return
+    p = model.predict(users, items)
+    expected = np.broadcast_shapes(np.shape(users), np.shape(items))
+    assert np.shape(p) == expected
+    assert np.isfinite(p).all()
+    event("scalar" if expected == () else "pairs")
+
+
+@pytest.mark.parametrize("cls", FRAME_MODELS, ids=lambda c: c.__name__)
+@settings(PROPS, max_examples=30)
+@given(as_text=st.lists(st.booleans(), min_size=len(TRAIN), max_size=len(TRAIN)))
+def test_a_column_mixing_id_types_is_refused(cls, as_text):
+    # 1 and "1" would be two users without a word: refused with the fix (cast the column)
+    ids = [str(u) if t else int(u) for u, t in zip(TRAIN.user_id, as_text)]
+    df = TRAIN.assign(user_id=pd.Series(ids, dtype=object))
+    if any(as_text) and not all(as_text):
+        with pytest.raises(RatingsError, match=r"mixes id types \(int, str\).*astype\(str\)"):
+            cls(n_updates=1).fit(df)
+        event("RatingsError (mixed)")
+        return
+    model = cls(n_updates=1).fit(df)
+    assert model.n_users_ == TRAIN.user_id.nunique()
+    event("one type")

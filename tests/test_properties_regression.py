@@ -12,14 +12,14 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from rfm_recsys.baselines.dln import DiagonalLinearNetwork, DLNCompletion
-from rfm_recsys.params import InvalidParameterError
-from rfm_recsys.regression import (
+from evaluation.paper.deep_linear import DiagonalLinearNetwork, DLNCompletion
+from evaluation.paper.regression import (
     BasisPursuitRegressor,
     IRLSRegressor,
     LassoRegressor,
     LinRFMRegressor,
 )
+from rfm_recsys.params import InvalidParameterError
 
 PROPS = settings(max_examples=100, derandomize=True, database=None, deadline=None)
 

@@ -21,7 +21,7 @@ from rfm_recsys.ranking import (
     score_all_items,
     top_n,
 )
-from rfm_recsys.surprise_algos import IRLSAlgo, LinRFMAlgo
+from rfm_recsys.surprise_algos import IRLSAlgo, KernelRFMAlgo, LinRFMAlgo
 
 
 class _Trainset:
@@ -150,10 +150,11 @@ def test_ranking_matrices(fold):
         lambda: SVD(n_epochs=3, biased=False, random_state=0),
         lambda: SVDpp(n_epochs=2, random_state=0),
         lambda: BaselineOnly(verbose=False),
-        lambda: LinRFMAlgo(n_iter=2, orient="users"),
-        lambda: LinRFMAlgo(n_iter=2, orient="items"),
-        lambda: IRLSAlgo(n_iter=2),
-        lambda: ALSAlgo(n_factors=4, n_epochs=3, random_state=0),
+        lambda: LinRFMAlgo(n_updates=2, orient="users"),
+        lambda: LinRFMAlgo(n_updates=2, orient="items"),
+        lambda: KernelRFMAlgo(n_kernel_updates=1),
+        lambda: IRLSAlgo(n_updates=2),
+        lambda: ALSAlgo(rank=4, n_sweeps=3, random_state=0),
     ],
 )
 def test_vectorised_scores_equal_estimate(make, fold):
@@ -166,15 +167,16 @@ def test_vectorised_scores_equal_estimate(make, fold):
     np.testing.assert_allclose(S, ref, atol=1e-5)
 
 
-def test_linrfm_face_and_adapter_agree(fold):
-    pytest.importorskip("rfm_recsys.model")
-    from rfm_recsys.model import LinRFM
+@pytest.mark.parametrize("kind", ["lin-RFM", "kernel RFM"])
+def test_frame_face_and_adapter_agree(fold, kind):
+    from rfm_recsys import KernelRFM, LinRFM
 
     tr, te = fold
     train, test, _ = ranking_matrices(tr, te)
-    kw = dict(n_iter=2, lam=10.0, reg_user=5.0, reg_item=5.0, dtype="float64")
-    face = LinRFM(**kw).fit(train)
-    adapter = SurpriseTopN(LinRFMAlgo(**kw).fit(tr))
+    kw = dict(n_updates=2, ridge=10.0, bias_ridge=5.0, dtype="float64")
+    face_cls, algo_cls = (LinRFM, LinRFMAlgo) if kind == "lin-RFM" else (KernelRFM, KernelRFMAlgo)
+    face = face_cls(**kw).fit(train)
+    adapter = SurpriseTopN(algo_cls(**kw).fit(tr))
     a = ranking_metrics(face, train, test)
     b = ranking_metrics(adapter, train, test)
     for k in ("precision", "map", "ndcg"):

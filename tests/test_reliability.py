@@ -16,9 +16,8 @@ import scipy.sparse as sp
 from model_mixin import synthetic_ratings
 from surprise import Dataset, Reader
 
-from rfm_recsys import ALSAlgo, IRLSAlgo, LinRFM, LinRFMAlgo
-from rfm_recsys.config import PLAIN_LINRFM
-from rfm_recsys.core import fitting
+from rfm_recsys import ALSAlgo, IRLSAlgo, KernelRFM, KernelRFMAlgo, LinRFM, LinRFMAlgo
+from rfm_recsys.fitting import fit as fitting
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +39,8 @@ def test_predictions_clipped_to_training_range_without_rating_scale(data):
     train = data.train
     lo, hi = float(train.rating.min()), float(train.rating.max())
     u, i = all_pairs(train)
-    raw = LinRFM(**PLAIN_LINRFM, clip=False).fit(train)
-    clipped = LinRFM(**PLAIN_LINRFM).fit(train)
+    raw = LinRFM(clip=False).fit(train)
+    clipped = LinRFM().fit(train)
     assert clipped.rating_range_ == (lo, hi)
     p_raw, p = raw.predict(u, i), clipped.predict(u, i)
     # unclipped plain lin-RFM does leave the range on this data, so the clipping is exercised
@@ -50,13 +49,9 @@ def test_predictions_clipped_to_training_range_without_rating_scale(data):
     fold = clipped.fold_in({train.item_id.iloc[0]: 5.0, train.item_id.iloc[1]: 1.0})
     assert fold.between(lo, hi).all()
     # a rating_scale still wins; clip=False turns all clipping off
-    scaled = LinRFM(**PLAIN_LINRFM, rating_scale=(0.0, 4.0)).fit(
-        train.assign(rating=train.rating - 1.0)
-    )
+    scaled = LinRFM(rating_scale=(0.0, 4.0)).fit(train.assign(rating=train.rating - 1.0))
     assert scaled.predict(u, i).min() >= 0.0 and scaled.predict(u, i).max() <= 4.0
-    assert (
-        LinRFM(**PLAIN_LINRFM, rating_scale=(1, 5), clip=False).fit(train).predict(u, i) > 5
-    ).any()
+    assert (LinRFM(rating_scale=(1, 5), clip=False).fit(train).predict(u, i) > 5).any()
 
 
 def test_clipping_survives_save_load_and_sparse_fits(data):
@@ -95,7 +90,7 @@ def trainset(df: pd.DataFrame):
 
 def interrupt_engine(monkeypatch, exc: BaseException) -> None:
     """Make the engine raise ``exc`` from inside its iteration loop (after the first row fit)."""
-    real = fitting.fit_engine
+    real = fitting.run_engine
 
     def interrupted(*args, **kwargs):
         def boom(iteration, record):
@@ -104,16 +99,17 @@ def interrupt_engine(monkeypatch, exc: BaseException) -> None:
         kwargs["callback"] = boom
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fitting, "fit_engine", interrupted)
+    monkeypatch.setattr(fitting, "run_engine", interrupted)
 
 
+@pytest.mark.parametrize("cls", [LinRFM, KernelRFM], ids=lambda c: c.__name__)
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, MemoryError])
 @pytest.mark.parametrize("validation_share", [0.0, 0.2])
 @pytest.mark.parametrize("rank", [None, 5], ids=["dense", "factored"])
-def test_interrupted_linrfm_fit_leaves_the_fitted_model_as_it_was(
-    data, monkeypatch, exc, validation_share, rank
+def test_interrupted_frame_model_fit_leaves_the_fitted_model_as_it_was(
+    data, monkeypatch, cls, exc, validation_share, rank
 ):
-    m = LinRFM(validation_share=validation_share, random_state=0, rank=rank).fit(data.train)
+    m = cls(validation_share=validation_share, random_state=0, rank=rank).fit(data.train)
     u, i = all_pairs(data.train)
     before = m.predict(u, i)
     recs = m.recommend(data.train.user_id.unique()[:5], N=7)
@@ -132,7 +128,9 @@ def test_interrupted_linrfm_fit_leaves_the_fitted_model_as_it_was(
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("cls", [LinRFMAlgo, IRLSAlgo, ALSAlgo], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [LinRFMAlgo, KernelRFMAlgo, IRLSAlgo, ALSAlgo], ids=lambda c: c.__name__
+)
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, MemoryError])
 def test_interrupted_surprise_fit_leaves_the_fitted_algorithm_as_it_was(
     data, monkeypatch, cls, exc
@@ -179,15 +177,16 @@ def assert_same(a, b):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("cls", [LinRFM, KernelRFM], ids=lambda c: c.__name__)
 @pytest.mark.parametrize("rank", [None, 5], ids=["dense", "factored"])
-def test_concurrent_predict_and_recommend_match_serial_calls(data, rank):
+def test_concurrent_predict_and_recommend_match_serial_calls(data, cls, rank):
     train = data.train.assign(user_id=lambda d: "u" + d.user_id.astype(str))  # string ids
     buf = io.BytesIO()
-    LinRFM(random_state=0, rank=rank).fit(train).save(buf)
+    cls(random_state=0, rank=rank).fit(train).save(buf)
 
     def fresh():  # a loaded model has every lazy cache still empty
         buf.seek(0)
-        return LinRFM.load(buf)
+        return cls.load(buf)
 
     users = train.user_id.unique()
     items = train.item_id.unique()
@@ -212,7 +211,7 @@ def test_concurrent_predict_and_recommend_match_serial_calls(data, rank):
             assert_same(got, serial[(k + j) % len(tasks)])
 
 
-@pytest.mark.parametrize("cls", [LinRFMAlgo, ALSAlgo], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [LinRFMAlgo, KernelRFMAlgo, ALSAlgo], ids=lambda c: c.__name__)
 def test_concurrent_surprise_predictions_match_serial_calls(data, cls):
     algo = (cls(random_state=0) if cls is ALSAlgo else cls()).fit(trainset(data.train))
     testset = list(data.test[["user_id", "item_id", "rating"]].itertuples(index=False))

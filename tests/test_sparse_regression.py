@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rfm_recsys.params import InvalidParameterError
-from rfm_recsys.regression import (
+from evaluation.paper.regression import (
     BasisPursuitRegressor,
     IRLSRegressor,
     LassoRegressor,
@@ -14,6 +13,7 @@ from rfm_recsys.regression import (
     lin_rfm_power_to_p,
     p_to_lin_rfm_power,
 )
+from rfm_recsys.params import InvalidParameterError
 
 
 def sparse_problem(seed: int = 0, n: int = 25, d: int = 50, k: int = 3):

@@ -47,8 +47,8 @@ def test_linrfm_recovers_rank2_40x40_from_60_percent():
     Y, mask, R = _rank2_40x40()
     res = fit_engine(
         R,
-        lam=1e-4,
-        n_iter=300,
+        ridge=1e-4,
+        n_updates=300,
         update=AGOPPower(1.0),
         tol=1e-7,
         dtype=np.float64,
@@ -71,16 +71,16 @@ def test_linrfm_power1_equals_irls0_at_fixed_gamma():
     for k in (1, 5, 30):
         a = fit_engine(
             R,
-            lam=reg,
-            n_iter=k,
+            ridge=reg,
+            n_updates=k,
             update=AGOPPower(1.0, normalize=None),
             dtype=np.float64,
             reimpose_observed=True,
         )
         b = fit_engine(
             R,
-            lam=0.0,
-            n_iter=k,
+            ridge=0.0,
+            n_updates=k,
             update=IRLSUpdate(p=0.0, fixed_gamma=n * reg, normalize=None),
             dtype=np.float64,
             reimpose_observed=True,
@@ -96,8 +96,8 @@ def test_tracked_loop_is_fit_engine():
     for update in (AGOPPower(2.0), IRLSUpdate(p=1.0)):
         f = fit_engine(
             R,
-            lam=1e-3,
-            n_iter=40,
+            ridge=1e-3,
+            n_updates=40,
             update=update,
             tol=1e-7,
             dtype=np.float64,

@@ -49,3 +49,12 @@ def test_choice_is_the_best_mean_and_the_default_is_best_relative():
     assert out["tuned"]["implicit-linrfm"] == {"d1": {"s": "a"}, "d2": {"s": "b"}}
     assert out["default"]["implicit-linrfm"] == {"s": "b"}
     assert out["default_relative_precision"] == pytest.approx(np.mean([0.29 / 0.30, 1.0]))
+
+
+def test_earlier_runs_are_read_in_todays_parameter_names():
+    from evaluation.choose_topn_defaults import renamed_params
+
+    old = json.dumps({"alpha": 2.0, "lam": 20.0, "n_iter": 1}, sort_keys=True)
+    assert json.loads(renamed_params(old)) == {"alpha": 2.0, "ridge": 20.0, "n_updates": 1}
+    assert {"n_updates", "ridge", "alpha"} == set(GRIDS["implicit-linrfm"][0])
+    assert set(GRIDS["ease"][0]) == {"ridge"}

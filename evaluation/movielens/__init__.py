@@ -1,4 +1,5 @@
-"""Compare lin-RFM with IRLS-p, ALS and Surprise's algorithms on MovieLens.
+"""Compare lin-RFM and kernel RFM with Bayesian MF, IRLS-p, ALS and Surprise's algorithms on
+MovieLens.
 
 ``python -m evaluation.movielens --help`` lists the options.
 

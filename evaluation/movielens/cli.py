@@ -59,8 +59,8 @@ def _select(args, folds, n_ratings: int, overrides: dict, notes: list[str]):
         notes.append("SVD++ left out by --quick (name it in --algorithms to include it)")
     params = {k: algorithm_params(k, args.quick, overrides) for k in keys}
     if getattr(args, "backend", "threads") == "dask":
-        for key in ("linrfm", "plain-linrfm"):
-            if key in params:
+        for key in keys:
+            if ALGORITHMS[key].dask:
                 notes.append(_use_dask(key, params[key]))
     train = folds[0][0]
     shape = DataShape(train.n_users, train.n_items, train.n_ratings)
@@ -71,18 +71,13 @@ def _select(args, folds, n_ratings: int, overrides: dict, notes: list[str]):
 
 
 def _use_dask(key: str, params: dict) -> str:
-    """lin-RFM's parameters for ``--backend dask``; the note for the report."""
-    from rfm_recsys.core.kernel_rfm import KERNEL_PARAMS, kernel_step_is_plain
-
+    """The parameters of an algorithm that fits on Dask (its spec's ``dask``) for
+    ``--backend dask``; the note for the report. Kernel RFM does not run there: its skip rule
+    names the reason."""
+    if not ALGORITHMS[key].dask:
+        raise ValueError(f"{ALGORITHMS[key].label} does not fit on the Dask backend")
     params["backend"] = "dask"
-    note = f"{ALGORITHMS[key].label} fitted with backend='dask' (a LocalCluster per fit)"
-    every = effective_params(key, params)
-    if not kernel_step_is_plain(**{k: every[k] for k in KERNEL_PARAMS}):
-        note += (
-            ": the kernel step does not run there, so it is plain lin-RFM "
-            f"(orient {every['orient']!r})"
-        )
-    return note
+    return f"{ALGORITHMS[key].label} fitted with backend='dask' (a LocalCluster per fit)"
 
 
 def _tasks(args, keys, params, paths, dataset, run_id, threads, memory_method) -> list[dict]:

@@ -78,8 +78,8 @@ def _protocol_options(p: argparse.ArgumentParser) -> None:
         help="comma-separated subset of " + ", ".join(ALGORITHMS) + " (default: all rating "
         f"algorithms; SVD++ only up to {SVDPP_MAX_RATINGS:,} ratings unless --svdpp; "
         "the top-N models implicit-linrfm, ease and implicit-als only with --ranking). "
-        "linrfm is lin-RFM with the library's defaults (the kernel step), plain-linrfm plain "
-        "lin-RFM (rfm_recsys.config.PLAIN_LINRFM). "
+        "linrfm is lin-RFM (LinRFMAlgo with its defaults), kernel-rfm kernel RFM "
+        "(KernelRFMAlgo: lin-RFM's updates, then the kernel step). "
         "Algorithms that cannot fit this data (IRLS-p's dense kernel beyond the available "
         "memory, SVD++ on large sets) are skipped with the "
         "reason, which the report lists",
@@ -114,8 +114,9 @@ def _protocol_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a fast smoke run: 2 folds, fewer epochs (ALS 5, SVD 5, SVD++ 2 when named, "
-        "implicit-ALS 5), curves of 3 iterations, SVD++ left out unless named",
+        help="a fast smoke run: 2 folds, fewer sweeps and epochs (ALS 5, SVD 5, SVD++ 2 when "
+        "named, implicit-ALS 5, BayesianMF 40, kernel RFM's n_kernel_updates 1), curves of 3 "
+        "iterations, SVD++ left out unless named",
     )
     p.add_argument(
         "--tune",
@@ -137,7 +138,8 @@ def _protocol_options(p: argparse.ArgumentParser) -> None:
         "--curve-iters",
         type=int,
         default=None,
-        help=f"iterations of the test-RMSE-per-iteration curves of plain lin-RFM and IRLS (default "
+        help=f"iterations (n_updates) of the test-RMSE-per-iteration curves of lin-RFM and IRLS "
+        f"(default "
         f"{CURVE_ITERS}, 3 with --quick, 0 from {LARGE_RATINGS:,} ratings on; 0 turns them "
         "off); each point is one refit",
     )
@@ -145,8 +147,8 @@ def _protocol_options(p: argparse.ArgumentParser) -> None:
         "--param",
         action="append",
         metavar="ALGO.NAME=VALUE",
-        help="override a hyperparameter, e.g. --param linrfm.lam=10 --param als.n_factors=100 "
-        "(repeatable)",
+        help="override a hyperparameter, e.g. --param linrfm.ridge=10 --param als.rank=100 "
+        "--param kernel-rfm.kernel_ridge=5 (repeatable; the names of rfm_recsys.config)",
     )
 
 
@@ -185,10 +187,10 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--backend",
         choices=["threads", "dask"],
         default="threads",
-        help="lin-RFM's backend: 'dask' fits it on the current dask.distributed client, or on a "
-        "LocalCluster started for each fit (needs the dask extra; the same model as with "
-        "threads, either kernel form, but without the kernel step: linrfm is then plain "
-        "lin-RFM with the kernel over items) (default: threads)",
+        help="lin-RFM's backend: 'dask' fits linrfm on the current dask.distributed client, or "
+        "on a LocalCluster started for each fit (needs the dask extra; the same model as with "
+        "threads, either kernel form); kernel-rfm does not run on Dask and is then skipped "
+        "with the reason (default: threads)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument(
@@ -203,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m evaluation.movielens",
         description=(
-            "Compare lin-RFM with IRLS-p, explicit ALS and Surprise's SVD, SVD++ and "
+            "Compare lin-RFM and kernel RFM with Bayesian MF, IRLS-p, explicit ALS and "
+            "Surprise's SVD, SVD++ and "
             "BaselineOnly on identical folds of a MovieLens data set (RMSE, MAE, fit and test "
             "time, peak memory; optionally a top-N table with implicit's ranking metrics). "
             "Writes results/<dataset>/<run-id>/ with results.csv, results.json, report.md and "

@@ -25,7 +25,7 @@ from evaluation.common import (
     write_json,
     write_text,
 )
-from evaluation.movielens.specs import FINAL_MARGIN, PLAIN_LINRFM_LABEL, RELEVANCE_THRESHOLD
+from evaluation.movielens.specs import FINAL_MARGIN, LINRFM_LABEL, RELEVANCE_THRESHOLD
 
 #: Columns of results.csv, in order (missing values are empty cells).
 CSV_COLUMNS = (
@@ -129,7 +129,7 @@ def time_to_final_table(speed: dict) -> tuple[list[str], list[list[str]]]:
     """Table of the time each curve algorithm needs to get within 1% of its final RMSE."""
     header = [
         "algorithm",
-        "n_iter (final model)",
+        "n_updates (final model)",
         "final test RMSE",
         "time to within 1% (s)",
         "iteration reaching it",
@@ -165,7 +165,7 @@ def write_results_csv(path: Path, rows: Sequence[dict]) -> None:
 
 
 def speed_summary(rows: list[dict]) -> dict:
-    """Time to within 1% of the final test RMSE per curve algorithm, and IRLS / plain lin-RFM."""
+    """Time to within 1% of the final test RMSE per curve algorithm, and IRLS / lin-RFM."""
     out: dict[str, Any] = {"margin": FINAL_MARGIN, "algorithms": {}}
     per: dict[str, list[dict]] = {}
     for r in rows:
@@ -185,9 +185,9 @@ def speed_summary(rows: list[dict]) -> dict:
             "per_fold_seconds": secs.tolist(),
         }
     a = out["algorithms"]
-    plain = PLAIN_LINRFM_LABEL
-    if plain in a and "IRLS-p" in a and a[plain]["seconds_mean"] > 0:
-        out.update(_speed_ratio(a[plain], a["IRLS-p"]))
+    lin = LINRFM_LABEL
+    if lin in a and "IRLS-p" in a and a[lin]["seconds_mean"] > 0:
+        out.update(_speed_ratio(a[lin], a["IRLS-p"]))
     return out
 
 
@@ -195,11 +195,11 @@ def _speed_ratio(lr: dict, ir: dict) -> dict:
     ratio = ir["seconds_mean"] / lr["seconds_mean"]
     ratio_full = ir["final_model_seconds_mean"] / max(lr["final_model_seconds_mean"], 1e-12)
     text = (
-        f"Plain lin-RFM gets within {FINAL_MARGIN:.0%} of its final test RMSE (that of its "
+        f"lin-RFM gets within {FINAL_MARGIN:.0%} of its final test RMSE (that of its "
         f"{lr['iterations']}-iteration model) in {lr['seconds_mean']:.2f} s, IRLS-p (final = "
         f"its {ir['iterations']}-iteration model) in {ir['seconds_mean']:.2f} s: {ratio:.1f}x. "
         f"Fitting the final models themselves takes {lr['final_model_seconds_mean']:.2f} s and "
-        f"{ir['final_model_seconds_mean']:.2f} s: {ratio_full:.1f}x (target: plain lin-RFM at "
+        f"{ir['final_model_seconds_mean']:.2f} s: {ratio_full:.1f}x (target: lin-RFM at "
         "least 3x faster)."
     )
     if lr["iteration_mean"] == 0 and ir["iteration_mean"] == 0:
@@ -216,8 +216,9 @@ _TOP_N = (
     "training ratings (those items are never recommended), test = 1 for test ratings >= 4 whose "
     "user and item are in the training fold; users without such items are skipped. "
     "precision@10 is implicit's: hits / sum_u min(10, |relevant_u|). Rating models rank by "
-    "predicted rating (lin-RFM through rfm_recsys.model.LinRFM's RecommenderBase face fitted on "
-    "the same training matrix; IRLS-p, ALS and Surprise's through "
+    "predicted rating (lin-RFM and kernel RFM through the RecommenderBase faces of "
+    "rfm_recsys.model.LinRFM and KernelRFM fitted on the same training matrix, kernel RFM with "
+    "the kernel over items when orient='both'; IRLS-p, ALS and Surprise's through "
     "rfm_recsys.ranking.SurpriseTopN); the implicit-feedback models ImplicitLinRFM, EASE and "
     "implicit-ALS are fitted on the fold's users x items training matrix (ImplicitLinRFM with "
     "confidences 1 + alpha * rating, EASE binarised, implicit-ALS binarised unless its "
@@ -258,11 +259,11 @@ def describe_protocol(
         out["top_n"] = _TOP_N
     if args.curve_iters > 0:
         out["curves"] = (
-            f"plain lin-RFM and IRLS-p refitted with 0..max({args.curve_iters}, n_iter) iterations "
+            f"lin-RFM and IRLS-p refitted with 0..max({args.curve_iters}, n_updates) iterations "
             "on each training fold and scored on its test fold (reporting only, nothing is chosen "
             "from them); the time of iteration n is the wall time of the longest fit minus its "
             f"engine time after iteration n; 'reaches its final RMSE' = the first iteration "
-            f"within {FINAL_MARGIN:.0%} of the test RMSE of the model in the table (its n_iter "
+            f"within {FINAL_MARGIN:.0%} of the test RMSE of the model in the table (its n_updates "
             "iterations)"
         )
     return out
@@ -372,7 +373,7 @@ def write_outputs(run_dir: Path, rows, summary, speed, meta, plots, notes, skipp
         )
     write_report(
         run_dir / "report.md",
-        title=f"{meta['dataset']}: lin-RFM and baselines",
+        title=f"{meta['dataset']}: lin-RFM, kernel RFM and baselines",
         summary=summary,
         meta=meta,
         speed=speed,

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rfm_recsys.config import PLAIN_LINRFM
-
 #: A test rating at least this high is a relevant item in the top-N table.
 RELEVANCE_THRESHOLD = 4.0
 #: SVD++ runs by default only on data sets up to this many ratings (it is slow); ``--svdpp``.
@@ -28,7 +26,7 @@ BAYESIAN_MF_MAX_RATINGS = 2_000_000
 #: implicit sets make a sweep several times BayesianMF's: an ML-1M-sized fold takes about six
 #: minutes); ``--bayesian-svdpp`` lifts the limit.
 BAYESIAN_SVDPP_MAX_RATINGS = 1_000_000
-#: Default length of the per-iteration test-RMSE curves of plain lin-RFM and IRLS.
+#: Default length of the per-iteration test-RMSE curves of lin-RFM and IRLS.
 CURVE_ITERS = 10
 #: "Reached its final RMSE": within this relative margin of the last point of the curve.
 FINAL_MARGIN = 0.01
@@ -47,6 +45,12 @@ def _linrfm(params: dict, seed: int | None) -> Any:
     from rfm_recsys.surprise_algos import LinRFMAlgo
 
     return LinRFMAlgo(**params, random_state=seed)
+
+
+def _kernel_rfm(params: dict, seed: int | None) -> Any:
+    from rfm_recsys.surprise_algos import KernelRFMAlgo
+
+    return KernelRFMAlgo(**params, random_state=seed)
 
 
 def _irls(params: dict, seed: int | None) -> Any:
@@ -94,7 +98,7 @@ def _bayesian_mf_time(params: dict, shape: DataShape, args: Any) -> str | None:
     if shape.n_ratings <= BAYESIAN_MF_MAX_RATINGS or getattr(args, "bayesian_mf", False):
         return None
     return (
-        f"BayesianMF (Gibbs sampling, {params.get('n_iter', 200)} sweeps) on "
+        f"BayesianMF (Gibbs sampling, {params.get('n_sweeps', 200)} sweeps) on "
         f"{shape.n_ratings:,} training ratings would take long: name it in --algorithms "
         "with --bayesian-mf to run it anyway"
     )
@@ -164,7 +168,7 @@ def _fit_ease(params: dict, train: Any, seed: int | None, threads: int) -> tuple
 
 def _ease_memory(params: dict, shape: DataShape, args: Any) -> str | None:
     """EASE holds a dense items x items float64 inverse, its float32 weights and a copy."""
-    from rfm_recsys.core.engine import available_memory
+    from rfm_recsys.core.memory import available_memory
 
     need = 20 * shape.n_items**2
     have = available_memory()
@@ -176,16 +180,22 @@ def _ease_memory(params: dict, shape: DataShape, args: Any) -> str | None:
     )
 
 
-def _linrfm_ranker(algo: Any, params: dict, train: Any, seed: int | None) -> tuple[Any, str]:
-    # lin-RFM ranks through its own RecommenderBase face, fitted on the same training matrix
-    from rfm_recsys.model import LinRFM
+def _frame_ranker(name: str) -> Callable[..., tuple[Any, str]]:
+    """Ranking through the model's own RecommenderBase face (``rfm_recsys.model.<name>``),
+    fitted on the same training matrix with the algorithm's hyperparameters."""
 
-    names = set(LinRFM._param_names())
-    kw = {k: v for k, v in params.items() if k in names}
-    if kw.get("orient") == "both":  # LinRFM holds one kernel: rank with the kernel over items
-        kw["orient"] = "items"
-    model = LinRFM(**kw, random_state=seed)
-    return model.fit(train), "LinRFM (RecommenderBase)"
+    def ranker(algo: Any, params: dict, train: Any, seed: int | None) -> tuple[Any, str]:
+        import rfm_recsys.model
+
+        cls = getattr(rfm_recsys.model, name)
+        names = set(cls._param_names())
+        kw = {k: v for k, v in params.items() if k in names}
+        if kw.get("orient") == "both":  # the frame face holds one kernel: the one over items
+            kw["orient"] = "items"
+        model = cls(**kw, random_state=seed)
+        return model.fit(train), f"{name} (RecommenderBase)"
+
+    return ranker
 
 
 def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, Any], str | None]:
@@ -199,8 +209,8 @@ def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, A
     def check(params: dict, shape: DataShape, args: Any) -> str | None:
         import numpy as np
 
-        from rfm_recsys.core.engine import available_memory, estimate_memory
-        from rfm_recsys.core.fitting import resolve_orientation
+        from rfm_recsys.core.memory import available_memory, estimate_memory
+        from rfm_recsys.fitting import resolve_orientation
 
         orient = params.get("orient", "auto")
         # "both" fits each orientation in turn: the larger kernel is the peak
@@ -223,6 +233,28 @@ def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, A
             f"needs about {need / 2**30:.1f} GiB for its {form} kernel "
             f"({'with' if eigh(params) else 'without'} eigh), {have / 2**30:.1f} GiB available"
         )
+
+    return check
+
+
+def _no_dask(params: dict, shape: DataShape, args: Any) -> str | None:
+    if getattr(args, "backend", "threads") != "dask":
+        return None
+    return (
+        "the kernel step does not run on the Dask backend yet: run kernel RFM with "
+        "--backend threads (lin-RFM, key linrfm, runs on Dask)"
+    )
+
+
+def _first_reason(*rules: Callable[[dict, DataShape, Any], str | None]) -> Callable:
+    """A skip rule giving the reason of the first rule that has one."""
+
+    def check(params: dict, shape: DataShape, args: Any) -> str | None:
+        for rule in rules:
+            reason = rule(params, shape, args)
+            if reason:
+                return reason
+        return None
 
     return check
 
@@ -257,6 +289,7 @@ class AlgoSpec:
         param_class: the class whose constructor defaults :func:`effective_params` reports
             (default: the class ``make`` builds).
         options_dict: the parameters are one options dict (``defaults`` lists all of them).
+        dask: ``--backend dask`` fits it on Dask (``backend="dask"``).
         fit_topn: ``fit_topn(params, train, seed, threads) -> (model, label)`` fits a top-N
             model (kind ``"topn"``) on the fold's users x items training matrix; with
             ``--tune`` its ``grid`` is searched on validation precision@10.
@@ -276,41 +309,43 @@ class AlgoSpec:
     param_class: Callable[[], type] | None = None
     options_dict: bool = False
     fit_topn: Callable[[dict, Any, int | None, int], tuple[Any, str]] | None = None
+    dask: bool = False
 
 
-_ENGINE_GRID = {"lam": [10.0, 20.0, 40.0], "n_iter": [2, 3, 5]}
-#: Label of plain lin-RFM (the kernel step off); the speed summary compares it with IRLS-p.
-PLAIN_LINRFM_LABEL = "lin-RFM, plain (PLAIN_LINRFM)"
+_ENGINE_GRID = {"ridge": [10.0, 20.0, 40.0], "n_updates": [2, 3, 5]}
+#: Label of lin-RFM (``LinRFMAlgo``); the speed summary compares it with IRLS-p.
+LINRFM_LABEL = "lin-RFM"
+#: Label of kernel RFM (``KernelRFMAlgo``: lin-RFM's updates, then the kernel step).
+KERNEL_RFM_LABEL = "kernel RFM"
+_NO_EIGH_AT_POWER_1 = _engine_memory(lambda p: float(p.get("power", 1.0)) != 1.0)
 
 ALGORITHMS: dict[str, AlgoSpec] = {
     s.key: s
     for s in [
-        # the library's defaults: lin-RFM followed by the kernel step (dense kernel up to
-        # 4,096 items, factored beyond: no item limit); its per-iteration curves are plain
-        # lin-RFM's, drawn for "plain-linrfm"
+        # plain lin-RFM (LinRFMAlgo's defaults); its per-iteration curves are drawn
         AlgoSpec(
-            "linrfm", "lin-RFM (defaults: kernel step)", "rating", _linrfm,
-            grid={"kernel_lam": [2.0, 3.0, 5.0], "bandwidth": [0.7, 1.0]},
-            quick={"kernel_updates": 1}, quick_grid={"kernel_lam": [2.0, 3.0]},
-            ranker=_linrfm_ranker,
-            skip=_engine_memory(lambda p: float(p.get("power", 1.0)) != 1.0),
+            "linrfm", LINRFM_LABEL, "rating", _linrfm,
+            grid=_ENGINE_GRID, quick_grid={"ridge": [10.0, 20.0]}, curve_param="n_updates",
+            ranker=_frame_ranker("LinRFM"), skip=_NO_EIGH_AT_POWER_1, dask=True,
         ),
+        # kernel RFM (KernelRFMAlgo's defaults): lin-RFM's updates, then the kernel step (dense
+        # kernel up to 4,096 items, factored beyond: no item limit)
         AlgoSpec(
-            "plain-linrfm", PLAIN_LINRFM_LABEL, "rating", _linrfm,
-            defaults=dict(PLAIN_LINRFM),
-            grid=_ENGINE_GRID, quick_grid={"lam": [10.0, 20.0]}, curve_param="n_iter",
-            ranker=_linrfm_ranker,
-            skip=_engine_memory(lambda p: float(p.get("power", 1.0)) != 1.0),
+            "kernel-rfm", KERNEL_RFM_LABEL, "rating", _kernel_rfm,
+            grid={"kernel_ridge": [2.0, 3.0, 5.0], "bandwidth": [0.7, 1.0]},
+            quick={"n_kernel_updates": 1}, quick_grid={"kernel_ridge": [2.0, 3.0]},
+            ranker=_frame_ranker("KernelRFM"),
+            skip=_first_reason(_no_dask, _NO_EIGH_AT_POWER_1),
         ),
         AlgoSpec(
             "irls", "IRLS-p", "rating", _irls,
-            grid=_ENGINE_GRID, quick_grid={"lam": [10.0, 20.0]}, curve_param="n_iter",
+            grid=_ENGINE_GRID, quick_grid={"ridge": [10.0, 20.0]}, curve_param="n_updates",
             skip=_engine_memory(lambda p: True),
         ),
         AlgoSpec(
-            "als", "ALS", "rating", _als, quick={"n_epochs": 5},
-            grid={"n_factors": [50, 100], "reg": [0.12, 0.16, 0.24]},
-            quick_grid={"reg": [0.08, 0.12]},
+            "als", "ALS", "rating", _als, quick={"n_sweeps": 5},
+            grid={"rank": [50, 100], "ridge": [0.12, 0.16, 0.24]},
+            quick_grid={"ridge": [0.08, 0.12]},
         ),
         AlgoSpec(
             "svd", "SVD", "rating", _svd, quick={"n_epochs": 5},
@@ -324,15 +359,15 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         ),
         AlgoSpec(
             "bmf10", "BayesianMF (myfm) rank 10", "rating", _bayesian_mf,
-            defaults={"rank": 10}, quick={"n_iter": 40, "n_kept_samples": 30},
-            grid={"n_iter": [100, 200], "init_stdev": [0.1, 0.5]},
-            quick_grid={"init_stdev": [0.1, 0.5]}, skip=_bayesian_mf_time,
+            defaults={"rank": 10}, quick={"n_sweeps": 40, "n_kept_samples": 30},
+            grid={"n_sweeps": [100, 200], "init_std": [0.1, 0.5]},
+            quick_grid={"init_std": [0.1, 0.5]}, skip=_bayesian_mf_time,
         ),
         AlgoSpec(
             "bmf32", "BayesianMF (myfm) rank 32", "rating", _bayesian_mf,
-            defaults={"rank": 32}, quick={"n_iter": 40, "n_kept_samples": 30},
-            grid={"n_iter": [100, 200], "init_stdev": [0.1, 0.5]},
-            quick_grid={"init_stdev": [0.1, 0.5]}, skip=_bayesian_mf_time,
+            defaults={"rank": 32}, quick={"n_sweeps": 40, "n_kept_samples": 30},
+            grid={"n_sweeps": [100, 200], "init_std": [0.1, 0.5]},
+            quick_grid={"init_std": [0.1, 0.5]}, skip=_bayesian_mf_time,
         ),
         # rank 32 and 200 sweeps by default (Rendle, Zhang & Koren 2019); the day of the rating
         # where the folds carry timestamps. Its grid: on validation shares of ml-100k u1 and
@@ -351,14 +386,14 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         ),
         AlgoSpec(
             "implicit-linrfm", "ImplicitLinRFM", "topn",
-            grid={"n_iter": [1, 2], "lam": [10.0, 20.0, 40.0]},
-            quick_grid={"lam": [10.0, 40.0]},
+            grid={"n_updates": [1, 2], "ridge": [10.0, 20.0, 40.0]},
+            quick_grid={"ridge": [10.0, 40.0]},
             param_class=_implicit_linrfm_class, fit_topn=_fit_implicit_linrfm,
         ),
         AlgoSpec(
-            "ease", "EASE", "topn", defaults={"lam": 500.0},
-            grid={"lam": [100.0, 200.0, 350.0, 500.0, 750.0, 1000.0]},
-            quick_grid={"lam": [200.0, 500.0]},
+            "ease", "EASE", "topn", defaults={"ridge": 500.0},
+            grid={"ridge": [100.0, 200.0, 350.0, 500.0, 750.0, 1000.0]},
+            quick_grid={"ridge": [200.0, 500.0]},
             param_class=_ease_class, fit_topn=_fit_ease, skip=_ease_memory,
         ),
         AlgoSpec(
@@ -375,21 +410,30 @@ ALGORITHMS: dict[str, AlgoSpec] = {
     ]
 }  # fmt: skip
 RATING_ORDER = [
-    "linrfm", "plain-linrfm", "bmf10", "bmf32", "bsvdpp", "irls", "als", "svd", "svdpp",
+    "linrfm", "kernel-rfm", "bmf10", "bmf32", "bsvdpp", "irls", "als", "svd", "svdpp",
     "baseline",
 ]  # fmt: skip
 #: Top-N models (implicit feedback): only in the top-N table, each tuned with the same budget.
 TOPN_ORDER = ["implicit-linrfm", "ease", "implicit-als"]
 ALIASES = {
-    "lin-rfm": "linrfm", "rfm": "linrfm", "linrfmalgo": "linrfm", "irls-p": "irls",
+    "lin-rfm": "linrfm", "rfm": "linrfm", "linrfmalgo": "linrfm", "plain-linrfm": "linrfm",
+    "plain": "linrfm", "plain-rfm": "linrfm", "krfm": "kernel-rfm", "kernelrfm": "kernel-rfm",
+    "kernel_rfm": "kernel-rfm", "kernelrfmalgo": "kernel-rfm", "irls-p": "irls",
     "irlsalgo": "irls",
     "alsalgo": "als", "svd++": "svdpp", "baselineonly": "baseline", "implicit": "implicit-als",
     "implicit_als": "implicit-als", "ials": "implicit-als", "implicitlinrfm": "implicit-linrfm",
     "implicit_linrfm": "implicit-linrfm", "irfm": "implicit-linrfm", "bmf": "bmf10",
-    "bayesianmf": "bmf10", "bayesian-mf": "bmf10", "myfm": "bmf10", "krfm": "linrfm",
-    "kernelrfm": "linrfm", "kernel-rfm": "linrfm", "plain": "plain-linrfm",
-    "plain-rfm": "plain-linrfm", "bayesian-svdpp": "bsvdpp", "timesvdpp": "bsvdpp",
-    "bayesiansvdppalgo": "bsvdpp",
+    "bayesianmf": "bmf10", "bayesian-mf": "bmf10", "myfm": "bmf10",
+    "bayesian-svdpp": "bsvdpp", "timesvdpp": "bsvdpp", "bayesiansvdppalgo": "bsvdpp",
+}  # fmt: skip
+#: Parameter names of earlier releases and the names that replaced them: ``--param`` with an old
+#: name the algorithm does not take says which one to use.
+RENAMED = {
+    "lam": ("ridge",), "reg": ("ridge",), "kernel_lam": ("kernel_ridge",),
+    "reg_user": ("bias_ridge",), "reg_item": ("bias_ridge",), "reg_bias": ("bias_ridge",),
+    "n_iter": ("n_updates", "n_sweeps"), "kernel_updates": ("n_kernel_updates",),
+    "baseline_epochs": ("n_bias_sweeps",), "implicit": ("co_rating",), "n_factors": ("rank",),
+    "n_epochs": ("n_sweeps",), "init_stdev": ("init_std",), "n_power_iter": ("n_power_passes",),
 }  # fmt: skip
 
 
@@ -484,7 +528,11 @@ def algorithm_params(key: str, quick: bool, overrides: dict[str, dict]) -> dict:
 
 
 def parse_param_overrides(items: list[str] | None) -> dict[str, dict]:
-    """``["linrfm.lam=10", "als.n_factors=100"]`` -> ``{"linrfm": {"lam": 10}, "als": {...}}``."""
+    """``["linrfm.ridge=10", "als.rank=100"]`` -> ``{"linrfm": {"ridge": 10}, "als": {...}}``.
+
+    A name of an earlier release that the algorithm no longer takes (``lam``, ``n_iter``...)
+    is refused with the name that replaced it (:data:`RENAMED`).
+    """
     out: dict[str, dict] = {}
     for item in items or []:
         try:
@@ -492,14 +540,32 @@ def parse_param_overrides(items: list[str] | None) -> dict[str, dict]:
             algo, name = lhs.split(".", 1)
         except ValueError:
             raise SystemExit(
-                f"--param expects ALGO.NAME=VALUE (e.g. linrfm.lam=10), got {item!r}"
+                f"--param expects ALGO.NAME=VALUE (e.g. linrfm.ridge=10), got {item!r}"
             ) from None
         algo = ALIASES.get(algo.strip().lower(), algo.strip().lower())
         if algo not in ALGORITHMS:
             raise SystemExit(f"--param {item!r}: unknown algorithm {algo!r}")
+        name = name.strip()
+        if name in RENAMED:
+            names = _parameter_names(algo)
+            if name not in names:
+                new = [n for n in RENAMED[name] if n in names] or list(RENAMED[name])
+                raise SystemExit(
+                    f"--param {item!r}: {ALGORITHMS[algo].label} has no parameter {name!r}: "
+                    f"it is called {' or '.join(new)} now"
+                )
         try:
             v = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             v = value
-        out.setdefault(algo, {})[name.strip()] = v
+        out.setdefault(algo, {})[name] = v
     return out
+
+
+def _parameter_names(key: str) -> set[str]:
+    """The hyperparameters the algorithm's constructor takes (its options for an options dict)."""
+    spec = ALGORITHMS[key]
+    if spec.options_dict:
+        return set(spec.defaults)
+    cls = spec.param_class() if spec.param_class is not None else type(make_algo(key, {}, None))
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}

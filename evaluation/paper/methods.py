@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evaluation.paper.deep_linear import DLNCompletion
 from evaluation.paper.problems import SUCCESS_TOL, LowRankProblem, missing_error_dense
 from evaluation.paper.tracked import run_engine_tracked
-from rfm_recsys.baselines.dln import DLNCompletion
 from rfm_recsys.core.engine import AGOPPower, IRLSUpdate, complete_dense
 
 

@@ -13,9 +13,9 @@ import numpy as np
 
 from evaluation.common import environment_line, fmt_sci, markdown_table, write_csv, write_text
 from evaluation.paper.common import log, out_dir, progress, pyplot
+from evaluation.paper.deep_linear import DiagonalLinearNetwork
 from evaluation.paper.problems import SUCCESS_TOL
-from rfm_recsys.baselines.dln import DiagonalLinearNetwork
-from rfm_recsys.regression import (
+from evaluation.paper.regression import (
     BasisPursuitRegressor,
     IRLSRegressor,
     LassoRegressor,
@@ -162,10 +162,10 @@ def _report(cfg: SparseConfig, rows: list[dict], methods: dict, env: str, second
 Noise-free ``y = X beta``: Gaussian ``X`` (n x {cfg.d}), ``beta`` {cfg.k}-sparse with Gaussian
 non-zeros on a random support, {cfg.seeds} seeds per n. Success:
 ``||beta_hat - beta|| / ||beta|| < {SUCCESS_TOL:g}``.
-All settings fixed in advance (defaults of `rfm_recsys.regression` / `rfm_recsys.baselines.dln`):
-lin-RFM reg 1e-8, floor 1e-12, stop at relative change 1e-8; IRLS gamma_0 = 1e-2 max beta_0^2,
-gamma / 1.1 per iteration down to 1e-14 (relative), stop at relative change 1e-10; the diagonal
-network runs {cfg.dln_iter:,} gradient steps at most.
+All settings fixed in advance (defaults of `evaluation.paper.regression` and
+`evaluation.paper.deep_linear`): lin-RFM reg 1e-8, floor 1e-12, stop at relative change 1e-8;
+IRLS gamma_0 = 1e-2 max beta_0^2, gamma / 1.1 per iteration down to 1e-14 (relative), stop at
+relative change 1e-10; the diagonal network runs {cfg.dln_iter:,} gradient steps at most.
 
 Cells: successes / runs, median relative error; last column: median seconds per fit.
 

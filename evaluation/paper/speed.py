@@ -20,7 +20,8 @@ from evaluation.paper.common import ROOT, log, out_dir, progress, pyplot
 from evaluation.paper.methods import REF_LAM
 from evaluation.paper.problems import SUCCESS_TOL, make_lowrank
 from evaluation.paper.tracked import TrackedRun, run_engine_tracked
-from rfm_recsys.core.engine import AGOPPower, IRLSUpdate, fit_engine, predict_pairs
+from rfm_recsys.core.completion import predict_pairs
+from rfm_recsys.core.engine import AGOPPower, IRLSUpdate, fit_engine
 
 
 @dataclass
@@ -65,8 +66,8 @@ def _big_run_child(shape: tuple[int, int], frac: float, rank: int, n_iter: int) 
     t0 = time.perf_counter()
     res = fit_engine(
         prob.R,
-        lam=REF_LAM,
-        n_iter=n_iter,
+        ridge=REF_LAM,
+        n_updates=n_iter,
         update=AGOPPower(1.0),
         tol=1e-7,
         dtype=np.float64,

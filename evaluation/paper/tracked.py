@@ -69,7 +69,7 @@ def run_engine_tracked(
     over_budget = [False]
 
     def hook(state: IterationState) -> bool:
-        lams.append(state.lam)
+        lams.append(state.ridge)
         it = state.iteration
         if evaluate is not None and (it % eval_every == 0 or it >= n_iter):
             errors.append((it, float(evaluate(state.K, state.A))))
@@ -78,13 +78,13 @@ def run_engine_tracked(
 
     res = fit_engine(
         R,
-        lam=lam,
-        n_iter=n_iter,
+        ridge=lam,
+        n_updates=n_iter,
         update=update,
         tol=tol,
         dtype=dtype,
         reimpose_observed=reimpose_observed,
-        lam_schedule=ridge_schedule(lam, lam_decay, lam_min),
+        ridge_schedule=ridge_schedule(lam, lam_decay, lam_min),
         on_iteration=hook,
     )
     it = int(res.history[-1]["iteration"])

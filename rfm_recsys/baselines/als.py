@@ -8,13 +8,13 @@ fitted by alternating least squares instead of SGD. With the item side fixed, us
 factor and bias are one ridge regression over the items ``S_u`` it rated, on the augmented item
 vectors ``x_i = [q_i, 1]`` and targets ``r_ui - mu - b_i``::
 
-    (sum_{i in S_u} x_i x_i^T + diag(reg n_u, ..., reg n_u, reg_bias)) [p_u; b_u]
+    (sum_{i in S_u} x_i x_i^T + diag(ridge n_u, ..., ridge n_u, bias_ridge)) [p_u; b_u]
         = sum_{i in S_u} x_i (r_ui - mu - b_i)
 
-and symmetrically for the items. The factor penalty ``reg * n_u`` (``n_u = |S_u|``) is the
+and symmetrically for the items. The factor penalty ``ridge * n_u`` (``n_u = |S_u|``) is the
 "weighted-lambda" regularisation of Zhou, Wilkinson, Schreiber & Pan (2008, ALS-WR), which makes
-one ``reg`` fit users and items of any activity; the biases get an ordinary ridge ``reg_bias``
-(as the baseline of :mod:`rfm_recsys.core.baseline`). ``mu`` is the mean training rating.
+one ``ridge`` fit users and items of any activity; the biases get an ordinary ridge ``bias_ridge``
+(as the baseline of :mod:`rfm_recsys.core.biases`). ``mu`` is the mean training rating.
 
 The numerical core (:func:`fit_biased_als`, :func:`predict_als`) is separate from the Surprise
 algorithm :class:`ALSAlgo`, in the style of implicit. A half-step forms every row's
@@ -36,9 +36,9 @@ from surprise import AlgoBase
 
 from ..checks import DuplicateRatingsError, check_triples
 from ..config import ALS, with_config
-from ..core.baseline import bias_estimates, bias_scores
+from ..core.biases import bias_estimates, bias_scores
 from ..core.blas import blas_threads
-from ..core.engine import RowPlan
+from ..core.solve import RowPlan
 from ..surprise_algos import _trainset_arrays, _VectorisedAlgo
 
 # Bound on the gathered factors of one batched matmul (bytes).
@@ -112,8 +112,8 @@ def _solve_side(
     perm: np.ndarray,
     other: np.ndarray,
     targets: np.ndarray,
-    reg: float,
-    reg_bias: float,
+    ridge: float,
+    bias_ridge: float,
     dtype,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One ALS half-step: every row's ``[factor; bias]`` given the other side's factors.
@@ -123,8 +123,8 @@ def _solve_side(
         perm: input-order index of each CSR entry.
         other: the other side's factors (``n_cols x k``).
         targets: rating minus everything but this side's factor and bias, input order.
-        reg: weighted-lambda factor penalty (times the row's count).
-        reg_bias: ridge penalty of the bias.
+        ridge: weighted-lambda factor penalty (times the row's count).
+        bias_ridge: ridge penalty of the bias.
 
     Returns:
         ``(factors n_rows x k, biases n_rows)``; rows without ratings get zeros.
@@ -148,12 +148,12 @@ def _solve_side(
         rows = np.concatenate([p[0] for p in pending])
         A = np.concatenate([p[1] for p in pending])
         b = np.concatenate([p[2] for p in pending])
-        A[:, diag[:k], diag[:k]] += (reg * counts[rows]).astype(dtype)[:, None]
-        A[:, k, k] += reg_bias
+        A[:, diag[:k], diag[:k]] += (ridge * counts[rows]).astype(dtype)[:, None]
+        A[:, k, k] += bias_ridge
         try:
             sol[rows] = np.linalg.solve(A, b[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
-            # Only with reg = reg_bias = 0 and too few ratings: the minimum-norm solutions.
+            # Only with ridge = bias_ridge = 0 and too few ratings: the minimum-norm solutions.
             sol[rows] = np.stack([np.linalg.lstsq(M, v, rcond=None)[0] for M, v in zip(A, b)])
         pending.clear()
 
@@ -184,30 +184,30 @@ def fit_biased_als(
     ratings: np.ndarray,
     n_users: int,
     n_items: int,
-    n_factors: int = 50,
-    reg: float = 0.12,
-    n_epochs: int = 10,
+    rank: int = 50,
+    ridge: float = 0.12,
+    n_sweeps: int = 10,
     random_state: int | np.random.Generator | None = None,
     dtype=np.float64,
     *,
-    reg_bias: float = 1.0,
+    bias_ridge: float = 1.0,
     init_std: float = 0.1,
     callback=None,
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fit ``r ~ mu + b_u + b_i + p_u . q_i`` by alternating weighted-lambda ridge solves.
+    """Fit ``r ~ mu + b_u + b_i + q_i^T p_u`` by alternating weighted-lambda ridge solves.
 
     Args:
         users, items: 0-based integer codes, one per rating (no repeated pairs).
         ratings: the ratings.
         n_users, n_items: sizes of the two sides (codes must be below them).
-        n_factors: rank ``k`` of the interaction.
-        reg: weighted-lambda penalty: user ``u``'s factor is penalised by ``reg * n_u``,
-            item ``i``'s by ``reg * n_i``.
-        n_epochs: full sweeps (a user half-step then an item half-step).
+        rank: rank ``k`` of the interaction.
+        ridge: weighted-lambda penalty: user ``u``'s factor is penalised by ``ridge * n_u``,
+            item ``i``'s by ``ridge * n_i``.
+        n_sweeps: full sweeps (a user half-step then an item half-step).
         random_state: seed or Generator of the item factors' initialisation
             (``N(0, init_std^2)``).
         dtype: float64 (default) or float32 for the factors and the solves.
-        reg_bias: ridge penalty of every user and item bias (not weighted).
+        bias_ridge: ridge penalty of every user and item bias (not weighted).
         init_std: standard deviation of the initial item factors.
         callback: called as ``callback(epoch, mu, b_u, b_i, P, Q)`` after each epoch (for
             learning curves; the arrays are live, copy them to keep them).
@@ -226,10 +226,10 @@ def fit_biased_als(
         raise ValueError("no ratings to fit")
     if users.min() < 0 or items.min() < 0 or users.max() >= n_users or items.max() >= n_items:
         raise ValueError("user and item codes must lie in [0, n_users) and [0, n_items)")
-    if n_factors < 1:
-        raise ValueError(f"n_factors must be >= 1, got {n_factors}")
-    if reg < 0 or reg_bias < 0:
-        raise ValueError("reg and reg_bias must be >= 0")
+    if rank < 1:
+        raise ValueError(f"rank must be >= 1, got {rank}")
+    if ridge < 0 or bias_ridge < 0:
+        raise ValueError("ridge and bias_ridge must be >= 0")
     dtype = np.dtype(dtype)
     rng = (
         random_state
@@ -240,17 +240,17 @@ def fit_biased_als(
     dev = ratings - mu
     uplan, uperm = _side_plan(users, items, n_users, n_items)
     iplan, iperm = _side_plan(items, users, n_items, n_users)
-    P = np.zeros((n_users, n_factors), dtype=dtype)
-    Q = (rng.standard_normal((n_items, n_factors)) * init_std).astype(dtype)
+    P = np.zeros((n_users, rank), dtype=dtype)
+    Q = (rng.standard_normal((n_items, rank)) * init_std).astype(dtype)
     b_u = np.zeros(n_users, dtype=np.float64)
     b_i = np.zeros(n_items, dtype=np.float64)
     rated_i = np.bincount(items, minlength=n_items) > 0
     Q[~rated_i] = 0.0
     with _single_threaded_blas():
-        for epoch in range(n_epochs):
-            P, bu = _solve_side(uplan, uperm, Q, dev - b_i[items], reg, reg_bias, dtype)
+        for epoch in range(n_sweeps):
+            P, bu = _solve_side(uplan, uperm, Q, dev - b_i[items], ridge, bias_ridge, dtype)
             b_u = bu.astype(np.float64)
-            Q, bi = _solve_side(iplan, iperm, P, dev - b_u[users], reg, reg_bias, dtype)
+            Q, bi = _solve_side(iplan, iperm, P, dev - b_u[users], ridge, bias_ridge, dtype)
             b_i = bi.astype(np.float64)
             if callback is not None:
                 callback(epoch, mu, b_u, b_i, P, Q)
@@ -289,16 +289,16 @@ class ALSAlgo(_VectorisedAlgo):
     fitted by alternating exact ridge solves (Zhou et al. 2008) instead of SGD: each half-step
     solves, for every user (then every item), the regression of its baseline residuals on the
     other side's factors augmented with a constant 1 (which fits the bias jointly), with penalty
-    ``reg * n_u`` on the factor (``n_u`` the number of its training ratings) and ``reg_bias`` on
+    ``ridge * n_u`` on the factor (``n_u`` the number of its training ratings) and ``bias_ridge`` on
     the bias. If the user is unknown the estimate is ``mu + b_i``, if the item is unknown
     ``mu + b_u``; if both are unknown ``PredictionImpossible`` is raised (Surprise then predicts
     the global mean). Estimates are clipped to the rating scale by Surprise.
 
     Defaults were first chosen on a seeded 90/10 validation split of ml-100k's ``u1.base``
-    (``u1.test`` never used; grid ``n_factors`` 5-100, ``reg`` 0.03-0.35, ``reg_bias`` 0.5-15, up
+    (``u1.test`` never used; grid ``rank`` 5-100, ``ridge`` 0.03-0.35, ``bias_ridge`` 0.5-15, up
     to 25 epochs) and then checked with the protocol of LinRFMAlgo's defaults,
     ``python -m evaluation.choose_defaults --als --n-iter 15`` (validation shares of ml-100k and
-    ml-latest-small training folds): ``n_factors=50, reg=0.12, reg_bias=1, n_epochs=10`` scores
+    ml-latest-small training folds): ``rank=50, ridge=0.12, bias_ridge=1, n_sweeps=10`` scores
     within 0.1% of that grid's best (100 factors, 6 epochs).
 
     The hyperparameters are :data:`rfm_recsys.config.ALS`'s.
@@ -346,12 +346,12 @@ class ALSAlgo(_VectorisedAlgo):
             r,
             trainset.n_users,
             trainset.n_items,
-            n_factors=self.n_factors,
-            reg=self.reg,
-            n_epochs=self.n_epochs,
+            rank=self.rank,
+            ridge=self.ridge,
+            n_sweeps=self.n_sweeps,
             random_state=self.random_state,
             dtype=np.dtype(self.dtype),
-            reg_bias=self.reg_bias,
+            bias_ridge=self.bias_ridge,
             init_std=self.init_std,
             callback=_cb,
         )

@@ -8,7 +8,7 @@ published models on MovieLens)::
     r_hat(u, i) = w0 + w_u + w_i + <v_u, v_i>
 
 myfm's ``MyFMRegressor`` samples every parameter and the prior hyperparameters (users and items
-form separate prior groups) by Gibbs sampling. The first ``n_iter - n_kept_samples`` sweeps are
+form separate prior groups) by Gibbs sampling. The first ``n_sweeps - n_kept_samples`` sweeps are
 burn-in; the prediction is the average of the predictions of the kept samples. After the fit the
 kept samples are folded into three arrays (the mean of ``w0 + w``, and the factors of all
 samples side by side, scaled by ``1/sqrt(S)``) so that the sample average of ``<v_u, v_i>`` is
@@ -22,15 +22,14 @@ import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
 from unittest import mock
 
 import numpy as np
 import scipy.sparse as sp
 from surprise import AlgoBase
 
-from ..core.baseline import bias_scores
-from ..params import AnyOf, Constraint, Interval, Options
+from ..config import BAYESIAN_MF, with_config
+from ..core.biases import bias_scores
 from ..surprise_algos import _trainset_arrays, _VectorisedAlgo
 
 # Pairs gathered per block in predict (rows of the n_pairs x (S * rank) products).
@@ -92,9 +91,9 @@ def fit_bayesian_mf(
     n_items: int,
     *,
     rank: int = 10,
-    n_iter: int = 200,
+    n_sweeps: int = 200,
     n_kept_samples: int | None = None,
-    init_stdev: float = 0.1,
+    init_std: float = 0.1,
     random_state: int = 0,
     verbose: bool = False,
 ) -> BayesianMFFit:
@@ -105,10 +104,10 @@ def fit_bayesian_mf(
         ratings: the ratings.
         n_users, n_items: number of users and items (one-hot widths).
         rank: dimension of the factors.
-        n_iter: Gibbs sweeps in all (burn-in included).
+        n_sweeps: Gibbs sweeps in all (burn-in included).
         n_kept_samples: the last sweeps whose samples are averaged (None: all but the first
             tenth, :func:`kept_samples`).
-        init_stdev: standard deviation of the initial factors.
+        init_std: standard deviation of the initial factors.
         random_state: myfm's seed (an int).
         verbose: show myfm's progress bar.
     """
@@ -119,14 +118,14 @@ def fit_bayesian_mf(
     rows = np.repeat(np.arange(n), 2)
     cols = np.stack([users, n_users + items], axis=1).ravel()
     X = sp.csr_matrix((np.ones(2 * n), (rows, cols)), shape=(n, n_users + n_items))
-    fm = myfm.MyFMRegressor(rank=rank, init_stdev=init_stdev, random_seed=int(random_state))
+    fm = myfm.MyFMRegressor(rank=rank, init_stdev=init_std, random_seed=int(random_state))
     t0 = time.perf_counter()
     with myfm_progress(verbose):
         fm.fit(
             X,
             np.asarray(ratings, dtype=np.float64),
-            n_iter=n_iter,
-            n_kept_samples=kept_samples(n_iter, n_kept_samples),
+            n_iter=n_sweeps,
+            n_kept_samples=kept_samples(n_sweeps, n_kept_samples),
             grouping=[0] * n_users + [1] * n_items,
             callback=None if verbose else (lambda *_: (False, None)),
         )
@@ -161,17 +160,18 @@ def myfm_progress(verbose: bool) -> Iterator[None]:
         yield
 
 
-def kept_samples(n_iter: int, n_kept_samples: int | None) -> int:
+def kept_samples(n_sweeps: int, n_kept_samples: int | None) -> int:
     """The samples averaged: ``n_kept_samples``, or all sweeps but a tenth of burn-in if None.
 
-    None keeps 90% whatever ``n_iter`` is, so a grid over ``n_iter`` needs no matching
-    ``n_kept_samples`` (a fixed count larger than a small ``n_iter`` is an error).
+    None keeps 90% whatever ``n_sweeps`` is, so a grid over ``n_sweeps`` needs no matching
+    ``n_kept_samples`` (a fixed count larger than a small ``n_sweeps`` is an error).
     """
     if n_kept_samples is None:
-        return max(1, n_iter - n_iter // 10)
+        return max(1, n_sweeps - n_sweeps // 10)
     return int(n_kept_samples)
 
 
+@with_config(BAYESIAN_MF)
 class BayesianMFAlgo(_VectorisedAlgo):
     """Bayesian MF ("BayesianMF (myfm)" in the tables): myfm's Gibbs-sampled factorisation.
 
@@ -185,50 +185,15 @@ class BayesianMFAlgo(_VectorisedAlgo):
     examples and the comparison of Rendle et al. (2019), who keep a few hundred samples; rank 10
     and 32 are the two sizes the benchmark reports. Needs ``pip install myfm`` (the ``bayes``
     extra).
-
-    Args:
-        rank: dimension of the factors.
-        n_iter: Gibbs sweeps in all, burn-in included.
-        n_kept_samples: the last ``n_kept_samples`` sweeps are averaged (at most ``n_iter``);
-            None keeps all but the first tenth (180 of 200).
-        init_stdev: standard deviation of the initial factors.
-        random_state: seed of the sampler (int; None means 0, so fits are reproducible).
-        verbose: show myfm's progress bar.
     """
-
-    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
-        "rank": Interval(1, None, integer=True),
-        "n_iter": Interval(1, None, integer=True),
-        "n_kept_samples": AnyOf(Options(None), Interval(1, None, integer=True)),
-        "init_stdev": Interval(0.0, None, closed="neither"),
-        "random_state": AnyOf(Options(None), Interval(0, 2**31 - 1, integer=True)),
-        "verbose": Options(True, False),
-    }
-
-    def __init__(
-        self,
-        rank: int = 10,
-        n_iter: int = 200,
-        n_kept_samples: int | None = None,
-        init_stdev: float = 0.1,
-        random_state: int | None = None,
-        verbose: bool = False,
-    ):
-        AlgoBase.__init__(self)
-        self.rank = rank
-        self.n_iter = n_iter
-        self.n_kept_samples = n_kept_samples
-        self.init_stdev = init_stdev
-        self.random_state = random_state
-        self.verbose = verbose
 
     def fit(self, trainset) -> BayesianMFAlgo:
         """Sample the posterior on a Surprise ``Trainset``; returns ``self``."""
         self._validate_params()
-        if self.n_kept_samples is not None and self.n_kept_samples > self.n_iter:
+        if self.n_kept_samples is not None and self.n_kept_samples > self.n_sweeps:
             raise ValueError(
-                f"BayesianMFAlgo: n_kept_samples ({self.n_kept_samples}) must not exceed n_iter "
-                f"({self.n_iter}): lower n_kept_samples or raise n_iter"
+                f"BayesianMFAlgo: n_kept_samples ({self.n_kept_samples}) must not exceed n_sweeps "
+                f"({self.n_sweeps}): lower n_kept_samples or raise n_sweeps"
             )
         AlgoBase.fit(self, trainset)
         u, i, r = _trainset_arrays(trainset)
@@ -239,9 +204,9 @@ class BayesianMFAlgo(_VectorisedAlgo):
             trainset.n_users,
             trainset.n_items,
             rank=self.rank,
-            n_iter=self.n_iter,
+            n_sweeps=self.n_sweeps,
             n_kept_samples=self.n_kept_samples,
-            init_stdev=self.init_stdev,
+            init_std=self.init_std,
             random_state=0 if self.random_state is None else self.random_state,
             verbose=self.verbose,
         )

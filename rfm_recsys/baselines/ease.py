@@ -1,14 +1,14 @@
 """EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019).
 
-The item-item weights solve ``min ||X - X B||^2 + lam ||B||^2`` subject to ``diag(B) = 0``
+The item-item weights solve ``min ||X - X B||^2 + ridge ||B||^2`` subject to ``diag(B) = 0``
 on the binary users x items matrix ``X``; the closed form is
 
-    P = (X^T X + lam I)^-1        B = I - P diag(1 / diag(P))
+    P = (X^T X + ridge I)^-1        B = I - P diag(1 / diag(P))
 
 (zero diagonal), and a user's scores are ``x_u B``. No maintained library on PyPI offers it as
 an ``implicit`` recommender without heavy dependencies, so these few lines are ours (tested
-against a per-column constrained least-squares solve). ``lam`` is in the paper's units (on
-``X^T X``, not divided by the number of users).
+against a per-column constrained least-squares solve). ``ridge`` is Steck's lambda, in the
+paper's units (on ``X^T X``, not divided by the number of users).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from ..config import EASE as EASE_CONFIG
+from ..config import with_config
 from ..implicit_feedback.base import ItemScoringRecommender, check_user_items
-from ..params import Interval
 
 __all__ = ["EASE", "ease_weights"]
 
@@ -69,26 +70,20 @@ def _ease_woodbury(X: sp.csr_matrix, lam: float) -> np.ndarray:
     return B
 
 
+@with_config(EASE_CONFIG)
 class EASE(ItemScoringRecommender):
     """EASE as an ``implicit`` recommender (binary interactions; values are ignored).
 
-    Args:
-        lam: L2 penalty on ``B`` (Steck's lambda; about 100-1000 on MovieLens).
-
-    Attributes (after ``fit``):
-        item_weights_: ``B``, ``n_items x n_items`` float32 with zero diagonal.
-        user_items_: the binarised training interactions.
-        fit_seconds_: wall time of the last fit.
-
     ``similar_items`` ranks by cosine of the rows of ``B + I`` and ``similar_users`` by cosine of
     the users' score vectors ``x_u B``.
+
+    Attributes:
+        item_weights_: after ``fit``, ``B``, ``n_items x n_items`` float32 with zero diagonal.
+        user_items_: after ``fit``, the binarised training interactions.
+        fit_seconds_: after ``fit``, the wall time of the last fit.
     """
 
     _format: ClassVar[str] = "rfm_recsys.EASE"
-    _parameter_constraints: ClassVar[dict] = {"lam": Interval(0, None, closed="neither")}
-
-    def __init__(self, lam: float = 500.0):
-        self.lam = lam
 
     def fit(self, user_items, show_progress: bool = False, callback=None) -> EASE:
         """Fit on a users x items sparse matrix; returns ``self``."""
@@ -97,7 +92,7 @@ class EASE(ItemScoringRecommender):
         X = self._transform(check_user_items(user_items))
         if X.nnz == 0:
             raise ValueError("user_items stores no interactions: nothing to fit")
-        B = ease_weights(X, float(self.lam))
+        B = ease_weights(X, float(self.ridge))
         self._set_interactions(X)
         self.item_weights_ = B
         self.fit_seconds_ = time.perf_counter() - start

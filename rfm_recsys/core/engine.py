@@ -1,4 +1,4 @@
-"""Numerical core shared by lin-RFM and IRLS on sparse observations.
+"""The engine: lin-RFM's and IRLS's alternation on sparse observations, one loop for every backend.
 
 Both algorithms complete an ``n x d`` matrix ``Y`` observed on a sparse set of entries by
 alternating two steps (Radhakrishnan, Belkin & Drusvyatskiy, PNAS 2025; Mohan & Fazel 2012):
@@ -11,17 +11,20 @@ alternating two steps (Radhakrishnan, Belkin & Drusvyatskiy, PNAS 2025; Mohan & 
    ``a_i`` is stored in a sparse matrix ``A`` with the pattern of ``Y``; the completed rows
    ``W = A K`` are never stored for all rows at once.
 2. **Feature update.** ``X^T X`` of the completed matrix (``X = W``, or ``W`` with the observed
-   entries put back for exact completion) is handed to a :class:`FeatureUpdate`, which returns
-   the next kernel. lin-RFM uses a power of the AGOP ``G = X^T X / n``; IRLS-p uses
-   ``(X^T X + gamma I)^(1 - p/2)`` with a decreasing ``gamma``. Everything else is shared.
+   entries put back for exact completion) is handed to a
+   :class:`~rfm_recsys.core.updates.FeatureUpdate`, which returns the next kernel. lin-RFM
+   uses a power of the AGOP ``G = X^T X / n``; IRLS-p uses ``(X^T X + gamma I)^(1 - p/2)``
+   with a decreasing ``gamma``.
 
-The kernel is dense (``d x d``) or factored (``U diag(s) U^T``, ``U`` ``d x r``); both forms answer
-the loop's questions (row fits, the update, predictions) through one interface in
-:mod:`.kernels`. The other pieces live in their own modules: the dense row solves in
-:mod:`.solve`, the dense completion ``A K`` (its ``X^T X`` in bounded row chunks, pair
-predictions) in :mod:`.completion`, the updates in :mod:`.updates`, the memory estimate and
-refusal in :mod:`.memory`, the BLAS thread limits in :mod:`.blas`. This module holds the loop
-and re-exports their public names.
+Optionally a kernel step follows (kernel RFM, :mod:`.kernel_step`): after ``n_updates`` updates
+the rows are fitted with a kernel built from the learned matrix (a radial kernel over its
+geometry, with the co-rating signal) and the learned matrix is updated from that fit's AGOP.
+
+The rows live in a :class:`~rfm_recsys.core.blocks.RowBlocks` (this process's
+:class:`~rfm_recsys.core.blocks.LocalBlocks`, or the Dask backend's blocks on the workers), which
+fit them and sum their shares of each update; the kernel (dense or factored,
+:mod:`.dense_kernel`, :mod:`.factored_kernel`) asks the blocks for the shares it needs. This
+module holds the loop: history, validation tracking, stopping, hooks.
 """
 
 from __future__ import annotations
@@ -31,38 +34,27 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from .blas import default_threads
-from .completion import gram_of_completion, predict_pairs
-from .kernels import DenseKernel, FactoredKernel, Kernel, initial_kernel
-from .memory import EngineMemoryError, available_memory, check_memory, estimate_memory
-from .solve import RowPlan, solve_rows, spd_solve
+from .blocks import LocalBlocks, RowBlocks
+from .kernel import Kernel
+from .kernel_forms import initial_kernel
+from .memory import check_memory
 from .updates import AGOPPower, FeatureUpdate, IRLSUpdate
 
-# Names other modules import from here; the definitions live in the modules above.
 __all__ = [
     "AGOPPower",
-    "DenseKernel",
-    "EngineMemoryError",
     "EngineResult",
-    "FactoredKernel",
     "FeatureUpdate",
     "IRLSUpdate",
     "IterationState",
-    "Kernel",
-    "RowPlan",
-    "available_memory",
-    "check_memory",
     "complete_dense",
-    "estimate_memory",
     "fit_engine",
-    "gram_of_completion",
-    "predict_pairs",
-    "solve_rows",
-    "spd_solve",
+    "run_engine",
 ]
 
 
@@ -72,7 +64,7 @@ class IterationState:
 
     ``kernel`` is the kernel the rows were fitted with (``.K`` its dense ``d x d`` form, built
     on demand for a factored kernel), ``A`` their coefficients (so the completion is ``A K``),
-    ``lam`` the ridge of this iteration's row fits and ``record`` the history entry just
+    ``ridge`` the ridge of this iteration's row fits and ``record`` the history entry just
     appended (``record["seconds"]`` is the fit's compute time so far, hooks excluded). The
     arrays are the engine's own: read them, do not modify them.
     """
@@ -80,7 +72,7 @@ class IterationState:
     iteration: int
     kernel: Kernel
     A: sp.csr_matrix
-    lam: float
+    ridge: float
     record: dict
 
     @property
@@ -90,12 +82,14 @@ class IterationState:
 
 @dataclass
 class EngineResult:
-    """Fitted state: the kernel, the row coefficients and the per-iteration history."""
+    """Fitted state: the kernel, the row coefficients, the ridge they were fitted with, the
+    per-iteration history and the iteration they come from."""
 
     kernel: Kernel
     A: sp.csr_matrix
     history: list[dict]
     best_iteration: int
+    ridge: float = 0.0
 
     @property
     def K(self) -> np.ndarray:
@@ -110,8 +104,8 @@ def _dense(kernel) -> np.ndarray:
 def fit_engine(
     R: sp.csr_matrix,
     *,
-    lam: float,
-    n_iter: int,
+    ridge: float,
+    n_updates: int,
     update: FeatureUpdate,
     tol: float | None = None,
     dtype=np.float32,
@@ -122,19 +116,23 @@ def fit_engine(
     max_memory: int | None = None,
     callback: Callable[[int, dict], None] | None = None,
     progress: bool = False,
-    lam_schedule: Callable[[int], float] | None = None,
+    ridge_schedule: Callable[[int], float] | None = None,
     on_iteration: Callable[[IterationState], bool | None] | None = None,
     rank: int | None = None,
     shift: float = 0.0,
     random_state: int | None = 0,
+    step: Any = None,
 ) -> EngineResult:
-    """Run ``n_iter`` feature updates; the returned rows are fitted with the last (or best) kernel.
+    """Run ``n_updates`` feature updates on the rows of ``R``; the returned rows are fitted with
+    the last (or best) kernel.
 
     Args:
         R: ``n x d`` CSR matrix of targets (explicit zeros are observations).
-        lam: ridge penalty of the row fits.
-        n_iter: number of kernel updates (0 = one ridge fit with ``K0``).
-        update: the :class:`FeatureUpdate` (:class:`AGOPPower` or :class:`IRLSUpdate`).
+        ridge: ridge penalty of the row fits.
+        n_updates: number of kernel updates (0 = one ridge fit with ``K0``).
+        update: the :class:`~rfm_recsys.core.updates.FeatureUpdate`
+            (:class:`~rfm_recsys.core.updates.AGOPPower` or
+            :class:`~rfm_recsys.core.updates.IRLSUpdate`).
         tol: stop once ``||K_new - K||_F / ||K||_F < tol``.
         dtype: ``np.float32`` or ``np.float64`` for the kernel and the solves.
         reimpose_observed: replace the observed entries of the completion by their targets
@@ -146,63 +144,143 @@ def fit_engine(
         max_memory: bytes allowed; the estimate is checked before anything is allocated.
         callback: called as ``callback(iteration, record)`` after each row fit.
         progress: show a tqdm bar.
-        lam_schedule: ``lam_schedule(k)`` is the ridge of the row fits of iteration ``k``
-            (``k = 0`` is the fit with the initial kernel); ``None`` keeps ``lam`` throughout.
+        ridge_schedule: ``ridge_schedule(k)`` is the ridge of the row fits of iteration ``k``
+            (``k = 0`` is the fit with the initial kernel); ``None`` keeps ``ridge`` throughout.
         on_iteration: called with an :class:`IterationState` after every row fit; returning
             ``True`` stops the fit there (a time budget, an external criterion). Its own time
             is left out of ``record["seconds"]``.
         rank: ``None`` for the dense ``d x d`` kernel; an int for the factored kernel
-            ``U diag(s) U^T`` of that rank (:class:`~rfm_recsys.core.kernels.FactoredKernel`).
+            ``U diag(s) U^T`` of that rank
+            (:class:`~rfm_recsys.core.factored_kernel.FactoredKernel`).
         shift: factored kernel only: share of the mean diagonal given to ``eps I`` in
             ``K = U diag(s) U^T + eps I`` after each update (0 keeps the span of the first
             update's ``U``).
         random_state: seed of the factored kernel's randomized range finder.
+        step: a kernel step (:class:`~rfm_recsys.core.kernel_step.KernelStep`) run after the
+            ``n_updates`` updates, or ``None``.
 
     Returns:
-        :class:`EngineResult` with ``history`` records ``{"iteration", "train_rmse",
+        :class:`EngineResult` with ``history`` records ``{"iteration", "stage", "train_rmse",
         "valid_rmse", "kernel_change", "seconds"}``.
     """
-    R = _sorted_csr(R)
-    n, d = R.shape
+    R = sp.csr_matrix(R)
+    if not R.has_sorted_indices:
+        R = R.copy()  # sorting works in place: never reorder the caller's arrays
+        R.sort_indices()
+    if R.dtype != np.dtype(dtype):
+        R = R.astype(dtype)
+    blocks = LocalBlocks(R, validation, default_threads())
+    return run_engine(
+        blocks,
+        ridge=ridge,
+        n_updates=n_updates,
+        update=update,
+        tol=tol,
+        reimpose_observed=reimpose_observed,
+        patience=patience,
+        K0=K0,
+        max_memory=max_memory,
+        callback=callback,
+        progress=progress,
+        ridge_schedule=ridge_schedule,
+        on_iteration=on_iteration,
+        rank=rank,
+        shift=shift,
+        random_state=random_state,
+        step=step,
+    )
+
+
+def run_engine(
+    blocks: RowBlocks,
+    *,
+    ridge: float,
+    n_updates: int,
+    update: FeatureUpdate,
+    tol: float | None = None,
+    reimpose_observed: bool = False,
+    patience: int = 2,
+    K0: np.ndarray | Kernel | None = None,
+    max_memory: int | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+    progress: bool = False,
+    ridge_schedule: Callable[[int], float] | None = None,
+    on_iteration: Callable[[IterationState], bool | None] | None = None,
+    rank: int | None = None,
+    shift: float = 0.0,
+    random_state: int | None = 0,
+    step: Any = None,
+    stop_at: int | None = None,
+) -> EngineResult:
+    """:func:`fit_engine` on rows held by any :class:`~rfm_recsys.core.blocks.RowBlocks`.
+
+    The blocks carry their validation pairs (if any); ``stop_at`` ends the fit after the row fit
+    of that iteration (the refit of an early-stopped run). With a ``step``, iterations
+    ``0 .. n_updates - 1`` fit the rows with the learned kernel and iterations
+    ``n_updates .. n_updates + step.n_updates`` with the step's kernel built from it.
+    """
+    n, d = blocks.n_rows, blocks.n_cols
+    dtype = np.dtype(blocks.dtype)
     rank = getattr(K0, "rank", rank)  # a kernel given as K0 brings its own form
-    check_memory(n, d, R.nnz, dtype, update.needs_eigh, max_memory, rank)
-    dtype = np.dtype(dtype)
+    check_memory(n, d, blocks.nnz, dtype, update.needs_eigh, max_memory, rank)
     update = copy.deepcopy(update)  # its state (IRLS's smoothing) is this fit's own
     update.reset()
-    plan = RowPlan.from_csr(R)
-    y = R.data.astype(dtype)
-    targets = y if reimpose_observed else None
-    kernel = initial_kernel(d, dtype, rank, shift, K0, random_state)
-    tracker = _Validation(validation, patience)
+    learned = initial_kernel(d, dtype, rank, shift, K0, random_state)
+    last = n_updates + (step.n_updates if step is not None else 0)
+    if stop_at is not None:
+        last = min(last, int(stop_at))
+    tracker = _Validation(getattr(blocks, "validating", False), patience)
     history: list[dict] = []
-    bar = _progress_bar(progress, n_iter + 1)
+    bar = _progress_bar(progress, last + 1)
     clock = _Clock()
     change = float("nan")
     it = 0
-    n_threads = default_threads()
     while True:
-        lam_it = _ridge(lam, lam_schedule, it)
-        a = kernel.solve_rows(plan, y, lam_it, n_threads)
-        A = sp.csr_matrix((a, R.indices, R.indptr), shape=(n, d))
-        completion = kernel.complete(A)
-        rec = {"iteration": it, "train_rmse": _train_rmse(a, lam_it), "kernel_change": change}
-        tracker.observe(rec, it, kernel, A, completion)
+        in_step = step is not None and it >= n_updates
+        if in_step and it == n_updates:
+            step_run = step.start(blocks, learned)
+        kernel = step_run.build(learned, it - n_updates) if in_step else learned
+        ridge_it = step.ridge if in_step else _ridge(ridge, ridge_schedule, it)
+        coefs = blocks.solve(kernel, ridge_it)
+        rec = _record(it, "kernel" if in_step else "linear", blocks.stats(coefs, kernel), ridge_it)
+        rec["kernel_change"] = change
+        tracker.observe(rec, it, kernel, coefs, ridge_it)
         rec["seconds"] = clock.seconds()
         history.append(rec)
         _notify(callback, bar, it, rec)
         stop = on_iteration is not None and clock.excluded(
-            on_iteration, IterationState(it, kernel, A, lam_it, rec)
+            on_iteration,
+            IterationState(it, kernel, blocks.coefficients(coefs), ridge_it, rec),
         )
         settled = tol is not None and it > 0 and change < tol
-        if stop or it >= n_iter or tracker.exhausted or settled:
+        if stop or it >= last or tracker.exhausted or settled:
             break
-        new = kernel.next(completion, update, n, it, targets, lam_it)
-        change, kernel = kernel.distance(new), new
+        if in_step:
+            new = step_run.next(blocks, coefs, kernel, it - n_updates)
+        else:
+            new = kernel.next(blocks, coefs, update, it, ridge_it, reimpose_observed)
+        change, learned = learned.distance(new), new
         it += 1
     if bar is not None:
         bar.close()
-    best_iteration, kernel, A = tracker.best(it, kernel, A)
-    return EngineResult(kernel=kernel, A=A, history=history, best_iteration=best_iteration)
+    best_iteration, kernel, coefs, ridge_it = tracker.best(it, kernel, coefs, ridge_it)
+    return EngineResult(
+        kernel=kernel,
+        A=blocks.coefficients(coefs),
+        history=history,
+        best_iteration=best_iteration,
+        ridge=float(ridge_it),
+    )
+
+
+def _record(it: int, stage: str, stats: dict, ridge: float) -> dict:
+    # On observed entries w = K_SS a = y - lam a, so the training residual is lam * a.
+    n_a = stats["n_a"]
+    rmse = float(ridge * math.sqrt(stats["sum_a2"] / n_a)) if n_a else 0.0
+    rec = {"iteration": it, "stage": stage, "train_rmse": rmse}
+    if stats.get("n_valid"):
+        rec["valid_rmse"] = float(math.sqrt(stats["sse"] / stats["n_valid"]))
+    return rec
 
 
 def _notify(callback, bar, it: int, rec: dict) -> None:
@@ -213,23 +291,10 @@ def _notify(callback, bar, it: int, rec: dict) -> None:
         bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k.endswith("rmse")})
 
 
-def _train_rmse(a: np.ndarray, lam: float) -> float:
-    # On observed entries w = K_SS a = y - lam a, so the training residual is lam * a.
-    return float(lam * np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0
-
-
-def _sorted_csr(R) -> sp.csr_matrix:
-    R = sp.csr_matrix(R)
-    if not R.has_sorted_indices:
-        R = R.copy()  # sorting works in place: never reorder the caller's arrays
-        R.sort_indices()
-    return R
-
-
-def _ridge(lam: float, schedule: Callable[[int], float] | None, it: int) -> float:
-    value = float(lam if schedule is None else schedule(it))
+def _ridge(ridge: float, schedule: Callable[[int], float] | None, it: int) -> float:
+    value = float(ridge if schedule is None else schedule(it))
     if not value >= 0.0 or not math.isfinite(value):
-        raise ValueError(f"lam_schedule({it}) returned {value}: the ridge must be finite >= 0")
+        raise ValueError(f"ridge_schedule({it}) returned {value}: the ridge must be finite >= 0")
     return value
 
 
@@ -262,33 +327,30 @@ class _Clock:
 class _Validation:
     """Validation RMSE per iteration, patience, and the best (kernel, rows) seen so far."""
 
-    def __init__(self, validation, patience: int) -> None:
-        self.validation = validation
+    def __init__(self, validating: bool, patience: int) -> None:
+        self.validating = validating
         self.patience = patience
         self.best_rmse = math.inf
         self.best_state: tuple | None = None
         self.since_best = 0
 
-    def observe(self, rec: dict, it: int, kernel, A: sp.csr_matrix, completion) -> None:
-        if self.validation is None:
+    def observe(self, rec: dict, it: int, kernel, coefs, ridge: float) -> None:
+        if not self.validating or "valid_rmse" not in rec:
             return
-        vr, vc, vv = self.validation
-        pred = completion.pairs(vr, vc)
-        rec["valid_rmse"] = float(np.sqrt(np.mean((pred - vv) ** 2)))
         if rec["valid_rmse"] < self.best_rmse - 1e-9:
             self.best_rmse = rec["valid_rmse"]
-            self.best_state = (it, kernel, A)  # kernels are never modified in place
+            self.best_state = (it, kernel, coefs, ridge)  # kernels are never modified in place
             self.since_best = 0
         else:
             self.since_best += 1
 
     @property
     def exhausted(self) -> bool:
-        return self.validation is not None and self.since_best >= self.patience
+        return self.validating and self.since_best >= self.patience
 
-    def best(self, it: int, kernel, A: sp.csr_matrix) -> tuple:
-        """``(iteration, kernel, A)`` to return: the best one seen, else the last."""
-        return self.best_state if self.best_state is not None else (it, kernel, A)
+    def best(self, it: int, kernel, coefs, ridge: float) -> tuple:
+        """``(iteration, kernel, coefs, ridge)`` to return: the best one seen, else the last."""
+        return self.best_state if self.best_state is not None else (it, kernel, coefs, ridge)
 
 
 def complete_dense(K, A: sp.csr_matrix) -> np.ndarray:

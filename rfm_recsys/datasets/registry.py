@@ -179,6 +179,8 @@ def _dat_release(
     )
 
 
+#: The registry: every MovieLens release the package knows, by name (``"ml-100k"``, ...); the
+#: API reference's entry for ``rfm_recsys.datasets.DATASETS`` (docs/api/index.rst) says the same.
 DATASETS: dict[str, MovieLensDataset] = {
     "ml-100k": MovieLensDataset(
         name="ml-100k",

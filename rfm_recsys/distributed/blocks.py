@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from ..checks import RatingsError, check_triples
 from ..core.completion import gram_of_completion, predict_pairs
-from ..core.kernels import FactoredKernel, factor_gram
+from ..core.factored_kernel import FactoredKernel, factor_gram
 from ..core.solve import RowPlan, solve_rows
 
 
@@ -222,7 +222,7 @@ def _here(K):
     """The broadcast kernel with its arrays aligned in this process (see :func:`aligned`).
 
     ``K`` is ``None`` (the identity), a dense ``d x d`` array or a
-    :class:`~rfm_recsys.core.kernels.FactoredKernel`.
+    :class:`~rfm_recsys.core.factored_kernel.FactoredKernel`.
     """
     if isinstance(K, FactoredKernel):
         return FactoredKernel(aligned(K.U), aligned(K.s), K.eps, K.rank, K.shift, K.random_state)

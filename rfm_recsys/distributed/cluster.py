@@ -10,11 +10,19 @@ closes it when the fit ends, whether it succeeded or not.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..core.blas import usable_cores
 
-__all__ = ["DistributedFitError", "broadcast", "dask_client", "gather", "require_dask"]
+__all__ = [
+    "DistributedFitError",
+    "broadcast",
+    "dask_client",
+    "gather",
+    "require_dask",
+    "retrying",
+]
 
 
 class DistributedFitError(RuntimeError):
@@ -107,3 +115,41 @@ def broadcast(client, x):
         return client.scatter(x, broadcast=True, hash=False)
     except (ValueError, *lost_types()) as exc:
         raise DistributedFitError(_lost_message(exc)) from exc
+
+
+# Times a step is redone after Dask lost data it cannot recompute (broadcast arrays).
+RETRIES = 3
+
+
+def _repairable() -> tuple[type, ...]:
+    """Causes of a lost step that a redo may repair: data cancelled with a worker, a comm closed
+    or a broadcast cut short by a worker leaving. Not ``KilledWorker``: a task that kept
+    killing its workers would kill them again."""
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    return (FutureCancelledError, CommClosedError, OSError, ValueError)
+
+
+def retrying(
+    step: Callable[[], Any],
+    can_redo: Callable[[], bool],
+    before_redo: Callable[[], None] | None = None,
+) -> Any:
+    """Run ``step``; after a loss Dask could not repair by itself, ``before_redo()`` and again.
+
+    Results derived from broadcast arrays (kernel, biases) have no lineage in Dask; the driver
+    still holds those arrays, so while ``can_redo()`` (every rating part alive, or recomputable
+    from its source) the step is redone from them, up to ``RETRIES`` times. Other errors, and a
+    loss that cannot be redone, stand.
+    """
+    for attempt in range(RETRIES + 1):
+        try:
+            if attempt and before_redo is not None:  # in the try: a loss here is retried too
+                before_redo()
+            return step()
+        except DistributedFitError as exc:
+            lost = isinstance(exc.__cause__, _repairable())
+            if attempt == RETRIES or not lost or not can_redo():
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,26 +1,116 @@
-"""Putting ratings on the cluster: in-memory triples scattered once, or a dask DataFrame coded
-where it lies.
+"""Ratings on the cluster, as a fit's data source: biases by reductions, row blocks per part.
 
-Either way the result is a :class:`~rfm_recsys.distributed.fitting.DaskRatings`: futures of
+The ratings get there in one of two ways: in-memory triples scattered once
+(:func:`scatter_ratings`), or a dask DataFrame coded where it lies (:func:`frame_ratings`).
+Either way the result is a :class:`DaskRatings`: futures of
 :class:`~rfm_recsys.distributed.blocks.RatingPart`, each holding all the ratings of a set of
-rows of the fit's orientation.
+rows of the fit's orientation. It gives the fitting layer what a source in this process gives:
+the biases of a run (:meth:`DaskRatings.biases`, the alternating sweeps of
+:func:`~rfm_recsys.core.biases.alternate_biases` on partial sums) and its row blocks
+(:meth:`DaskRatings.blocks`, :class:`~rfm_recsys.distributed.dask_blocks.DaskBlocks`).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..checks import RatingsError, check_shape
-from ..core.fitting import resolve_orientation, validation_mask
-from ..ids import Vocabulary
+from ..core.biases import Baseline, alternate_biases
+from ..ids import Vocabulary, check_id_types
 from . import blocks as B
-from .cluster import gather
-from .fitting import DaskRatings
+from .cluster import broadcast, gather, retrying
+from .dask_blocks import DaskBlocks
 
-__all__ = ["frame_ratings", "is_dask_frame", "scatter_ratings"]
+__all__ = ["DaskRatings", "frame_ratings", "is_dask_frame", "scatter_ratings"]
+
+
+@dataclass
+class DaskRatings:
+    """Coded ratings held by the cluster: part futures and the sizes the driver knows."""
+
+    client: object
+    parts: list
+    n_users: int
+    n_items: int
+    nnz: int
+    n_held: int = 0
+    recomputable: bool = False  # whether Dask can recompute a lost part from its source
+    rating_range: tuple[float, float] | None = None  # (lowest, highest) rating
+
+    def parts_alive(self) -> bool:
+        """Whether a lost step can be redone: every part alive, or recomputable."""
+        if self.recomputable:
+            return True
+        return all(f.status not in ("lost", "cancelled", "error") for f in self.parts)
+
+    def _submit(self, fn, *args):
+        return self.client.submit(fn, *args, pure=False)
+
+    def biases(self, mode: str, reg_user: float, reg_item: float, n_sweeps: int) -> Baseline:
+        """The biases of the ratings a run fits (``"all"``, or ``"train"``: not held out)."""
+        if mode == "train" and self.n_held in (0, self.nnz):
+            raise ValueError(
+                "validation_share leaves no ratings on one side: use more data or another share"
+            )
+        return retrying(lambda: self._biases(mode, reg_user, reg_item, n_sweeps), self.parts_alive)
+
+    def _biases(self, mode: str, reg_user: float, reg_item: float, n_sweeps: int) -> Baseline:
+        nu, ni = self.n_users, self.n_items
+        sums = gather(
+            self.client, [self._submit(B.baseline_sums, p, mode, nu, ni) for p in self.parts]
+        )
+        mu = sum(x[0] for x in sums) / sum(x[1] for x in sums)
+
+        def half_step(b_other: np.ndarray, users_side: bool) -> np.ndarray:
+            other = broadcast(self.client, b_other)
+            size = nu if users_side else ni
+            futs = [
+                self._submit(B.bias_half_step, p, mode, mu, other, users_side, size)
+                for p in self.parts
+            ]
+            return np.sum(gather(self.client, futs), axis=0)
+
+        b_user, b_item = alternate_biases(
+            half_step,
+            np.sum([x[2] for x in sums], axis=0),
+            np.sum([x[3] for x in sums], axis=0),
+            reg_user,
+            reg_item,
+            n_sweeps,
+        )
+        return Baseline(mu=float(mu), b_row=b_user, b_col=b_item)
+
+    def blocks(
+        self, mode: str, baseline: Baseline, users_are_rows: bool, dtype, validating: bool
+    ) -> DaskBlocks:
+        """The run's row blocks, built on the workers from the parts and the biases."""
+        n, d = (self.n_users, self.n_items) if users_are_rows else (self.n_items, self.n_users)
+        nnz = self.nnz - (self.n_held if mode == "train" else 0)
+
+        def build() -> list:
+            b_user, b_item = (broadcast(self.client, b) for b in (baseline.b_row, baseline.b_col))
+            return [
+                self._submit(
+                    B.build_block,
+                    p,
+                    mode,
+                    baseline.mu,
+                    b_user,
+                    b_item,
+                    users_are_rows,
+                    d,
+                    np.dtype(dtype),
+                    validating,
+                )
+                for p in self.parts
+            ]
+
+        return DaskBlocks(self, build, n, d, nnz, dtype, validating)
 
 
 def is_dask_frame(x) -> bool:
@@ -41,22 +131,19 @@ def scatter_ratings(
     ratings: np.ndarray,
     n_users: int,
     n_items: int,
-    *,
-    orient: str,
-    validation_share: float,
-    random_state,
+    users_are_rows: bool,
+    held: np.ndarray | None = None,
     n_parts: int | None = None,
 ) -> DaskRatings:
     """Split checked, coded triples into parts of whole rows and scatter them once.
 
-    The validation share is drawn here by the threads backend's own
-    :func:`~rfm_recsys.core.fitting.validation_mask`, so both backends hold out the same
-    ratings. Parts are balanced by their number of ratings, one per worker thread.
+    ``held`` marks the validation share (drawn by the fitting layer, as for a fit in this
+    process, so both backends hold out the same ratings). Parts are balanced by their number of
+    ratings, one per worker thread.
     """
-    held = np.zeros(ratings.size, dtype=bool)
-    if validation_share:
-        held = validation_mask(ratings.size, validation_share, random_state)
-    rows = users if resolve_orientation(orient, n_users, n_items) else items
+    if held is None:
+        held = np.zeros(ratings.size, dtype=bool)
+    rows = users if users_are_rows else items
     order = np.argsort(rows, kind="stable")
     parts = []
     for sl in _row_slices(rows[order], n_parts or total_threads(client)):
@@ -85,7 +172,7 @@ def frame_ratings(
     *,
     rating_scale: tuple[float, float] | None,
     duplicates: str,
-    orient: str,
+    users_are_rows: Callable[[int, int], bool],
     validation_share: float,
     random_state,
 ) -> tuple[DaskRatings, Vocabulary, Vocabulary]:
@@ -95,7 +182,8 @@ def frame_ratings(
     distinct ids, which the fitted model keeps anyway); the frame is shuffled by the row side's
     id so every row's ratings share a partition, and each partition is coded, checked (NaN,
     scale, duplicates) and sorted on its worker. The resulting parts keep their lineage: a part
-    lost with a worker is recomputed from the frame's source.
+    lost with a worker is recomputed from the frame's source. ``users_are_rows(n_users,
+    n_items)`` is the fitting layer's orientation rule, applied once the sizes are known.
     """
     import dask
 
@@ -109,7 +197,7 @@ def frame_ratings(
     )
     n_users, n_items = len(user_vocab), len(item_vocab)
     check_shape(n_users, n_items)
-    row_col = user_col if resolve_orientation(orient, n_users, n_items) else item_col
+    row_col = user_col if users_are_rows(n_users, n_items) else item_col
     shuffled = ddf[list(columns)].shuffle(on=row_col, shuffle_method="tasks")
     pieces = shuffled.to_delayed()
     seeds = _seeds(random_state, len(pieces))
@@ -171,6 +259,7 @@ def _vocabulary(uniques: pd.Series, what: str, name: str) -> Vocabulary:
             f"some rows have a missing {what} id in column {name!r}; drop them first, e.g. "
             f"ddf.dropna(subset=[{name!r}])"
         )
+    check_id_types(uniques, what, name)
     values = uniques.to_numpy()
     with contextlib.suppress(TypeError):  # mixed types that do not sort: keep the order found
         values = np.sort(values)

@@ -9,7 +9,8 @@ for models that score items from a user's row of interactions. A subclass provid
 * ``_scores(rows)``: scores of every item for a batch of such rows (``b x d`` float32);
 * ``_item_vectors()`` and ``_user_vectors(rows)``: vectors whose cosine is the similarity of
   ``similar_items`` and ``similar_users``;
-* ``_state()`` / ``_restore(arrays, meta)``: its fitted arrays for :meth:`save` / :meth:`load`.
+* ``_state()`` / ``_restore(arrays, meta)``: its fitted arrays for
+  :meth:`ItemScoringRecommender.save` / :meth:`ItemScoringRecommender.load`.
 
 The base here keeps the transformed training rows (user ``u`` is row ``u``; ids are row and
 column indices), folds in new users for ``recalculate_user`` with the same transform, and saves
@@ -27,7 +28,7 @@ import scipy.sparse as sp
 from ..fileformat import load_checked, npz_path, write_model_file
 from ..ids import Vocabulary
 from ..model.base import NotFittedError, ScoringRecommenderBase
-from ..model.persistence import json_params
+from ..model.persistence import json_params, renamed_params
 from ..topn import score_chunk_rows
 
 __all__ = ["ItemScoringRecommender", "NotFittedError", "check_user_items"]
@@ -74,7 +75,8 @@ class ItemScoringRecommender(ScoringRecommenderBase):
     """Recommenders that score items from a user's interaction row (see the module docstring)."""
 
     _format: ClassVar[str] = ""
-    _format_version: ClassVar[int] = 1
+    # 2: the hyperparameters' present names (1: n_iter, lam, n_power_iter; see RENAMED)
+    _format_version: ClassVar[int] = 2
 
     # ------------------------------------------------------------------ hooks of subclasses
 
@@ -212,8 +214,13 @@ class ItemScoringRecommender(ScoringRecommenderBase):
         )
 
     @classmethod
-    def _build(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]):
-        model = cls(**meta["params"])
+    def _upgrade_params(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        """A file's hyperparameters under their present names."""
+        return renamed_params(params) if version < 2 else dict(params)
+
+    @classmethod
+    def _build(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], version: int):
+        model = cls(**cls._upgrade_params(meta["params"], version))
         if meta["fitted"]:
             X = sp.csr_matrix(
                 (arrays.pop("X_data"), arrays.pop("X_indices"), arrays.pop("X_indptr")),

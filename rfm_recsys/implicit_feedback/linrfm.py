@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from ..params import AnyOf, Interval, Options
+from ..config import IMPLICIT_LINRFM, with_config
+from ..params import InvalidParameterError
 from .base import ItemScoringRecommender, check_user_items
 from .spectral import gram_eigenpairs, kernel_spectrum
 
@@ -21,101 +22,58 @@ __all__ = ["ImplicitLinRFM"]
 # 3,000, where the O(m^3) eigh dominates; the exact fit ranks a little better (validation
 # precision@10 on ml-latest-small 0.177 against 0.172 with rank 256).
 EXACT_MAX = 2000
-# ``rank`` used by the randomized solver when none is given.
+# ``rank="auto"`` with the randomized solver.
 DEFAULT_RANK = 256
 
 
+@with_config(IMPLICIT_LINRFM)
 class ImplicitLinRFM(ItemScoringRecommender):
     """Linear Recursive Feature Machine for top-N recommendation from implicit feedback.
 
     The interaction matrix ``X`` (users x items) is fully observed: a missing pair is a 0.
     Every user's row is fitted by kernel ridge regression over all items with one shared
-    kernel ``K``, and ``K`` is replaced ``n_iter`` times by the rows' average gradient outer
+    kernel ``K``, and ``K`` is replaced ``n_updates`` times by the rows' average gradient outer
     product (AGOP) raised to ``power`` and rescaled to mean diagonal 1::
 
-        W = X K (K + lam I)^-1          K <- (W^T W / n)^power / mean diag
+        W = X K (K + ridge I)^-1          K <- (W^T W / n)^power / mean diag
 
     Starting from ``K = I`` every kernel shares the eigenvectors ``U`` of ``G = X^T X / n``, so
     the fit is one eigendecomposition plus elementwise updates of its spectrum
     (:mod:`rfm_recsys.implicit_feedback.spectral`), and a user's scores are
-    ``x_u U diag(k / (k + lam)) U^T``. Items the user already has are filtered by
+    ``x_u U diag(k / (k + ridge)) U^T``. Items the user already has are filtered by
     ``recommend`` as in implicit.
 
     It is an :class:`implicit.recommender_base.RecommenderBase`: ``fit(user_items)``,
     ``recommend``, ``recommend_all``, ``similar_items``, ``similar_users``, ``save``/``load``
     (npz + JSON, no pickle), so ``implicit.evaluation.ranking_metrics_at_k`` runs on it.
 
-    Defaults (``n_iter=1, lam=20, alpha=2``) were chosen on validation splits of ml-100k and
-    ml-latest-small training folds (``python -m evaluation.choose_topn_defaults``): rating
+    Defaults (``n_updates=1, ridge=20, alpha=2``) were chosen on validation splits of ml-100k
+    and ml-latest-small training folds (``python -m evaluation.choose_topn_defaults``): rating
     values as confidences help (precision@10 0.235 against 0.218 binary on ml-100k), more
     updates, another ``power`` or down-weighting heavy users do not.
 
-    Args:
-        n_iter: kernel updates (0 keeps ``K = I``, which only scores items already seen).
-        lam: ridge of the row fits, in units of the kernel (mean diagonal 1).
-        power: exponent of the AGOP in each update.
-        alpha: an interaction of value ``v`` (a rating, a count) enters ``X`` as
-            ``1 + alpha * v`` (implicit's ALS turns values into confidences the same way);
-            0 makes ``X`` binary.
-        rank: eigenpairs kept; ``None``: all non-zero ones with the exact solver, 256 with
-            the randomized one. The directions left out share one eigenvalue, their mean
-            (from the trace of ``G``), and follow the same updates.
-        solver: ``"exact"`` (``eigh`` of the smaller of ``X X^T`` and ``X^T X``),
-            ``"randomized"`` (seeded subspace iteration from sparse products) or ``"auto"``
-            (exact when users or items number at most 2000).
-        n_power_iter, oversample: of the randomized solver (one power iteration ranks as well
-            as two on ml-100k and ml-latest-small validation splits, and saves a third of the
-            sparse products).
-        random_state: seed of the randomized solver.
-        num_threads: threads for the sparse products (0: all cores).
-
-    Attributes (after ``fit``):
-        spectrum_: eigenvalues of ``G`` kept (descending).
-        tail_eigenvalue_: the eigenvalue given to the directions left out by ``rank``.
-        kernel_spectrum_, kernel_tail_: the kernel's eigenvalues after the updates.
-        components_: ``U``, ``n_items x r`` float32.
-        item_factors: ``V = U diag(k / (k + lam) - f_tail)^1/2``; a user's scores of unseen
-            items are ``(x_u @ V) @ V.T``.
-        user_items_: the (weighted) training interactions, one row per user.
-        fit_seconds_: wall time of the last fit.
+    Attributes:
+        spectrum_: after ``fit``, the eigenvalues of ``G`` kept (descending).
+        tail_eigenvalue_: after ``fit``, the eigenvalue given to the directions left out by
+            ``rank``.
+        kernel_spectrum_: after ``fit``, the kernel's eigenvalues on ``components_`` after the
+            updates.
+        kernel_tail_: after ``fit``, the kernel's eigenvalue on the directions left out.
+        components_: after ``fit``, ``U``, ``n_items x r`` float32.
+        item_factors: after ``fit``, ``V = U diag(k / (k + ridge) - f_tail)^1/2``; a user's
+            scores of unseen items are ``(x_u @ V) @ V.T``.
+        user_items_: after ``fit``, the (weighted) training interactions, one row per user.
+        fit_seconds_: after ``fit``, the wall time of the last fit.
     """
 
     _format: ClassVar[str] = "rfm_recsys.ImplicitLinRFM"
-    _parameter_constraints: ClassVar[dict] = {
-        "n_iter": Interval(0, 50, integer=True),
-        "lam": Interval(0, None, closed="neither"),
-        "power": Interval(0, 4, closed="right"),
-        "alpha": Interval(0, None),
-        "rank": AnyOf(Options(None), Interval(1, None, integer=True)),
-        "solver": Options("auto", "exact", "randomized"),
-        "n_power_iter": Interval(0, 20, integer=True),
-        "oversample": Interval(0, None, integer=True),
-        "num_threads": Interval(0, None, integer=True),
-    }
 
-    def __init__(
-        self,
-        n_iter: int = 1,
-        lam: float = 20.0,
-        power: float = 1.0,
-        alpha: float = 2.0,
-        rank: int | None = None,
-        solver: str = "auto",
-        n_power_iter: int = 1,
-        oversample: int = 32,
-        random_state=None,
-        num_threads: int = 0,
-    ):
-        self.n_iter = n_iter
-        self.lam = lam
-        self.power = power
-        self.alpha = alpha
-        self.rank = rank
-        self.solver = solver
-        self.n_power_iter = n_power_iter
-        self.oversample = oversample
-        self.random_state = random_state
-        self.num_threads = num_threads
+    @classmethod
+    def _upgrade_params(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        params = super()._upgrade_params(params, version)
+        if version < 2 and params.get("rank") is None:
+            params["rank"] = "auto"  # version 1's rank=None was today's "auto"
+        return params
 
     def fit(self, user_items, show_progress: bool = False, callback=None) -> ImplicitLinRFM:
         """Fit on a users x items CSR matrix of interactions (values: counts, ratings, ...).
@@ -123,7 +81,7 @@ class ImplicitLinRFM(ItemScoringRecommender):
         Args:
             user_items: scipy sparse users x items; stored non-zero entries are interactions.
             show_progress: accepted for implicit's signature (the fit has no long loop).
-            callback: called once as ``callback(n_iter, seconds, None)`` (implicit's form).
+            callback: called once as ``callback(n_updates, seconds, None)`` (implicit's form).
 
         Returns:
             ``self``. A failed fit leaves a previously fitted model as it was.
@@ -137,12 +95,20 @@ class ImplicitLinRFM(ItemScoringRecommender):
                 f"user_items ({n} x {d}) stores no interactions: pass at least one per user"
             )
         exact = self.solver == "exact" or (self.solver == "auto" and min(n, d) <= EXACT_MAX)
-        rank = self.rank if (self.rank is not None or exact) else DEFAULT_RANK
+        if self.rank is None and not exact:
+            raise InvalidParameterError(
+                "ImplicitLinRFM: rank=None keeps every eigenpair, which needs the exact solver: "
+                "use solver='exact' (or 'auto'), or an int rank for the randomized one"
+            )
+        if self.rank == "auto":
+            rank = None if exact else DEFAULT_RANK
+        else:
+            rank = self.rank
         s, U = gram_eigenpairs(
             X,
             rank,
             exact=exact,
-            n_power_iter=self.n_power_iter,
+            n_power_iter=self.n_power_passes,
             oversample=self.oversample,
             random_state=self.random_state,
             num_threads=self.num_threads,
@@ -150,7 +116,9 @@ class ImplicitLinRFM(ItemScoringRecommender):
         # the directions left out share one eigenvalue: their mean, from the trace of G
         trace = float(np.dot(X.data, X.data)) / n
         tail = max(trace - float(s.sum()), 0.0) / (d - s.size) if d > s.size else 0.0
-        k, k_tail = kernel_spectrum(s, d, self.n_iter, float(self.lam), float(self.power), tail)
+        k, k_tail = kernel_spectrum(
+            s, d, self.n_updates, float(self.ridge), float(self.power), tail
+        )
         self._set_interactions(X)
         self.spectrum_ = s
         self.tail_eigenvalue_ = tail
@@ -160,7 +128,7 @@ class ImplicitLinRFM(ItemScoringRecommender):
         self._set_factors()
         self.fit_seconds_ = time.perf_counter() - start
         if callback is not None:
-            callback(self.n_iter, self.fit_seconds_, None)
+            callback(self.n_updates, self.fit_seconds_, None)
         return self
 
     # ------------------------------------------------------------------ hooks of the base
@@ -184,16 +152,16 @@ class ImplicitLinRFM(ItemScoringRecommender):
         return np.asarray(rows @ self._factors)
 
     def _set_factors(self) -> None:
-        """``U diag(f - f_tail)^1/2`` with ``f = k / (k + lam)``.
+        """``U diag(f - f_tail)^1/2`` with ``f = k / (k + ridge)``.
 
         The left-out directions carry ``f_tail (I - U U^T)``; on the items a user has not seen
         that is ``-f_tail x_u U U^T`` (``x_u`` itself is zero there), so it shifts the leading
         factors and needs no storage.
         """
-        lam = float(self.lam)
+        ridge = float(self.ridge)
         k = self.kernel_spectrum_
-        shift = self.kernel_tail_ / (self.kernel_tail_ + lam)
-        shrink = np.maximum(k / (k + lam) - shift, 0.0).astype(np.float32)
+        shift = self.kernel_tail_ / (self.kernel_tail_ + ridge)
+        shrink = np.maximum(k / (k + ridge) - shift, 0.0).astype(np.float32)
         self._factors = self.components_ * np.sqrt(shrink)[None, :]
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

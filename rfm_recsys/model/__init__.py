@@ -1,11 +1,20 @@
-"""``LinRFM``, the explicit-feedback model on pandas/scipy data with an ``implicit`` face.
+"""The explicit-feedback models on pandas/scipy data with an ``implicit`` face.
 
 :mod:`.base` holds the ranking side shared by every model (recommend, similar items and users),
-:mod:`.linrfm` the model, :mod:`.inputs` the parsing of its inputs and :mod:`.persistence` its
-file format.
+:mod:`.rating_model` the fitting, prediction and fold-in of :class:`LinRFM` and
+:class:`KernelRFM` (:mod:`.linrfm`), :mod:`.inputs` the parsing of their inputs and
+:mod:`.persistence` their file format.
 """
 
 from .base import NotFittedError, ScoringRecommenderBase, UnknownIdError
-from .linrfm import LinRFM
+from .linrfm import KernelRFM, LinRFM
+from .rating_model import RatingModel
 
-__all__ = ["LinRFM", "NotFittedError", "ScoringRecommenderBase", "UnknownIdError"]
+__all__ = [
+    "KernelRFM",
+    "LinRFM",
+    "NotFittedError",
+    "RatingModel",
+    "ScoringRecommenderBase",
+    "UnknownIdError",
+]

@@ -147,7 +147,9 @@ def new_user_ratings(ratings, user_col, item_col, rating_col) -> tuple[np.ndarra
     return raw_items, values
 
 
-def row_entries(M: sp.csr_matrix, r: int, scale, duplicates: str) -> tuple[np.ndarray, np.ndarray]:
+def row_entries(
+    M: sp.csr_matrix, r: int, scale, duplicates: str, scale_name: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Checked (item codes, ratings) of row ``r`` of a users x items CSR matrix."""
     lo, hi = M.indptr[r], M.indptr[r + 1]
     items = np.asarray(M.indices[lo:hi], dtype=np.int64)
@@ -160,5 +162,6 @@ def row_entries(M: sp.csr_matrix, r: int, scale, duplicates: str) -> tuple[np.nd
         values,
         rating_scale=scale,
         duplicates=duplicates,
+        scale_name=scale_name,
     )
     return items, values

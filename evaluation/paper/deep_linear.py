@@ -30,7 +30,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from rfm_recsys.params import AnyOf, Check, Constraint, Interval, Options, ParamsMixin
-from rfm_recsys.regression import _weighted_min_norm, check_matrix, check_vector
+
+from .regression import _weighted_min_norm, check_matrix, check_vector
 
 __all__ = ["DLNCompletion", "DiagonalLinearNetwork"]
 

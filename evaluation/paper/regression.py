@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from .params import Constraint, Interval, Options, ParamsMixin
+from rfm_recsys.params import Constraint, Interval, Options, ParamsMixin
 
 __all__ = [
     "BasisPursuitRegressor",
@@ -59,7 +59,7 @@ def p_to_lin_rfm_power(p: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Input validation (shared with rfm_recsys.baselines.dln)
+# Input validation (shared with evaluation.paper.deep_linear)
 # --------------------------------------------------------------------------------------------
 
 

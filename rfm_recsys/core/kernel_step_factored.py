@@ -1,11 +1,11 @@
 """The kernel step of kernel RFM on the factored kernel: no ``d x d`` matrix is ever formed.
 
-The dense step (:mod:`rfm_recsys.core.kernel_rfm`) builds, from the learned matrix ``M`` and
+The dense step (:mod:`rfm_recsys.core.kernel_step`) builds, from the learned matrix ``M`` and
 the co-rating matrix ``B^T B`` (``B`` the 0/1 pattern of who rated what, rescaled to mean
 diagonal ``w``), the geometry ``G = M + w B^T B / mean(diag B^T B)`` and over its angles the
 radial kernel ``k_jk = n_j n_k f(cos_jk)`` with ``n_j = sqrt(G_jj)``,
 ``f(c) = exp((c - 1) / h^2)`` (Gaussian) or ``exp(-sqrt(2 - 2 c) / h)`` (Laplace). Here, with
-``M = U diag(s) U^T + eps I`` a :class:`~rfm_recsys.core.kernels.FactoredKernel`:
+``M = U diag(s) U^T + eps I`` a :class:`~rfm_recsys.core.factored_kernel.FactoredKernel`:
 
 1. Geometry: ``G ~ L L^T`` off the diagonal, ``L`` (``d x q``) the top-``q`` part of
    ``H H^T``, ``H = [U diag(sqrt s), sqrt(c) B^T]`` (``c = w / mean(diag B^T B)``): exact from
@@ -14,14 +14,11 @@ radial kernel ``k_jk = n_j n_k f(cos_jk)`` with ``n_j = sqrt(G_jj)``,
    ``n_j`` are exact (the diagonal of ``M`` plus ``c`` times the column counts of ``B``).
    Without the co-rating term ``L = U diag(sqrt(s))``, no approximation.
 2. Kernel: Nystrom on the embeddings ``z_j = L_j / n_j`` with ``f(z_j . z_k)`` (equal to the
-   dense kernel wherever ``G_jk = L_j . L_k``), scaled by ``n_j n_k``. Landmarks are drawn
-   uniformly (seeded) or chosen by a partial pivoted Cholesky (greedy: the item of largest
-   residual diagonal next; the factor it builds is the Nystrom factor of those landmarks).
-   The factor ``F`` (``d x m``) gives ``K = U' diag(s') U'^T + diag(e)`` through a thin QR and
-   an ``m x m`` ``eigh``; ``e`` is what the factor misses of the dense kernel's diagonal
-   ``n_j^2``, item by item (``diag_fix="exact"``: the kernel's diagonal is the dense one's),
-   its mean (``"mean"``) or 0 (``"none"``).
-3. Rows are refitted with that :class:`~rfm_recsys.core.kernels.FactoredKernel` (Woodbury
+   dense kernel wherever ``G_jk = L_j . L_k``), scaled by ``n_j n_k``, with landmarks drawn
+   uniformly (seeded). The factor ``F`` (``d x m``) gives ``K = U' diag(s') U'^T + diag(e)``
+   through a thin QR and an ``m x m`` ``eigh``; ``e`` is what the factor misses of the dense
+   kernel's diagonal ``n_j^2``, item by item, so the kernel's diagonal is the dense one's.
+3. Rows are refitted with that :class:`~rfm_recsys.core.factored_kernel.FactoredKernel` (Woodbury
    solves on ``diag(lam + e)^-1/2``-scaled systems), and each further update is the top-``r``
    part of its AGOP of the completion ``X = A K`` (:func:`agop_update`), a new ``M``, then
    steps 1-3 again, as in the dense path.
@@ -29,60 +26,19 @@ radial kernel ``k_jk = n_j n_k f(cos_jk)`` with ``n_j = sqrt(G_jj)``,
 Every kernel built is ``F F^T`` plus a non-negative multiple of ``I``: symmetric PSD by
 construction, whatever the radial function does to non-unit vectors. Prediction, fold-in and
 save/load are those of the factored kernel, unchanged. What validation chose (landmarks,
-choice, diagonal) and the figures are in ``evaluation/kernel_rfm_experiments.md``.
+their choice, the diagonal) and the figures are in ``evaluation/kernel_rfm_experiments.md``.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .blas import blas_threads
-from .kernels import FactoredKernel, _orth, _spmm
+from .factored_kernel import FactoredKernel
 from .memory import OVERSAMPLE
+from .randomized import orth, spmm
 from .updates import AGOPPower
-
-if TYPE_CHECKING:  # kernel_rfm imports this module: no import cycle at run time
-    from .fitting import RatingsFit
-    from .kernel_rfm import KernelSettings
-
-LANDMARK_CHOICES = ("greedy", "uniform")
-DIAG_FIXES = ("exact", "mean", "none")
-
-
-def check_factored(settings: KernelSettings) -> None:
-    """Clear errors for what the factored kernel step does not do, or bad Nystrom settings."""
-    s = settings
-    if s.geometry != "cosine":
-        raise ValueError(
-            f"the factored kernel step works over the cosine geometry, got geometry="
-            f"{s.geometry!r}: use geometry='cosine', or the dense kernel (rank=None)"
-        )
-    if s.feature_update != "completion" or s.count_power != 0:
-        raise ValueError(
-            "the factored kernel step uses the AGOP of the completion and one ridge: use "
-            "feature_update='completion' and count_power=0, or the dense kernel (rank=None)"
-        )
-    if s.landmarks is not None and (isinstance(s.landmarks, bool) or s.landmarks < 1):
-        raise ValueError(f"landmarks must be None or a positive int, got {s.landmarks!r}")
-    if s.landmark_choice not in LANDMARK_CHOICES:
-        raise ValueError(
-            f"landmark_choice must be one of {', '.join(LANDMARK_CHOICES)}, "
-            f"got {s.landmark_choice!r}"
-        )
-    if s.diag_fix not in DIAG_FIXES:
-        raise ValueError(f"diag_fix must be one of {', '.join(DIAG_FIXES)}, got {s.diag_fix!r}")
-
-
-def co_rating_pattern(R: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
-    """``B`` (0/1 pattern of ``R``, float64) and its column counts ``diag(B^T B)``."""
-    B = sp.csr_matrix((np.ones(R.nnz), R.indices, R.indptr), shape=R.shape)
-    counts = np.bincount(R.indices, minlength=R.shape[1]).astype(np.float64)
-    return B, counts
 
 
 def _gram_is_cheaper(size: int, d: int, rank: int) -> bool:
@@ -109,7 +65,7 @@ def factored_geometry(
     ``G - eps I = H H^T`` with ``H = [U diag(sqrt s), sqrt(c) B^T]`` (``c = weight /
     mean(counts)``): without the co-rating term ``L = U diag(sqrt s)``; with it, the top-``rank``
     eigenpairs of ``H H^T``, exact from the ``(r + n) x (r + n)`` Gram ``H^T H`` (sparse
-    products only) where that is the cheaper (:func:`_gram_is_cheaper`), else from a seeded
+    products only) where that is the cheaper (``_gram_is_cheaper``), else from a seeded
     randomized range finder.
     """
     U = M.U.astype(np.float64)
@@ -150,19 +106,21 @@ def _geometry_randomized(U, s, B, c: float, rank: int, seed) -> np.ndarray:
     Bt = B.T.tocsr()
 
     def G(V):  # (U diag(s) U^T + c B^T B) V, sparse products only
-        return U @ (s[:, None] * (U.T @ V)) + c * _spmm(Bt, _spmm(B, V))
+        return U @ (s[:, None] * (U.T @ V)) + c * spmm(Bt, spmm(B, V))
 
     q = min(rank + OVERSAMPLE, d)
     rng = np.random.default_rng(seed)
-    Q = _orth(G(rng.standard_normal((d, q))))
-    Q = _orth(G(Q))  # one power iteration
+    Q = orth(G(rng.standard_normal((d, q))))
+    Q = orth(G(Q))  # one power iteration
     core = Q.T @ G(Q)
     evals, V = scipy.linalg.eigh(0.5 * (core + core.T), check_finite=False)
     top = np.argsort(evals)[::-1][:rank]
     return (Q @ V[:, top]) * np.sqrt(np.clip(evals[top], 0.0, None))
 
 
-def _radial(cos: np.ndarray, kernel: str, bandwidth: float) -> np.ndarray:
+def radial(cos: np.ndarray, kernel: str, bandwidth: float) -> np.ndarray:
+    """``f(cos)``: the Gaussian ``exp((cos - 1) / h^2)`` or the Laplace
+    ``exp(-sqrt(2 - 2 cos) / h)`` of the cosines (a new array)."""
     if kernel == "gaussian":
         return np.exp((cos - 1.0) / bandwidth**2)
     return np.exp(-np.sqrt(np.clip(2.0 - 2.0 * cos, 0.0, None)) / bandwidth)
@@ -178,29 +136,7 @@ class _RadialColumns:
 
     def __call__(self, idx: np.ndarray) -> np.ndarray:
         cos = self.Z @ self.Z[idx].T
-        return _radial(cos, self.kernel, self.h) * self.n[:, None] * self.n[idx][None, :]
-
-    def diag(self) -> np.ndarray:
-        cos = np.einsum("ij,ij->i", self.Z, self.Z)
-        return _radial(cos, self.kernel, self.h) * self.n**2
-
-
-def _greedy_factor(cols: _RadialColumns, m: int) -> np.ndarray:
-    """Partial pivoted Cholesky: ``K ~ F F^T`` exact on the ``m`` pivot columns (Nystrom)."""
-    res = cols.diag()
-    d = res.shape[0]
-    F = np.zeros((d, m))
-    tol = 1e-10 * max(float(res.max(initial=0.0)), 1e-300)
-    for i in range(m):
-        j = int(np.argmax(res))
-        if res[j] <= tol:
-            return F[:, :i]
-        col = cols(np.array([j]))[:, 0] - F[:, :i] @ F[j, :i]
-        F[:, i] = col / np.sqrt(res[j])
-        res -= F[:, i] ** 2
-        res[j] = 0.0  # exact at the pivot; round-off must not pick it again
-        np.clip(res, 0.0, None, out=res)
-    return F
+        return radial(cos, self.kernel, self.h) * self.n[:, None] * self.n[idx][None, :]
 
 
 def _uniform_factor(cols: _RadialColumns, m: int, seed) -> np.ndarray:
@@ -218,32 +154,25 @@ def _uniform_factor(cols: _RadialColumns, m: int, seed) -> np.ndarray:
 def nystrom_kernel(
     L: np.ndarray,
     norms: np.ndarray,
-    settings: KernelSettings,
+    kernel: str,
+    bandwidth: float,
     landmarks: int,
     rank: int,
     seed,
     dtype,
     random_state: int = 0,
 ) -> FactoredKernel:
-    """The radial kernel of :mod:`rfm_recsys.core.kernel_rfm` (cosine geometry) as a factored one.
+    """The radial kernel of :mod:`rfm_recsys.core.kernel_step` as a factored one.
 
     ``kernel="linear"`` is the geometry itself (``L L^T`` plus the diagonal it misses as the
-    shift); the radial kernels go through Nystrom with ``landmarks`` columns. ``rank`` is that of
-    the kernels its feature updates produce.
+    shift); the radial kernels go through Nystrom with ``landmarks`` uniform landmarks. ``rank``
+    is that of the kernels its feature updates produce.
     """
-    s = settings
     d = L.shape[0]
-    if s.kernel == "linear":
+    if kernel == "linear":
         F = L
-        target = norms**2
     else:
-        cols = _RadialColumns(L, norms, s.kernel, s.bandwidth)
-        m = min(landmarks, d)
-        if s.landmark_choice == "greedy":
-            F = _greedy_factor(cols, m)
-        else:
-            F = _uniform_factor(cols, m, seed)
-        target = norms**2  # the dense kernel's diagonal: f(1) n_j^2
+        F = _uniform_factor(_RadialColumns(L, norms, kernel, bandwidth), min(landmarks, d), seed)
     # F F^T = Q (R R^T) Q^T: orthonormal U and its eigenvalues from a QR and an m x m eigh. (U
     # from an eigh of F^T F, without the QR, is faster but scored 0.003 worse on validation.)
     Q, Rf = scipy.linalg.qr(F, mode="economic", check_finite=False)
@@ -251,28 +180,27 @@ def nystrom_kernel(
     order = np.argsort(evals)[::-1]
     U = Q @ V[:, order]
     sv = np.clip(evals[order], 0.0, None)
-    missing = np.clip(target - np.einsum("ij,ij->i", F, F), 0.0, None)
-    if s.diag_fix == "exact":  # the dense kernel's diagonal, one shift per item
-        eps = missing
-    else:
-        eps = float(missing.mean()) if s.diag_fix == "mean" else 0.0
+    # the dense kernel's diagonal f(1) n_j^2, item by item: what the factor misses is the shift
+    eps = np.clip(norms**2 - np.einsum("ij,ij->i", F, F), 0.0, None)
     return FactoredKernel(
         np.ascontiguousarray(U, dtype=dtype), sv.astype(dtype), eps, rank, 0.0, random_state
     )
 
 
 def agop_update(
-    K: FactoredKernel, A: sp.csr_matrix, update: AGOPPower, rank: int, iteration: int
+    K: FactoredKernel, blocks, coefs, update: AGOPPower, rank: int, iteration: int
 ) -> FactoredKernel:
     """The next geometry: the top-``rank`` part of the AGOP ``X^T X / n`` of ``X = A K``.
 
-    Where that is the cheaper (:func:`_gram_is_cheaper`), exact from an ``eigh`` of
+    Where that is the cheaper (``_gram_is_cheaper``), exact from an ``eigh`` of
     ``X X^T = A K^2 A^T`` (sparse products and ``n x r`` factors only); else
-    :meth:`FactoredKernel.next`'s seeded randomized range finder.
+    :meth:`FactoredKernel.next <rfm_recsys.core.factored_kernel.FactoredKernel.next>`'s seeded
+    randomized range finder on the blocks' shares.
     """
-    n, d = A.shape
+    n, d = blocks.n_rows, blocks.n_cols
     if not _gram_is_cheaper(n, d, rank):
-        return K.next(K.complete(A), update, n, iteration, None, 0.0)
+        return K.next(blocks, coefs, update, iteration, 0.0, False)
+    A = blocks.coefficients(coefs)
     U = K.U.astype(np.float64)
     s = K.s.astype(np.float64)
     e = np.broadcast_to(np.asarray(K.eps, dtype=np.float64), (d,))
@@ -301,56 +229,6 @@ def agop_update(
         0.0,
         K.random_state,
     )
-
-
-def refit_kernel_factored(
-    fit: RatingsFit,
-    R: sp.csr_matrix,
-    settings: KernelSettings,
-) -> tuple[RatingsFit, FactoredKernel]:
-    """:func:`~rfm_recsys.core.kernel_rfm.refit_kernel` for a fit with a factored kernel.
-
-    Args:
-        fit: the fitted lin-RFM; ``fit.kernel`` is a :class:`FactoredKernel` (the geometry
-            ``M``, rank ``r``).
-        R: the baseline residuals in the fit's orientation (sorted CSR).
-        settings: the kernel step's settings (cosine geometry, completion AGOP);
-            ``landmarks=None`` is ``LANDMARKS_PER_RANK * r``, ``geometry_rank=None``
-            ``GEOMETRY_PER_RANK * r``, ``update_rank=None`` ``r``.
-
-    Returns:
-        ``(fit with the factored kernel and the refitted A, final geometry M)``.
-    """
-    from .engine import RowPlan
-
-    s = settings
-    check_factored(s)
-    M = fit.kernel
-    dtype = M.dtype
-    r = M.rank
-    landmarks = s.landmarks if s.landmarks is not None else LANDMARKS_PER_RANK * r
-    geo_rank = s.geometry_rank if s.geometry_rank is not None else GEOMETRY_PER_RANK * r
-    up_rank = s.update_rank if s.update_rank is not None else r
-    base_seed = 0 if M.random_state is None else int(M.random_state)
-    plan = RowPlan.from_csr(R)
-    y = R.data.astype(dtype)
-    B, counts = co_rating_pattern(R) if s.implicit_weight else (None, None)
-    update = AGOPPower(1.0, normalize="diag")
-    for step in range(s.n_updates + 1):
-        seed = (base_seed, 7919, step)  # apart from the engine's (seed, iteration)
-        if s.kernel == "linear" and not s.implicit_weight:
-            Kn = M  # the learned kernel itself, as the dense path: plain lin-RFM exactly
-        else:
-            with blas_threads(1):  # thin products: see FactoredKernel.next
-                L, norms = factored_geometry(M, B, counts, s.implicit_weight, geo_rank, seed)
-                Kn = nystrom_kernel(L, norms, s, landmarks, up_rank, seed, dtype, base_seed)
-        a = Kn.solve_rows(plan, y, s.lam)
-        A = sp.csr_matrix((a, R.indices, R.indptr), shape=R.shape)
-        if step == s.n_updates:
-            break
-        with blas_threads(1):
-            M = agop_update(Kn, A, update, up_rank, step)
-    return replace(fit, kernel=Kn, A=A, lam=float(s.lam)), M
 
 
 # Largest Gram whose eigh replaces a randomized range finder (_gram_is_cheaper).

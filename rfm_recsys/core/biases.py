@@ -1,22 +1,23 @@
-"""Regularised baseline predictor: global mean plus row and column biases.
+"""Regularised biases: the global mean plus user and item biases every rating model starts from.
 
 Ratings are noisy and far from zero-mean, so the kernel part of lin-RFM is fitted to the residuals
 of this baseline (as Surprise's SVD does with its biases). The biases are fitted by alternating
-least squares, as Surprise's ``BaselineOnly(bsl_options={"method": "als"})`` does:
+least squares, as Surprise's ``BaselineOnly(bsl_options={"method": "als"})`` does::
 
     b_row[r] = sum_{c in S_r} (y - mu - b_col[c]) / (reg_row + |S_r|)
     b_col[c] = sum_{r in S^c} (y - mu - b_row[r]) / (reg_col + |S^c|)
+
+:func:`alternate_biases` runs the sweeps on sums supplied by the caller, so the same loop fits
+ratings held in this process (:func:`fit_baseline`) or spread over a cluster (the Dask
+backend's partial sums).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from ..config import LINRFM
-
-_DEFAULTS = LINRFM.defaults()
 
 
 @dataclass
@@ -62,36 +63,67 @@ def bias_scores(mu: float, b_user: np.ndarray, b_item: np.ndarray, users: np.nda
     return out
 
 
+def alternate_biases(
+    half_step: Callable[[np.ndarray, bool], np.ndarray],
+    count_row: np.ndarray,
+    count_col: np.ndarray,
+    reg_row: float,
+    reg_col: float,
+    n_sweeps: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column biases by ``n_sweeps`` alternating ridge updates.
+
+    Args:
+        half_step: ``half_step(b_other, rows_side)`` returns, per row (``rows_side``) or per
+            column, the sum of ``(y - mu) - b_other[other side]`` over its ratings.
+        count_row, count_col: ratings per row and per column (float64).
+        reg_row, reg_col: ridge penalties of the row and column biases.
+        n_sweeps: alternating sweeps; 10 converges to well below rating precision.
+    """
+    b_row = np.zeros(count_row.shape[0])
+    b_col = np.zeros(count_col.shape[0])
+    for _ in range(n_sweeps):
+        b_row = half_step(b_col, True) / (reg_row + count_row)
+        b_col = half_step(b_row, False) / (reg_col + count_col)
+    return b_row, b_col
+
+
 def fit_baseline(
     rows: np.ndarray,
     cols: np.ndarray,
     values: np.ndarray,
     n_rows: int,
     n_cols: int,
-    reg_row: float = _DEFAULTS["reg_user"],
-    reg_col: float = _DEFAULTS["reg_item"],
-    n_epochs: int = _DEFAULTS["baseline_epochs"],
+    reg_row: float,
+    reg_col: float,
+    n_sweeps: int,
 ) -> Baseline:
-    """Fit mean and biases by alternating ridge updates (vectorised with ``bincount``).
+    """Fit mean and biases of ratings held in this process (vectorised with ``bincount``).
 
     Args:
         rows, cols: integer indices of the observed entries.
         values: the observed ratings.
         n_rows, n_cols: shape of the rating matrix.
         reg_row, reg_col: ridge penalties of the row and column biases.
-        n_epochs: alternating sweeps; 10 converges to well below rating precision.
+        n_sweeps: alternating sweeps (:func:`alternate_biases`).
 
     Returns:
         The fitted :class:`Baseline`.
     """
     values = np.asarray(values, dtype=np.float64)
     mu = float(values.mean())
-    cnt_r = np.bincount(rows, minlength=n_rows).astype(np.float64)
-    cnt_c = np.bincount(cols, minlength=n_cols).astype(np.float64)
-    b_row = np.zeros(n_rows)
-    b_col = np.zeros(n_cols)
     dev = values - mu
-    for _ in range(n_epochs):
-        b_row = np.bincount(rows, weights=dev - b_col[cols], minlength=n_rows) / (reg_row + cnt_r)
-        b_col = np.bincount(cols, weights=dev - b_row[rows], minlength=n_cols) / (reg_col + cnt_c)
+
+    def half_step(b_other: np.ndarray, rows_side: bool) -> np.ndarray:
+        own, other, size = (rows, cols, n_rows) if rows_side else (cols, rows, n_cols)
+        return np.bincount(own, weights=dev - b_other[other], minlength=size)
+
+    b_row, b_col = alternate_biases(
+        half_step,
+        np.bincount(rows, minlength=n_rows).astype(np.float64),
+        np.bincount(cols, minlength=n_cols).astype(np.float64),
+        reg_row,
+        reg_col,
+        n_sweeps,
+    )
     return Baseline(mu=mu, b_row=b_row, b_col=b_col)
