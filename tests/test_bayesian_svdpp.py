@@ -93,8 +93,8 @@ def test_init_verbatim_and_fit_returns_self(split):
         (dict(n_sweeps=2.5), "n_sweeps must be an integer >= 1, got 2.5"),
         (dict(n_kept_samples=0), "n_kept_samples must be one of None or an integer >= 1, got 0"),
         (dict(init_std=-1.0), r"init_std must be a finite real number > 0, got -1.0"),
-        (dict(use_time="yes"), "use_time must be one of True, False, got 'yes'"),
-        (dict(flipped=1), "flipped must be one of True, False, got 1"),
+        (dict(use_time="yes"), "use_time must be a boolean, got 'yes'"),
+        (dict(flipped=None), "flipped must be a boolean, got None"),
         (dict(random_state=-1), r"random_state must be one of None or an integer in \[0, "),
     ],
 )

@@ -35,14 +35,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from surprise import AlgoBase
 
+from ..config import BAYESIAN_SVDPP, with_config
 from ..datasets.timestamps import timestamps_of_testset, timestamps_of_trainset
-from ..params import AnyOf, Constraint, Interval, Options
 from ..surprise_algos import _trainset_arrays, _VectorisedAlgo
 from .bayesian_mf import BayesianMFFit, kept_samples, myfm_progress
 
@@ -276,6 +275,7 @@ def fit_bayesian_svdpp(
     )
 
 
+@with_config(BAYESIAN_SVDPP)
 class BayesianSVDppAlgo(_VectorisedAlgo):
     """Bayesian timeSVD++ flipped ("Bayesian timeSVD++ flipped (myfm)" in the tables).
 
@@ -300,51 +300,7 @@ class BayesianSVDppAlgo(_VectorisedAlgo):
 
     Defaults follow Rendle et al.'s set-up: rank 32 and 200 sweeps (the last 180 averaged).
     Needs ``pip install myfm`` (the ``bayes`` extra).
-
-    Args:
-        rank: dimension of the factors.
-        n_sweeps: Gibbs sweeps in all, burn-in included.
-        n_kept_samples: the last ``n_kept_samples`` sweeps are averaged (at most ``n_sweeps``);
-            None keeps all but the first tenth.
-        init_std: standard deviation of the initial factors.
-        use_time: add the day of the rating where the trainset has timestamps (ignored where it
-            has none).
-        flipped: add the item's implicit set (the users who rated it) beside the user's.
-        random_state: seed of the sampler (int; None means 0, so fits are reproducible).
-        verbose: show myfm's progress bar.
     """
-
-    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
-        "rank": Interval(1, None, integer=True),
-        "n_sweeps": Interval(1, None, integer=True),
-        "n_kept_samples": AnyOf(Options(None), Interval(1, None, integer=True)),
-        "init_std": Interval(0.0, None, closed="neither"),
-        "use_time": Options(True, False),
-        "flipped": Options(True, False),
-        "random_state": AnyOf(Options(None), Interval(0, 2**31 - 1, integer=True)),
-        "verbose": Options(True, False),
-    }
-
-    def __init__(
-        self,
-        rank: int = 32,
-        n_sweeps: int = 200,
-        n_kept_samples: int | None = None,
-        init_std: float = 0.1,
-        use_time: bool = True,
-        flipped: bool = True,
-        random_state: int | None = None,
-        verbose: bool = False,
-    ):
-        AlgoBase.__init__(self)
-        self.rank = rank
-        self.n_sweeps = n_sweeps
-        self.n_kept_samples = n_kept_samples
-        self.init_std = init_std
-        self.use_time = use_time
-        self.flipped = flipped
-        self.random_state = random_state
-        self.verbose = verbose
 
     def fit(self, trainset) -> BayesianSVDppAlgo:
         """Sample the posterior on a Surprise ``Trainset``; returns ``self``.
