@@ -103,8 +103,10 @@ autodoc_default_options = {
     "members": True,
     "undoc-members": False,
     # the ranking methods every model inherits from the package's own base classes are
-    # documented; those of Surprise's AlgoBase and implicit's RecommenderBase are theirs
-    "inherited-members": "AlgoBase, RecommenderBase, object, Exception, BaseException",
+    # documented; those of Surprise's AlgoBase and datasets and implicit's RecommenderBase are
+    # theirs (as are list's, which a timed testset is)
+    "inherited-members": "AlgoBase, RecommenderBase, Dataset, DatasetAutoFolds, DatasetUserFolds, "
+    "list, object, Exception, BaseException",
 }
 autodoc_member_order = "groupwise"
 autodoc_typehints = "signature"

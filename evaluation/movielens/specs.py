@@ -370,8 +370,8 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             quick_grid={"init_std": [0.1, 0.5]}, skip=_bayesian_mf_time,
         ),
         # rank 32 and 200 sweeps by default (Rendle, Zhang & Koren 2019); the day of the rating
-        # where the folds carry timestamps. Its grid: on validation shares of ml-100k u1 and
-        # ml-latest-small fold 1 rank 16 with the day did best, ranks 8 and 32 next, 64 worse
+        # where the folds carry timestamps. Its grid: validation shares of ml-100k and
+        # ml-latest-small folds chose rank 16 or 32 (rarely 8; 64 did worse) and the day
         AlgoSpec(
             "bsvdpp", "Bayesian timeSVD++ flipped (myfm)", "rating", _bayesian_svdpp,
             quick={"n_sweeps": 40, "n_kept_samples": 30},
