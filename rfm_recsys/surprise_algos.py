@@ -8,6 +8,9 @@ returns exactly what ``AlgoBase.test`` would, without a Python call per rating.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from itertools import chain
 from typing import Self
 
@@ -67,11 +70,15 @@ class _VectorisedAlgo(ParamsMixin, AlgoBase):
             est[impossible] = self.default_prediction()
         lo, hi = ts.rating_scale
         est = np.clip(est, lo, hi).tolist()
-        # each Prediction gets its own details dict, as AlgoBase.predict gives it
-        preds = [
-            Prediction(uid, iid, r, e, {"was_impossible": False})
-            for uid, iid, r, e in zip(uids, iids, r_uis, est)
-        ]
+        # Building a list of many small objects with the trainset's dicts alive triggers the
+        # collector over and over (measured: 0.06-0.56 s for 20k ratings on ml-latest-small,
+        # 0.05 s with it paused); nothing here makes cycles, so pause it for the build
+        with _collector_paused():
+            # each Prediction gets its own details dict, as AlgoBase.predict gives it
+            preds = [
+                Prediction(uid, iid, r, e, {"was_impossible": False})
+                for uid, iid, r, e in zip(uids, iids, r_uis, est)
+            ]
         for k in np.flatnonzero(impossible).tolist():
             preds[k].details.update(was_impossible=True, reason="User and item are unknown.")
         if verbose:
@@ -107,6 +114,18 @@ class _EngineAlgo(_VectorisedAlgo):
     def history_(self) -> list[dict]:
         """Per-iteration records of the last fit (train/validation RMSE, kernel change, time)."""
         return self.fit_.history
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The garbage collector off inside the block, and back as it was after (even on error)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _trainset_arrays(trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

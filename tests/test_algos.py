@@ -173,6 +173,16 @@ def test_test_is_vectorised_on_20k(data, monkeypatch):
     preds = algo.test(testset)
     assert len(preds) == 20_000
     assert [p.est for p in preds[:500]] == pytest.approx(expected, abs=1e-12)
+    # the collector, paused while the predictions are built, is back as it was
+    import gc
+
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        algo.test(testset[:10])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 @pytest.fixture(scope="module")
