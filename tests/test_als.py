@@ -70,7 +70,9 @@ def test_irls_recovers_noise_free_low_rank():
     # setting): the completion of the missing half converges to the true low-rank matrix.
     M, mask = low_rank_ratings()
     trainset, testset = surprise_data(M, mask)
-    algo = IRLSAlgo(p=0.0, ridge=1e-6, n_updates=100, dtype="float64", bias_ridge=0.0)
+    algo = IRLSAlgo(
+        p=0.0, ridge=1e-6, n_updates=100, dtype="float64", bias_ridge=0.0, solve_tol=None
+    )
     preds = algo.fit(trainset).test(testset)
     est = np.array([p.est for p in preds])
     assert rel_err(est, np.array([p.r_ui for p in preds])) < 1e-3

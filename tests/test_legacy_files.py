@@ -35,6 +35,8 @@ def _pairs():
     ],
 )
 def test_version_2_files_load_into_the_right_class(name, cls, params):
+    # version 2 fitted every row directly: the loaded model's solve_tol says so
+    params = {**params, "solve_tol": None}
     loaded = cls.load(DATA / f"{name}.npz")
     assert type(loaded) is cls
     assert loaded.get_params() == cls(**params).get_params()

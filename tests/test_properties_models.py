@@ -76,6 +76,7 @@ SHARED = dict(
     n_bias_sweeps=st.integers(0, 12),
     dtype=DTYPE,
     tol=st.one_of(st.none(), st.floats(0, 1)),
+    solve_tol=st.one_of(st.none(), st.floats(1e-8, 1.0)),
     validation_share=st.one_of(st.just(0.0), st.floats(0.05, 0.5)),
     patience=st.integers(1, 3),
     duplicates=st.sampled_from(["raise", "mean", "last"]),

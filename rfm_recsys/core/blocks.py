@@ -35,8 +35,14 @@ class RowBlocks(Protocol):
     nnz: int
     dtype: np.dtype
 
-    def solve(self, kernel: Kernel, ridge: float) -> Any:
-        """Every row's fit ``(K[S,S] + ridge I)^-1 y``; returns a handle to the coefficients."""
+    def solve(
+        self, kernel: Kernel, ridge: float, warm: Any = None, tol: float | None = None
+    ) -> Any:
+        """Every row's fit ``(K[S,S] + ridge I)^-1 y``; returns a handle to the coefficients.
+
+        ``tol`` (a relative residual) solves by conjugate gradients started from the
+        coefficients of the handle ``warm`` (``None``: from zero); ``tol=None`` solves directly.
+        """
 
     def stats(self, coefs: Any, kernel: Kernel) -> dict:
         """``{"sum_a2", "n_a", "sse", "n_valid"}`` summed over the blocks."""
@@ -105,8 +111,11 @@ class LocalBlocks:
         self.n_threads = n_threads
         self._patterns: dict[np.dtype, sp.csr_matrix] = {}
 
-    def solve(self, kernel: Kernel, ridge: float) -> LocalCoefs:
-        a = kernel.solve_rows(self.plan, self.y, ridge, self.n_threads)
+    def solve(
+        self, kernel: Kernel, ridge: float, warm: LocalCoefs | None = None, tol: float | None = None
+    ) -> LocalCoefs:
+        a0 = None if warm is None else warm.a
+        a = kernel.solve_rows(self.plan, self.y, ridge, self.n_threads, a0, tol)
         A = sp.csr_matrix((a, self.R.indices, self.R.indptr), shape=self.R.shape)
         return LocalCoefs(a, A, kernel)
 

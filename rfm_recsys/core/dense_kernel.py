@@ -34,10 +34,17 @@ class DenseKernel:
     def dtype(self) -> np.dtype:
         return self.K.dtype
 
-    def solve_rows(self, plan, y, lam, n_threads=None) -> np.ndarray:
+    def solve_rows(self, plan, y, lam, n_threads=None, a0=None, tol=None) -> np.ndarray:
         if self.identity:  # every system is (1 + lam) I
             return y / y.dtype.type(1.0 + lam)
-        return solve_rows(self.K, plan, y, lam, n_threads)
+        if tol is None:
+            return solve_rows(self.K, plan, y, lam, n_threads)
+        from .cg import CG_MAX_STEPS, cg_solve_dense  # numba: imported when first needed
+
+        a, _ = cg_solve_dense(
+            self.K, plan.indptr, plan.indices, y, lam, a0, tol, CG_MAX_STEPS, n_threads=n_threads
+        )
+        return a
 
     def solve_row(self, cols, y, lam) -> np.ndarray:
         Ks = self.K[np.ix_(cols, cols)].astype(np.float64)

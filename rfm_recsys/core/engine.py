@@ -122,6 +122,7 @@ def fit_engine(
     shift: float = 0.0,
     random_state: int | None = 0,
     step: Any = None,
+    solve_tol: float | None = None,
 ) -> EngineResult:
     """Run ``n_updates`` feature updates on the rows of ``R``; the returned rows are fitted with
     the last (or best) kernel.
@@ -158,6 +159,9 @@ def fit_engine(
         random_state: seed of the factored kernel's randomized range finder.
         step: a kernel step (:class:`~rfm_recsys.core.kernel_step.KernelStep`) run after the
             ``n_updates`` updates, or ``None``.
+        solve_tol: ``None`` solves every row directly; a number solves them by conjugate
+            gradients to that relative residual, each refit started from the previous one's
+            coefficients (:mod:`rfm_recsys.core.cg`).
 
     Returns:
         :class:`EngineResult` with ``history`` records ``{"iteration", "stage", "train_rmse",
@@ -188,6 +192,7 @@ def fit_engine(
         shift=shift,
         random_state=random_state,
         step=step,
+        solve_tol=solve_tol,
     )
 
 
@@ -211,6 +216,7 @@ def run_engine(
     random_state: int | None = 0,
     step: Any = None,
     stop_at: int | None = None,
+    solve_tol: float | None = None,
 ) -> EngineResult:
     """:func:`fit_engine` on rows held by any :class:`~rfm_recsys.core.blocks.RowBlocks`.
 
@@ -234,14 +240,16 @@ def run_engine(
     bar = _progress_bar(progress, last + 1)
     clock = _Clock()
     change = float("nan")
+    coefs = None
     it = 0
     while True:
         in_step = step is not None and it >= n_updates
         if in_step and it == n_updates:
             step_run = step.start(blocks, learned)
+            coefs = None  # a new kernel's scale and ridge: the linear fits are no warm start
         kernel = step_run.build(learned, it - n_updates) if in_step else learned
         ridge_it = step.ridge if in_step else _ridge(ridge, ridge_schedule, it)
-        coefs = blocks.solve(kernel, ridge_it)
+        coefs = blocks.solve(kernel, ridge_it, coefs, solve_tol)
         rec = _record(it, "kernel" if in_step else "linear", blocks.stats(coefs, kernel), ridge_it)
         rec["kernel_change"] = change
         tracker.observe(rec, it, kernel, coefs, ridge_it)

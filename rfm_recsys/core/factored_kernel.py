@@ -34,6 +34,10 @@ from .kernel import check_finite
 from .memory import CHUNK_BYTES, OVERSAMPLE
 from .randomized import spmm, top_eig_randomized
 
+# Factored kernels of at least this rank are solved by conjugate gradients when a tolerance is
+# given (FactoredKernel._cg_pays).
+CG_MIN_RANK = 128
+
 
 def check_spectral(update) -> None:
     """Refuse an update the factored kernel cannot apply (it sees the top eigenvalues only)."""
@@ -51,16 +55,23 @@ def factor_gram(Z: np.ndarray) -> np.ndarray:
 
 
 class FactoredKernel:
-    """``K = U diag(s) U^T + eps I`` with orthonormal ``U`` (``d x r``), kept at rank ``rank``.
+    """``K = U diag(s) U^T + eps I`` with ``U`` ``d x r``, kept at rank ``rank``.
+
+    ``U`` is orthonormal for the kernels lin-RFM learns; the kernel step's Nystrom kernels
+    ``F F^T + diag(e)`` keep their factor ``F`` as it is (``orthonormal=False``, ``s`` ones):
+    their row fits, predictions and fold-in are the same, and they are never updated in
+    place of a learned kernel (:meth:`next_exact` and :meth:`distance` need an orthonormal
+    ``U``).
 
     Args:
-        U: ``d x r`` orthonormal columns (``r`` may be 0: ``K = eps I``).
+        U: ``d x r`` columns (``r`` may be 0: ``K = eps I``).
         s: the ``r`` eigenvalues of the low-rank part.
         eps: the shift: a number, or ``d`` non-negative numbers (``K = U diag(s) U^T + diag(eps)``).
         rank: rank of the kernels that updates produce.
         shift: share of the mean diagonal that updates give to ``eps I`` (0: none, the span of
             ``U`` is then fixed after the first update).
         random_state: seed of the randomized range finder.
+        orthonormal: whether ``U``'s columns are orthonormal.
     """
 
     def __init__(
@@ -71,6 +82,7 @@ class FactoredKernel:
         rank: int,
         shift: float = 0.0,
         random_state: int = 0,
+        orthonormal: bool = True,
     ) -> None:
         self.U = U
         self.s = np.asarray(s, dtype=U.dtype)
@@ -87,6 +99,7 @@ class FactoredKernel:
         self.rank = int(rank)
         self.shift = float(shift)
         self.random_state = random_state
+        self.orthonormal = bool(orthonormal)
 
     @classmethod
     def eye(cls, d: int, dtype, rank: int, shift: float = 0.0, random_state=0) -> FactoredKernel:
@@ -124,7 +137,15 @@ class FactoredKernel:
 
     # -- row fits
 
-    def solve_rows(self, plan, y, lam, n_threads=None) -> np.ndarray:
+    def solve_rows(self, plan, y, lam, n_threads=None, a0=None, tol=None) -> np.ndarray:
+        if self.U.shape[1] and tol is not None and self._cg_pays():
+            from .cg import CG_MAX_STEPS, cg_solve_factored  # numba: imported when first needed
+
+            a, _ = cg_solve_factored(
+                self.U, np.clip(self.s, 0, None), self.eps, plan.indptr, plan.indices, y, lam,
+                a0, tol, CG_MAX_STEPS, n_threads=n_threads,
+            )  # fmt: skip
+            return a
         per_column = np.ndim(self.eps) != 0
         if per_column:
             sc = self._row_scales(lam).astype(self.dtype)[plan.indices]
@@ -140,6 +161,12 @@ class FactoredKernel:
                 L_all[: self.d] *= self._row_scales(lam).astype(self.dtype)[:, None]
             a = solve_rows_factored(L_all, plan, y, lam_eff, n_threads)
         return a * sc if per_column else a
+
+    def _cg_pays(self) -> bool:
+        # A CG step costs 2 c r per row in a compiled loop, a direct solve min(c^2 r, c r^2) in
+        # BLAS, which runs several times more flops per second: measured, CG wins from rank 128
+        # on and always on the kernel step's Nystrom kernels; below it ties (rank 64) or loses.
+        return self.U.shape[1] >= CG_MIN_RANK or not self.orthonormal
 
     def solve_row(self, cols, y, lam) -> np.ndarray:
         L = (self.U[cols] * np.sqrt(np.clip(self.s, 0, None))).astype(np.float64)
@@ -243,6 +270,7 @@ class FactoredKernel:
         the ``r x r`` matrix.
         """
         check_spectral(update)
+        self._require_orthonormal("an exact update")
         r = min(self.rank, n_rows, self.d)
         with blas_threads(1):
             evals, V = scipy.linalg.eigh(np.asarray(ZtZ, dtype=np.float64), check_finite=False)
@@ -280,9 +308,15 @@ class FactoredKernel:
             self.random_state,
         )
 
+    def _require_orthonormal(self, what: str) -> None:
+        if not self.orthonormal:
+            raise ValueError(f"{what} needs an orthonormal U; this kernel keeps a Nystrom factor")
+
     def distance(self, other) -> float:
         if not isinstance(other, FactoredKernel):
             return DenseKernel(self.dense()).distance(other)
+        self._require_orthonormal("the distance of factored kernels")
+        other._require_orthonormal("the distance of factored kernels")
         s0, s1 = self.s.astype(np.float64), other.s.astype(np.float64)
         C = other.U.T.astype(np.float64) @ self.U.astype(np.float64)  # r1 x r0
         d = self.d
@@ -308,6 +342,7 @@ class FactoredKernel:
             "kernel_eps": np.array(self.eps),
             "kernel_rank": np.array(self.rank),
             "kernel_shift": np.array(self.shift),
+            "kernel_orthonormal": np.array(self.orthonormal),
         }
 
 
@@ -355,9 +390,14 @@ class FactoredCompletion:
         return out
 
     def row_norms(self) -> np.ndarray:
-        # U is orthonormal: ||Z_r U^T||^2 = ||Z_r||^2; the shift adds the cross and A terms
+        # ||Z_r U^T||^2 = Z_r (U^T U) Z_r^T, which is ||Z_r||^2 for an orthonormal U; the shift
+        # adds the cross and A terms
         Z = self.Z.astype(np.float64)
-        sq = np.einsum("ij,ij->i", Z, Z)
+        if self.kernel.orthonormal:
+            sq = np.einsum("ij,ij->i", Z, Z)
+        else:
+            U64 = self.kernel.U.astype(np.float64)
+            sq = np.einsum("ij,ij->i", Z @ (U64.T @ U64), Z)
         if self.kernel.has_eps:
             U = self.kernel.U.astype(np.float64)
             AU = np.asarray(self.A @ (self.kernel._eps_for(U) * U))  # A diag(e) U

@@ -49,9 +49,20 @@ class Kernel(Protocol):
     def dtype(self) -> np.dtype: ...
 
     def solve_rows(
-        self, plan: RowPlan, y: np.ndarray, lam: float, n_threads: int | None = None
+        self,
+        plan: RowPlan,
+        y: np.ndarray,
+        lam: float,
+        n_threads: int | None = None,
+        a0: np.ndarray | None = None,
+        tol: float | None = None,
     ) -> np.ndarray:
-        """All row fits ``(K[S_i,S_i] + lam I)^-1 y_i`` in CSR data order."""
+        """All row fits ``(K[S_i,S_i] + lam I)^-1 y_i`` in CSR data order.
+
+        ``tol=None`` solves directly; a tolerance solves by conjugate gradients to that
+        relative residual (:mod:`rfm_recsys.core.cg`), started from ``a0`` (CSR data order;
+        ``None``: zeros).
+        """
 
     def solve_row(self, cols: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
         """One new row's fit (fold-in), float64."""

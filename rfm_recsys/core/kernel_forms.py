@@ -32,4 +32,6 @@ def kernel_from_arrays(arrays) -> Kernel:
         float(eps) if eps.ndim == 0 else eps,
         int(arrays["kernel_rank"]),
         float(arrays["kernel_shift"]),
+        # files written before the step kept Nystrom factors hold orthonormal ones
+        orthonormal=bool(arrays["kernel_orthonormal"]) if "kernel_orthonormal" in arrays else True,
     )

@@ -22,8 +22,9 @@ import scipy.sparse as sp
 
 from ..checks import RatingsError, check_triples
 from ..core.completion import gram_of_completion, predict_pairs
+from ..core.dense_kernel import DenseKernel
 from ..core.factored_kernel import FactoredKernel, factor_gram
-from ..core.solve import RowPlan, solve_rows
+from ..core.solve import RowPlan
 
 
 @dataclass
@@ -225,22 +226,27 @@ def _here(K):
     :class:`~rfm_recsys.core.factored_kernel.FactoredKernel`.
     """
     if isinstance(K, FactoredKernel):
-        return FactoredKernel(aligned(K.U), aligned(K.s), K.eps, K.rank, K.shift, K.random_state)
+        return FactoredKernel(
+            aligned(K.U), aligned(K.s), K.eps, K.rank, K.shift, K.random_state, K.orthonormal
+        )
     return aligned(K)
 
 
-def solve_block(block: Block, K, lam: float, dtype: np.dtype) -> np.ndarray:
+def solve_block(
+    block: Block, K, lam: float, dtype: np.dtype, a0: np.ndarray | None = None, tol=None
+) -> np.ndarray:
     """Row coefficients ``a`` of the block (CSR data order); ``K=None`` is the identity.
 
-    A factored kernel solves with its own method, the threads backend's code path.
+    Either kernel form solves with its own method, the threads backend's code path: directly,
+    or with a tolerance by conjugate gradients started from ``a0`` (the block's previous
+    coefficients).
     """
     reuse_temporaries()
     y = block.R.data
     if K is None:
         return y / np.dtype(dtype).type(1.0 + lam)
-    if isinstance(K, FactoredKernel):
-        return _here(K).solve_rows(block.plan, y, lam)
-    return solve_rows(aligned(K), block.plan, y, lam)
+    kernel = _here(K) if isinstance(K, FactoredKernel) else DenseKernel(aligned(K))
+    return kernel.solve_rows(block.plan, y, lam, 1, aligned(a0), tol)
 
 
 def _coefficients(block: Block, a: np.ndarray) -> sp.csr_matrix:

@@ -31,12 +31,16 @@ _FAN_IN = 4
 
 @dataclass
 class DaskCoefs:
-    """Futures of every block's coefficients, and the kernel and ridge that give them back."""
+    """Futures of every block's coefficients, and what gives them back: the kernel, the ridge,
+    the tolerance and the coefficients they were started from (``warm``, a chain back to a
+    solve from zero)."""
 
     a: list
     kernel: Any
     kernel_future: Any
     ridge: float
+    tol: float | None = None
+    warm: DaskCoefs | None = None
 
 
 def _wire(kernel) -> Any:
@@ -71,8 +75,8 @@ class DaskBlocks:
 
     # ------------------------------------------------------------------ the protocol
 
-    def solve(self, kernel, ridge: float) -> DaskCoefs:
-        coefs = DaskCoefs([], kernel, None, float(ridge))
+    def solve(self, kernel, ridge: float, warm: DaskCoefs | None = None, tol=None) -> DaskCoefs:
+        coefs = DaskCoefs([], kernel, None, float(ridge), tol, warm)
         self._solve(coefs)
         return coefs
 
@@ -144,10 +148,20 @@ class DaskBlocks:
     def _solve(self, coefs: DaskCoefs) -> None:
         wire = _wire(coefs.kernel)
         coefs.kernel_future = None if wire is None else broadcast(self.client, wire)
+        starts = [None] * len(self.futures) if coefs.warm is None else coefs.warm.a
         coefs.a = [
-            self._submit(B.solve_block, b, coefs.kernel_future, coefs.ridge, self.dtype)
-            for b in self.futures
+            self._submit(
+                B.solve_block, b, coefs.kernel_future, coefs.ridge, self.dtype, a0, coefs.tol
+            )
+            for b, a0 in zip(self.futures, starts)
         ]
+
+    def _resolve(self, coefs: DaskCoefs) -> None:
+        """Solve ``coefs`` again on rebuilt blocks, its warm starts first: the same start gives
+        the same coefficients, so a step redone after a lost worker fits the same model."""
+        if coefs.warm is not None:
+            self._resolve(coefs.warm)
+        self._solve(coefs)
 
     def _summed(self, coefs: DaskCoefs, share, reset=None) -> np.ndarray:
         def step():
@@ -172,7 +186,7 @@ class DaskBlocks:
         def redo() -> None:
             self.futures = self._build()
             if coefs is not None:
-                self._solve(coefs)
+                self._resolve(coefs)
             if reset is not None:
                 reset()
 

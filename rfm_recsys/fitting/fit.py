@@ -173,6 +173,7 @@ def _run(
         random_state=integer_seed(s.random_state) if rank is not None else 0,
         step=s.step,
         stop_at=stop_at,
+        solve_tol=s.solve_tol,
     )
     return RatingsFit(
         mu=bl.mu,

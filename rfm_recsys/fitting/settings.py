@@ -42,6 +42,7 @@ class FitSettings:
         backend: ``"threads"`` or ``"dask"``.
         step: the kernel step after lin-RFM's updates, or ``None`` (plain lin-RFM).
         shift: factored kernel only: share of the mean diagonal given to ``eps I``.
+        solve_tol: relative residual of the conjugate-gradient row fits (``None``: direct).
     """
 
     n_updates: int = 2
@@ -61,6 +62,7 @@ class FitSettings:
     backend: str = "threads"
     step: KernelStep | None = None
     shift: float = 0.0
+    solve_tol: float | None = None
 
     @classmethod
     def from_params(cls, values: Mapping[str, Any], **extra: Any) -> FitSettings:

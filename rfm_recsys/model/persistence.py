@@ -153,7 +153,8 @@ def _params(cls, meta: dict[str, Any], version: int) -> dict[str, Any]:
     params = dict(meta["params"])
     if version >= 3:
         return params
-    params = renamed_params(params)
+    # version 2 fitted every row directly: the loaded model says so
+    params = {**renamed_params(params), "solve_tol": None}
     names = set(cls.config.names())
     # a version-2 plain file has the kernel step's (neutral) parameters, which LinRFM lacks
     return {k: v for k, v in params.items() if k in names or k not in _STEP_PARAMS}
