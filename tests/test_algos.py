@@ -215,9 +215,9 @@ def test_ml100k_u1_linrfm_defaults(u1):
 #: Each model's RMSE on ml-100k's u1 split with the direct row solves (``solve_tol=None``), to
 #: the last bit, as measured before the package took its present names and one fitting layer
 #: (LinRFMAlgo() was then LinRFMAlgo(**PLAIN_LINRFM), KernelRFMAlgo() the LinRFMAlgo() of that
-#: time): the renames and the restructuring changed no model. Measured with one BLAS thread on an "AMD EPYC" CPU; the
-#: last bits depend on the BLAS kernels (thread count, CPU), so on another CPU the test allows
-#: 1e-7 relative and says so.
+#: time): the renames and the restructuring changed no model. Measured with one BLAS thread on
+#: an "AMD EPYC" CPU; the last bits depend on the BLAS kernels (thread count, CPU), so on
+#: another CPU the test allows 1e-7 relative and says so.
 PINNED_CPU = "AMD EPYC"
 U1_RMSE = [
     ("LinRFMAlgo()", LinRFMAlgo, {}, 0.928697283978595),
