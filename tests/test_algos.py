@@ -309,9 +309,9 @@ def test_kernel_rfm_defaults_are_the_kernel_step(data):
 
 def test_kernel_step_auto_rank_rule(data, monkeypatch):
     assert plan.resolve_rank("auto", 4096, False, True) is None
-    assert plan.resolve_rank("auto", 4097, False, True) == plan.AUTO_RANK
+    assert plan.resolve_rank("auto", 4097, False, True) == plan.AUTO_RULE
     assert plan.resolve_rank("auto", 256, False, False) is None
-    assert plan.resolve_rank("auto", 257, False, False) == plan.AUTO_RANK
+    assert plan.resolve_rank("auto", 257, False, False) == plan.AUTO_RULE
     assert plan.resolve_rank("auto", 10**6, True, False) is None  # IRLS: dense only
     assert plan.resolve_rank(None, 10**6, False, True) is None
     assert plan.resolve_rank(7, 5, False, True) == 7

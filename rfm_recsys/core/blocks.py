@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from .completion import gram_of_completion
 from .factored_kernel import factor_gram
 from .kernel import Completion, Kernel
+from .rank_rule import weighted_row_length
 from .solve import RowPlan
 
 
@@ -34,6 +35,8 @@ class RowBlocks(Protocol):
     n_cols: int
     nnz: int
     dtype: np.dtype
+    #: the rows' length seen from a rating, ``sum c_i^2 / sum c_i`` (the rank rule reads it)
+    row_length: float
 
     def solve(
         self, kernel: Kernel, ridge: float, warm: Any = None, tol: float | None = None
@@ -105,6 +108,7 @@ class LocalBlocks:
         self.nnz = R.nnz
         self.dtype = R.dtype
         self.plan = RowPlan.from_csr(R)
+        self.row_length = weighted_row_length(R.indptr)
         self.y = R.data
         self.validation = validation
         self.validating = validation is not None

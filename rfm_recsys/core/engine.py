@@ -44,6 +44,7 @@ from .blocks import LocalBlocks, RowBlocks
 from .kernel import Kernel
 from .kernel_forms import initial_kernel
 from .memory import check_memory
+from .rank_rule import RankRule
 from .updates import AGOPPower, FeatureUpdate, IRLSUpdate
 
 __all__ = [
@@ -152,7 +153,9 @@ def fit_engine(
             is left out of ``record["seconds"]``.
         rank: ``None`` for the dense ``d x d`` kernel; an int for the factored kernel
             ``U diag(s) U^T`` of that rank
-            (:class:`~rfm_recsys.core.factored_kernel.FactoredKernel`).
+            (:class:`~rfm_recsys.core.factored_kernel.FactoredKernel`); a
+            :class:`~rfm_recsys.core.rank_rule.RankRule` for a factored kernel whose rank the
+            first update chooses from the data.
         shift: factored kernel only: share of the mean diagonal given to ``eps I`` in
             ``K = U diag(s) U^T + eps I`` after each update (0 keeps the span of the first
             update's ``U``).
@@ -228,7 +231,9 @@ def run_engine(
     n, d = blocks.n_rows, blocks.n_cols
     dtype = np.dtype(blocks.dtype)
     rank = getattr(K0, "rank", rank)  # a kernel given as K0 brings its own form
-    check_memory(n, d, blocks.nnz, dtype, update.needs_eigh, max_memory, rank)
+    # a rank the first update chooses is bounded by its rule's largest
+    bound = rank.r_max if isinstance(rank, RankRule) else rank
+    check_memory(n, d, blocks.nnz, dtype, update.needs_eigh, max_memory, bound)
     update = copy.deepcopy(update)  # its state (IRLS's smoothing) is this fit's own
     update.reset()
     learned = initial_kernel(d, dtype, rank, shift, K0, random_state)

@@ -23,18 +23,18 @@ from .blas import default_threads
 POWER_ITERATIONS = 1
 
 
-def top_eig_randomized(gram, d: int, q: int, r: int, dtype, seed):
+def top_eig_randomized(gram, d: int, q: int, r: int, dtype, seed, passes: int = POWER_ITERATIONS):
     """Top-``r`` eigenpairs of ``X^T X``, seen only through ``gram(P) = X^T X P``.
 
     A randomized range finder (Halko, Martinsson & Tropp 2011) with ``q - r`` extra columns
-    and ``POWER_ITERATIONS`` power iterations: ``P`` spans ``(X^T X)^k Omega``, and the
+    and ``passes`` power iterations: ``P`` spans ``(X^T X)^k Omega``, and the
     Rayleigh-Ritz step on ``span(X P)`` needs only ``P`` and ``Y = X^T X P``
     (:func:`rayleigh_ritz`), so every pass over the rows is one sum of ``d x q`` products.
     """
     rng = np.random.default_rng(seed)
     P = rng.standard_normal((d, q)).astype(dtype)
     Y = gram(P)
-    for _ in range(POWER_ITERATIONS):
+    for _ in range(passes):
         P = orth(np.array(Y, dtype=dtype))
         Y = gram(P)
     return rayleigh_ritz(P, Y, r, dtype)

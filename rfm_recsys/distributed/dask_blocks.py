@@ -62,15 +62,20 @@ class DaskBlocks:
         n_rows, n_cols: the fit's matrix shape; ``nnz``: ratings the blocks must fit.
         dtype: of the kernel and the solves.
         validating: whether the blocks hold validation pairs.
+        row_length: the rows' length seen from a rating, ``sum c^2 / sum c``.
     """
 
-    def __init__(self, source, build, n_rows: int, n_cols: int, nnz: int, dtype, validating):
+    def __init__(
+        self, source, build, n_rows: int, n_cols: int, nnz: int, dtype, validating,
+        row_length: float,
+    ):  # fmt: skip
         self.source = source
         self.client = source.client
         self._build = build
         self.n_rows, self.n_cols, self.nnz = n_rows, n_cols, nnz
         self.dtype = np.dtype(dtype)
         self.validating = validating
+        self.row_length = row_length
         self.futures = build()
 
     # ------------------------------------------------------------------ the protocol

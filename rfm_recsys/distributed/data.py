@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,8 @@ class DaskRatings:
     n_held: int = 0
     recomputable: bool = False  # whether Dask can recompute a lost part from its source
     rating_range: tuple[float, float] | None = None  # (lowest, highest) rating
+    # ratings per user and per item of each run's mode, from its biases' reductions
+    _counts: dict = field(default_factory=dict, repr=False)
 
     def parts_alive(self) -> bool:
         """Whether a lost step can be redone: every part alive, or recomputable."""
@@ -75,13 +77,11 @@ class DaskRatings:
             ]
             return np.sum(gather(self.client, futs), axis=0)
 
+        count_user = np.sum([x[2] for x in sums], axis=0)
+        count_item = np.sum([x[3] for x in sums], axis=0)
+        self._counts[mode] = (count_user, count_item)
         b_user, b_item = alternate_biases(
-            half_step,
-            np.sum([x[2] for x in sums], axis=0),
-            np.sum([x[3] for x in sums], axis=0),
-            reg_user,
-            reg_item,
-            n_sweeps,
+            half_step, count_user, count_item, reg_user, reg_item, n_sweeps
         )
         return Baseline(mu=float(mu), b_row=b_user, b_col=b_item)
 
@@ -110,7 +110,10 @@ class DaskRatings:
                 for p in self.parts
             ]
 
-        return DaskBlocks(self, build, n, d, nnz, dtype, validating)
+        count_user, count_item = self._counts[mode]
+        counts = count_user if users_are_rows else count_item
+        row_length = float((counts**2).sum() / max(counts.sum(), 1.0))
+        return DaskBlocks(self, build, n, d, nnz, dtype, validating, row_length)
 
 
 def is_dask_frame(x) -> bool:

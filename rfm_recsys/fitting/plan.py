@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import numpy as np
 
-# rank="auto": a factored kernel of rank AUTO_RANK, or the dense kernel while d <= 2 AUTO_RANK
-# (there the factored form saves nothing). Chosen by ``python -m evaluation.choose_rank`` on
-# validation shares of training folds (defaults otherwise): rank 128 scored +0.0002 (ml-100k)
-# and -0.0004 (ml-latest-small) validation RMSE against the dense kernel in half its time;
-# rank 64 +0.0048 and +0.0006; rank 256 no better than 128. A shift of 0.1 changed the scores
-# by -0.0002 and +0.0004 at rank 128 for 20-45% more time, so updates use none by default.
-AUTO_RANK = 128
-AUTO_DENSE_MAX_D = 2 * AUTO_RANK
+from ..core.rank_rule import RankRule
+
+# rank="auto": the dense kernel while d <= AUTO_DENSE_MAX_D (there the factored form saves
+# nothing), else a factored kernel whose rank the first update chooses by the shrinkage rule
+# (rfm_recsys.core.rank_rule): on learning curves over growing subsamples of ml-latest-small and
+# ml-100k (validation shares) the rank that loses nothing against the dense kernel grew with
+# the data (64 at 18k ratings, 128 at 39k, 256 at 52-73k), which a constant cannot follow; the
+# rule was never below it and at most one doubling above (``python -m evaluation.speed_study
+# rank``), within 0.0003 RMSE of the dense kernel on all six points where rank 128 lost up to
+# 0.004. A shift of 0.1 changed the scores by -0.0002 and +0.0004 at rank 128 for 20-45% more
+# time, so updates use none by default.
+AUTO_RULE = RankRule()
+AUTO_DENSE_MAX_D = 256
 # rank="auto" with the kernel step on: the dense kernel (lin-RFM and the step) up to
-# KERNEL_DENSE_MAX_D feature columns, rank AUTO_RANK beyond. Measured with the default step on
-# folds 0 and 1 (evaluation/kernel_rfm_experiments.md, section 9; a shared 2-core machine): on
-# ml-100k (1,682 items) the dense step took 3.5 s against the factored 7.9 s and scored
-# 0.001-0.002 better validation RMSE; on ml-latest-small (9,724 items) the factored step took
-# 12.7 s against the dense 58 s (2.2 GB) for 0.004 worse. The dense step's time and memory grow
-# with d squared to cubed, so the switch lies between the two: 4096 columns (a 64 MB float32
-# kernel).
+# KERNEL_DENSE_MAX_D feature columns, the factored one (rank by the rule) beyond. Measured with
+# the default step on folds 0 and 1 (evaluation/kernel_rfm_experiments.md, section 9; a shared
+# 2-core machine): on ml-100k (1,682 items) the dense step took 3.5 s against the factored
+# 7.9 s and scored 0.001-0.002 better validation RMSE; on ml-latest-small (9,724 items) the
+# factored step took 12.7 s against the dense 58 s (2.2 GB) for 0.004 worse. The dense step's
+# time and memory grow with d squared to cubed, so the switch lies between the two: 4096
+# columns (a 64 MB float32 kernel).
 KERNEL_DENSE_MAX_D = 4096
 
 
@@ -40,13 +45,16 @@ def resolve_orientation(orient: str, n_users: int, n_items: int) -> bool:
     )
 
 
-def resolve_rank(rank: int | str | None, d: int, dense_only: bool, with_step: bool) -> int | None:
-    """The kernel's form for ``d`` feature columns: ``None`` (dense) or a rank.
+def resolve_rank(
+    rank: int | str | None, d: int, dense_only: bool, with_step: bool
+) -> int | RankRule | None:
+    """The kernel's form for ``d`` feature columns: ``None`` (dense), a rank, or the rule.
 
     ``None`` keeps the dense kernel and an int asks for a factored kernel of that rank.
-    ``"auto"`` is dense up to ``AUTO_DENSE_MAX_D`` (256) columns and rank ``AUTO_RANK`` (128)
-    beyond; with the kernel step up to ``KERNEL_DENSE_MAX_D`` (4096) columns; always dense for
-    an update that needs the dense kernel (IRLS-p: ``dense_only``).
+    ``"auto"`` is dense up to ``AUTO_DENSE_MAX_D`` (256) columns, with the kernel step up to
+    ``KERNEL_DENSE_MAX_D`` (4096), and beyond a factored kernel whose rank the data decides
+    (:data:`AUTO_RULE`); always dense for an update that needs the dense kernel (IRLS-p:
+    ``dense_only``).
     """
     if rank is None:
         return None
@@ -55,7 +63,7 @@ def resolve_rank(rank: int | str | None, d: int, dense_only: bool, with_step: bo
             raise ValueError(f"rank must be None, a positive int or 'auto', got {rank!r}")
         if dense_only:
             return None
-        return None if d <= (KERNEL_DENSE_MAX_D if with_step else AUTO_DENSE_MAX_D) else AUTO_RANK
+        return None if d <= (KERNEL_DENSE_MAX_D if with_step else AUTO_DENSE_MAX_D) else AUTO_RULE
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
         raise ValueError(f"rank must be None, a positive int or 'auto', got {rank!r}")
     return int(rank)
