@@ -310,7 +310,8 @@ _OPERATIONAL = (
         "tol",
         None,
         AnyOf(_NONE, _NONNEG),
-        "stop early once the kernel's relative change falls below it (``None``: never).",
+        "stop early once the kernel's relative change falls below it (``None``: never, and "
+        "the change is not computed; 0: computed for the history, never stops).",
         role=OPERATIONAL,
         annotation=float | None,
     ),

@@ -272,7 +272,10 @@ def run_engine(
             new = step_run.next(blocks, coefs, kernel, it - n_updates)
         else:
             new = kernel.next(blocks, coefs, update, it, ridge_it, reimpose_observed)
-        change, learned = learned.distance(new), new
+        # the kernel's relative change: the stopping rule's test, and a figure of the history
+        # (not free for a factored kernel: r x r products over d, so only when tol asks)
+        change = learned.distance(new) if tol is not None else float("nan")
+        learned = new
         it += 1
     if bar is not None:
         bar.close()

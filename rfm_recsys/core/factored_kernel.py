@@ -38,6 +38,9 @@ from .rank_rule import RankRule
 # Factored kernels of at least this rank are solved by conjugate gradients when a tolerance is
 # given (FactoredKernel._cg_pays).
 CG_MIN_RANK = 128
+# With at most this many rows, and where its n^3 costs less than the range finder's d q^2, the
+# first update's subspace is exact, from an eigh of X X^T.
+EXACT_ROWS = 2048
 # The first subspace's range finder: two power passes and 32 extra columns. On learning curves
 # of ml-latest-small and ml-100k (validation shares), going from 0 to 1 pass was worth as much
 # as doubling the rank, and two passes with 32 extra columns matched the exact subspace within
@@ -239,7 +242,11 @@ class FactoredKernel:
             return blocks.range_gram(coefs, self, P, c)
 
         if self.rule is not None:  # the first update, from K = I: X = c A
-            energy = float(np.mean(c)) ** 2 * blocks.stats(coefs, self)["sum_a2"]
+            scale = float(np.mean(c))
+            energy = scale**2 * blocks.stats(coefs, self)["sum_a2"]
+            n, q = blocks.n_rows, self.rule.r_start + self.rule.oversample
+            if n <= EXACT_ROWS and n**3 <= self.d * q * q:  # the exact spectrum is the cheaper
+                gram = _exact_top(blocks.coefficients(coefs), scale, self.rule.r_max, self.dtype)
             return self.next_by_rule(gram, update, blocks.n_rows, iteration, energy, blocks, lam)
         return self.next_randomized(gram, update, blocks.n_rows, iteration)
 
@@ -325,6 +332,8 @@ class FactoredKernel:
         limit = min(n_rows, self.d)
 
         def subspace(r: int):
+            if isinstance(gram, _ExactTop):
+                return gram.top(min(r, limit))
             return self._subspace(gram, min(r, limit), n_rows, iteration, True, rule)
 
         rank, V, evals = rule.choose(subspace, limit, energy, blocks.row_length, lam)
@@ -452,3 +461,28 @@ class FactoredCompletion:
             A2 = np.asarray(Ae.multiply(Ae).sum(axis=1)).ravel()
             sq += 2 * np.einsum("ij,ij->i", Z, AU) + A2
         return np.sqrt(np.maximum(sq, 0.0))
+
+
+class _ExactTop:
+    """The top eigenpairs of ``X^T X`` for ``X = scale A`` with few rows, from ``eigh(X X^T)``."""
+
+    def __init__(self, V: np.ndarray, evals: np.ndarray) -> None:
+        self.V, self.evals = V, evals
+
+    def top(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.V[:, :r], self.evals[:r]
+
+
+def _exact_top(A: sp.csr_matrix, scale: float, r_max: int, dtype) -> _ExactTop:
+    n, d = A.shape
+    k = min(r_max, n, d)
+    A64 = sp.csr_matrix(A, dtype=np.float64) * scale
+    with blas_threads(1):
+        evals, W = scipy.linalg.eigh(
+            (A64 @ A64.T).toarray(), subset_by_index=[n - k, n - 1], check_finite=False
+        )
+    order = np.argsort(evals)[::-1]
+    order = order[evals[order] > 1e-12 * max(float(evals.max(initial=0.0)), 1e-300)]
+    evals, W = evals[order], W[:, order]
+    V = np.asarray(A64.T @ W) / np.sqrt(evals)  # right singular vectors of X
+    return _ExactTop(np.ascontiguousarray(V, dtype=dtype), evals)

@@ -39,10 +39,10 @@ from .dense_kernel import DenseKernel
 from .factored_kernel import FactoredKernel
 from .kernel import Kernel
 from .kernel_step_factored import (
-    GEOMETRY_PER_RANK,
-    LANDMARKS_PER_RANK,
+    CO_RATING_RANK,
+    LANDMARKS,
+    CoRatingFactor,
     agop_update,
-    factored_geometry,
     nystrom_kernel,
 )
 from .updates import AGOPPower
@@ -130,9 +130,9 @@ class KernelStep:
         co_rating: weight of the co-rating matrix added to ``M`` (0: none).
         ridge: ridge of the row fits with the step's kernel.
         n_updates: updates of ``M`` from the step's fits (0 = one fit with lin-RFM's ``M``).
-        landmarks: Nystrom landmarks of the factored step (None: 4 times the rank).
-        geometry_rank: rank of the factored geometry with the co-rating term (None: 4 times
-            the learned kernel's rank).
+        landmarks: Nystrom landmarks of the factored step (None: ``LANDMARKS``, 512).
+        geometry_rank: rank of the co-rating term's factor in the factored step (None:
+            ``CO_RATING_RANK``, 512).
         update_rank: rank of each factored update (None: the learned kernel's rank).
     """
 
@@ -193,39 +193,35 @@ class _FactoredStep:
     def __init__(self, step: KernelStep, blocks, learned: FactoredKernel) -> None:
         self.step = step
         self.dtype = learned.dtype
-        r = learned.rank
-        self.landmarks = step.landmarks if step.landmarks is not None else LANDMARKS_PER_RANK * r
-        self.geometry_rank = (
-            step.geometry_rank if step.geometry_rank is not None else GEOMETRY_PER_RANK * r
-        )
-        self.update_rank = step.update_rank if step.update_rank is not None else r
+        self.landmarks = step.landmarks if step.landmarks is not None else LANDMARKS
+        self.update_rank = step.update_rank if step.update_rank is not None else learned.rank
         self.seed = 0 if learned.random_state is None else int(learned.random_state)
-        self.B = self.counts = None
-        if step.co_rating:
-            self.B = blocks.pattern(np.float64)
-            self.counts = np.bincount(self.B.indices, minlength=self.B.shape[1]).astype(np.float64)
+        self.co_rating = None
+        if step.co_rating:  # fixed by the training pattern: factored once for the whole step
+            rank = step.geometry_rank if step.geometry_rank is not None else CO_RATING_RANK
+            with blas_threads(1):  # thin products: see FactoredKernel.next_randomized
+                self.co_rating = CoRatingFactor(
+                    blocks.pattern(np.float64), step.co_rating, rank, (self.seed, 7919)
+                )
         self.update = AGOPPower(1.0, normalize="diag")
 
     def build(self, learned: Kernel, t: int) -> Kernel:
         step = self.step
-        if step.kernel == "linear" and not step.co_rating:
+        if step.kernel == "linear" and self.co_rating is None:
             return learned  # the learned kernel itself, as the dense form: lin-RFM exactly
         seed = (self.seed, 7919, t)  # apart from the engine's (seed, iteration)
-        with blas_threads(1):  # thin products: see FactoredKernel.next_randomized
-            L, norms = factored_geometry(
-                learned, self.B, self.counts, step.co_rating, self.geometry_rank, seed
-            )
+        with blas_threads(1):
+            if self.co_rating is None:
+                U = learned.U.astype(np.float64)
+                L = U * np.sqrt(np.clip(learned.s.astype(np.float64), 0.0, None))
+                diag = np.einsum("ij,ij->i", L, L) + learned.eps
+                norms = np.sqrt(np.clip(diag, 0.0, None))
+            else:
+                L, norms = self.co_rating.geometry(learned)
             return nystrom_kernel(
-                L,
-                norms,
-                step.kernel,
-                step.bandwidth,
-                self.landmarks,
-                self.update_rank,
-                seed,
-                self.dtype,
-                self.seed,
-            )
+                L, norms, step.kernel, step.bandwidth, self.landmarks, self.update_rank, seed,
+                self.dtype, self.seed,
+            )  # fmt: skip
 
     def next(self, blocks, coefs, kernel: Kernel, t: int) -> Kernel:
         with blas_threads(1):
