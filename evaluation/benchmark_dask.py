@@ -1,8 +1,8 @@
 """Dask backend against the threads backend on a MovieLens-shaped synthetic problem, same run.
 
 For one shape (``--shape ml-1m|ml-10m|ml-25m`` or ``--users/--items/--ratings``) the script
-draws ratings with :func:`rfm_recsys.datasets.make_ratings`, fits :class:`LinRFM` (plain
-lin-RFM: the kernel step does not run on Dask) with the threads backend, then with
+draws ratings with :func:`rfm_recsys.datasets.make_ratings`, fits ``--model`` (``kernel-rfm``,
+the default: :class:`KernelRFM`; ``linrfm``: :class:`LinRFM`) with the threads backend, then with
 ``backend="dask"`` on ``LocalCluster(n_workers=W, threads_per_worker=1)`` (started before the
 clock runs), and reports:
 
@@ -19,10 +19,12 @@ clock runs), and reports:
 
 Both fits see the same cores: the threads backend uses ``W`` threads (``RFM_BLAS_THREADS`` is not
 touched). Both fit the same model (``--rank``, default ``auto``: the library's default, a
-rank-128 factored kernel beyond 256 feature columns). Run it on an idle machine; the JSON
-lines it prints (and appends to ``--out``) hold the figures and the command line.
+factored kernel whose rank the data decides beyond 256 feature columns, 4,096 with the kernel
+step). Run it on an idle machine; the JSON lines it prints (and appends to ``--out``) hold the
+figures and the command line.
 
     python -m evaluation.benchmark_dask --shape ml-25m
+    python -m evaluation.benchmark_dask --shape ml-25m --model linrfm
     python -m evaluation.benchmark_dask --shape ml-1m --n-updates 2 --rank none
 """
 
@@ -50,6 +52,7 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--users", type=int)
     p.add_argument("--items", type=int)
     p.add_argument("--ratings", type=int)
+    p.add_argument("--model", choices=["kernel-rfm", "linrfm"], default="kernel-rfm")
     p.add_argument("--n-updates", "--n-iter", dest="n_updates", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -127,7 +130,9 @@ def main(argv=None) -> dict:
     from distributed import Client, LocalCluster, get_task_stream
 
     from rfm_recsys.datasets import make_ratings
-    from rfm_recsys.model import LinRFM
+    from rfm_recsys.model import KernelRFM, LinRFM
+
+    model_class = KernelRFM if args.model == "kernel-rfm" else LinRFM
 
     n_users, n_items, n_ratings = SHAPES[args.shape]
     n_users, n_items = args.users or n_users, args.items or n_items
@@ -137,6 +142,7 @@ def main(argv=None) -> dict:
     df = df[["user_id", "item_id", "rating"]]
     record = {
         "command": "python -m evaluation.benchmark_dask " + " ".join(sys.argv[1:]),
+        "model": args.model,
         "shape": [n_users, n_items, len(df)],
         "n_updates": args.n_updates,
         "rank": args.rank,
@@ -145,10 +151,8 @@ def main(argv=None) -> dict:
         "generate_seconds": round(time.perf_counter() - t, 2),
         "load_before": os.getloadavg(),
     }
-    from rfm_recsys.fitting import resolve_rank
-
-    d = min(n_users, n_items)
-    r = resolve_rank(args.rank, d, dense_only=False, with_step=False)
+    # LinRFM's "auto" orientation puts the smaller side in the kernel, KernelRFM's is items
+    d = n_items if args.model == "kernel-rfm" else min(n_users, n_items)
     # the predictions are compared on a seeded sample of training pairs: predicting all of
     # ML-10M's pairs with a dense kernel takes minutes
     pick = np.random.default_rng(args.seed).choice(len(df), min(len(df), 200_000), replace=False)
@@ -156,7 +160,7 @@ def main(argv=None) -> dict:
     p_threads = None
     if not args.skip_threads:
         t = time.perf_counter()
-        threads = LinRFM(n_updates=args.n_updates, dtype=args.dtype, rank=args.rank).fit(df)
+        threads = model_class(n_updates=args.n_updates, dtype=args.dtype, rank=args.rank).fit(df)
         record["threads_seconds"] = round(time.perf_counter() - t, 2)
         record["threads_iteration_seconds"] = [
             round(h["iteration_seconds"], 2) for h in threads.history_
@@ -178,7 +182,7 @@ def main(argv=None) -> dict:
         traffic.mark()
         t = time.perf_counter()
         with get_task_stream(client) as stream:
-            model = LinRFM(
+            model = model_class(
                 n_updates=args.n_updates, dtype=args.dtype, rank=args.rank, backend="dask"
             ).fit(df, callback=traffic.mark)
         record["dask_seconds"] = round(time.perf_counter() - t, 2)
@@ -194,8 +198,12 @@ def main(argv=None) -> dict:
     record["bytes_per_iteration"] = marks[1:-1]
     record["bytes_final_gather"] = marks[-1]
     itemsize = np.dtype(args.dtype).itemsize
-    record["kernel"] = "dense" if r is None else f"factored rank {r}"
-    record["estimate_kernel_bytes_per_worker"] = d * (d if r is None else r) * itemsize
+    # the kernel the last iterations broadcast (the step's: its Nystrom factor's columns)
+    kernel = model.fit_.kernel
+    r = getattr(kernel, "rank", None)
+    width = d if r is None else kernel.U.shape[1]
+    record["kernel"] = "dense" if r is None else f"factored, {width} columns (rank {r})"
+    record["estimate_kernel_bytes_per_worker"] = d * width * itemsize
     record["driver_peak_rss_mib"] = _peak_rss_mib()
     if p_threads is not None:
         record["ratio_dask_over_threads"] = round(

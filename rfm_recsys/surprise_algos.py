@@ -177,8 +177,8 @@ class KernelRFMAlgo(_EngineAlgo):
     ``orient="both"`` fits both orientations and averages them.
 
     The defaults (settings F* of ``evaluation/kernel_rfm_experiments.md``) were chosen on
-    validation shares of ml-100k and ml-latest-small training folds; the kernel step does not
-    run on the Dask backend yet.
+    validation shares of ml-100k and ml-latest-small training folds; ``backend="dask"`` fits the
+    same model on a Dask cluster (one orientation).
     """
 
 

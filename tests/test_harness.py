@@ -360,9 +360,8 @@ def test_skip_rules_name_the_reason(monkeypatch):
     # a small set: nothing is skipped
     small = harness.DataShape(943, 1682, 80_000)
     assert harness.skip_reasons(keys, params, small, _args()) == {}
-    # on the Dask backend lin-RFM runs and kernel RFM (no kernel step there) is skipped
-    reasons = harness.skip_reasons(keys, params, small, _args(backend="dask"))
-    assert set(reasons) == {"kernel-rfm"} and "--backend threads" in reasons["kernel-rfm"]
+    # on the Dask backend both run (the kernel step runs there too)
+    assert harness.skip_reasons(keys, params, small, _args(backend="dask")) == {}
 
 
 def test_myfm_skip_rules(monkeypatch):
@@ -441,12 +440,15 @@ def test_synthetic_release_runs_and_reports_what_it_skipped(tmp_path, monkeypatc
     assert "python -m evaluation.movielens --synthetic ml-1m" in res["command"]
 
 
-def test_backend_dask_fits_lin_rfm_there():
+def test_backend_dask_fits_both_rfm_models_there():
     from evaluation.movielens.cli import _use_dask
     from evaluation.movielens.specs import algorithm_params
 
     params = algorithm_params("linrfm", False, {"linrfm": {"rank": 64}})
     note = _use_dask("linrfm", params)
     assert params == {"rank": 64, "backend": "dask"} and "backend='dask'" in note
+    params = algorithm_params("kernel-rfm", False, {})
+    _use_dask("kernel-rfm", params)
+    assert params["backend"] == "dask"
     with pytest.raises(ValueError, match="does not fit on the Dask backend"):
-        _use_dask("kernel-rfm", {})
+        _use_dask("als", {})

@@ -237,26 +237,6 @@ def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, A
     return check
 
 
-def _no_dask(params: dict, shape: DataShape, args: Any) -> str | None:
-    if getattr(args, "backend", "threads") != "dask":
-        return None
-    return (
-        "the kernel step does not run on the Dask backend yet: run kernel RFM with "
-        "--backend threads (lin-RFM, key linrfm, runs on Dask)"
-    )
-
-
-def _first_reason(*rules: Callable[[dict, DataShape, Any], str | None]) -> Callable:
-    """A skip rule giving the reason of the first rule that has one."""
-
-    def check(params: dict, shape: DataShape, args: Any) -> str | None:
-        for rule in rules:
-            reason = rule(params, shape, args)
-            if reason:
-                return reason
-        return None
-
-    return check
 
 
 def _svdpp_time(params: dict, shape: DataShape, args: Any) -> str | None:
@@ -334,8 +314,7 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             "kernel-rfm", KERNEL_RFM_LABEL, "rating", _kernel_rfm,
             grid={"kernel_ridge": [2.0, 3.0, 5.0], "bandwidth": [0.7, 1.0]},
             quick={"n_kernel_updates": 1}, quick_grid={"kernel_ridge": [2.0, 3.0]},
-            ranker=_frame_ranker("KernelRFM"),
-            skip=_first_reason(_no_dask, _NO_EIGH_AT_POWER_1),
+            ranker=_frame_ranker("KernelRFM"), skip=_NO_EIGH_AT_POWER_1, dask=True,
         ),
         AlgoSpec(
             "irls", "IRLS-p", "rating", _irls,

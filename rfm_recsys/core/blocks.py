@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from .completion import gram_of_completion
 from .factored_kernel import factor_gram
 from .kernel import Completion, Kernel
+from .randomized import spmm
 from .rank_rule import weighted_row_length
 from .solve import RowPlan
 
@@ -63,8 +64,20 @@ class RowBlocks(Protocol):
     def coefficients(self, coefs: Any) -> sp.csr_matrix:
         """The whole ``n x d`` coefficient matrix ``A`` (gathered where it lies)."""
 
+    # The co-rating signal of the kernel step: the 0/1 pattern B of who rated what (n x d).
+
+    def column_counts(self) -> np.ndarray:
+        """Ratings per feature column (``diag(B^T B)``, float64)."""
+
+    def pattern_gram(self, dtype) -> np.ndarray:
+        """``B^T B`` (``d x d``, in ``dtype``), summed over the blocks (the dense kernel step)."""
+
+    def pattern_gram_times(self, P: np.ndarray) -> np.ndarray:
+        """``B^T (B P)`` (``d x q``, float64), summed over the blocks."""
+
     def pattern(self, dtype) -> sp.csr_matrix:
-        """The 0/1 pattern of who rated what (``n x d``, in ``dtype``), for the kernel step."""
+        """The whole pattern ``B`` (``n x d``, in ``dtype``; gathered where it lies): only for
+        few rows, where the co-rating factor is exact from ``B B^T``."""
 
 
 @dataclass
@@ -114,6 +127,7 @@ class LocalBlocks:
         self.validating = validation is not None
         self.n_threads = n_threads
         self._patterns: dict[np.dtype, sp.csr_matrix] = {}
+        self._pattern_t: sp.csr_matrix | None = None
 
     def solve(
         self, kernel: Kernel, ridge: float, warm: LocalCoefs | None = None, tol: float | None = None
@@ -145,6 +159,19 @@ class LocalBlocks:
 
     def coefficients(self, coefs: LocalCoefs) -> sp.csr_matrix:
         return coefs.A
+
+    def column_counts(self) -> np.ndarray:
+        return np.bincount(self.R.indices, minlength=self.n_cols).astype(np.float64)
+
+    def pattern_gram(self, dtype) -> np.ndarray:
+        B = self.pattern(dtype)
+        return (B.T @ B).toarray()
+
+    def pattern_gram_times(self, P: np.ndarray) -> np.ndarray:
+        if self._pattern_t is None:
+            self._pattern_t = self.pattern(np.float64).T.tocsr()
+        return spmm(self._pattern_t, spmm(self.pattern(np.float64), P, self.n_threads),
+                    self.n_threads)  # fmt: skip
 
     def pattern(self, dtype) -> sp.csr_matrix:
         dtype = np.dtype(dtype)

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import scipy.sparse as sp
 
 from .blas import blas_threads
 from .dense_kernel import DenseKernel
@@ -93,16 +92,16 @@ def kernel_matrix(M: np.ndarray, kernel: str = "linear", bandwidth: float = 1.0)
     return Kn
 
 
-def co_rating_matrix(B: sp.csr_matrix, weight: float) -> np.ndarray:
-    """``B^T B`` rescaled to mean diagonal ``weight``, ``B`` the 0/1 pattern (in its dtype).
+def co_rating_matrix(C: np.ndarray, weight: float) -> np.ndarray:
+    """The co-rating matrix ``C = B^T B`` (``B`` the 0/1 pattern) rescaled in place to mean
+    diagonal ``weight``.
 
     Entry ``(j, k)`` counts the rows that rated both features ``j`` and ``k``: the implicit
     signal of which items a user rated (SVD++'s).
     """
-    C = (B.T @ B).toarray()
     scale = float(np.mean(np.diag(C)))
     if scale > 0:
-        C *= B.dtype.type(weight / scale)
+        C *= C.dtype.type(weight / scale)
     return C
 
 
@@ -177,7 +176,7 @@ class _DenseStep:
         self.dtype = learned.dtype
         self.co_rating = None
         if step.co_rating:
-            self.co_rating = co_rating_matrix(blocks.pattern(self.dtype), step.co_rating)
+            self.co_rating = co_rating_matrix(blocks.pattern_gram(self.dtype), step.co_rating)
 
     def build(self, learned: Kernel, t: int) -> Kernel:
         M = learned.dense()
@@ -200,9 +199,7 @@ class _FactoredStep:
         if step.co_rating:  # fixed by the training pattern: factored once for the whole step
             rank = step.geometry_rank if step.geometry_rank is not None else CO_RATING_RANK
             with blas_threads(1):  # thin products: see FactoredKernel.next_randomized
-                self.co_rating = CoRatingFactor(
-                    blocks.pattern(np.float64), step.co_rating, rank, (self.seed, 7919)
-                )
+                self.co_rating = CoRatingFactor(blocks, step.co_rating, rank, (self.seed, 7919))
         self.update = AGOPPower(1.0, normalize="diag")
 
     def build(self, learned: Kernel, t: int) -> Kernel:

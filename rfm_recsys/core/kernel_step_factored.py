@@ -39,7 +39,7 @@ import scipy.sparse as sp
 
 from .factored_kernel import FactoredKernel
 from .memory import OVERSAMPLE
-from .randomized import orth, spmm
+from .randomized import orth
 from .updates import AGOPPower
 
 # Largest Gram whose eigh replaces a randomized range finder (_gram_is_cheaper).
@@ -69,33 +69,31 @@ def _gram_is_cheaper(size: int, d: int, rank: int) -> bool:
 class CoRatingFactor:
     """``c B^T B ~ C C^T`` (``C`` ``d x q``): the co-rating term of the step's geometry, once.
 
-    ``B`` is the 0/1 pattern of who rated what (``n x d``) and ``c = weight / mean(counts)``
-    (``counts`` the column counts, the diagonal of ``B^T B``). The top-``rank`` eigenpairs are
-    exact from ``B B^T`` (``n x n``) while that is the cheaper (:func:`_gram_is_cheaper`), else
-    from a seeded randomized range finder with one power pass (sparse products only).
+    ``B`` is the 0/1 pattern of who rated what (``n x d``) of the row blocks, and
+    ``c = weight / mean(counts)`` (``counts`` the column counts, the diagonal of ``B^T B``).
+    The top-``rank`` eigenpairs are exact from ``B B^T`` (``n x n``) while that is the cheaper
+    (:func:`_gram_is_cheaper`), else from a seeded randomized range finder with one power pass
+    on the blocks' summed ``B^T B P`` (sparse products where the rows lie).
     """
 
-    def __init__(self, B: sp.csr_matrix, weight: float, rank: int, seed) -> None:
-        n, d = B.shape
-        self.counts = np.bincount(B.indices, minlength=d).astype(np.float64)
+    def __init__(self, blocks, weight: float, rank: int, seed) -> None:
+        n, d = blocks.n_rows, blocks.n_cols
+        self.counts = blocks.column_counts()
         self.c = weight / max(float(self.counts.mean()), 1e-300) if weight else 0.0
         k = min(rank, n, d)
         if not self.c or k == 0:
             self.factor = np.zeros((d, 0))
             return
-        if _gram_is_cheaper(n, d, rank):
+        if _gram_is_cheaper(n, d, rank):  # few rows: gather the pattern, exact from B B^T
+            B = blocks.pattern(np.float64)
             evals, V = scipy.linalg.eigh(
                 (B @ B.T).toarray(), subset_by_index=[n - k, n - 1], check_finite=False
             )
             keep = evals > 1e-12 * max(float(evals.max(initial=0.0)), 1e-300)
             evals, V = evals[keep], V[:, keep]
             W = np.asarray(B.T @ V) / np.sqrt(evals)  # right singular vectors of B
-        else:
-            Bt = B.T.tocsr()
-
-            def gram(P):
-                return spmm(Bt, spmm(B, P))
-
+        else:  # B^T B P summed where the rows lie
+            gram = blocks.pattern_gram_times
             q = min(k + _CO_OVERSAMPLE, d)
             P = orth(gram(np.random.default_rng(seed).standard_normal((d, q))))
             P = orth(gram(P))  # one power pass

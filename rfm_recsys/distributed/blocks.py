@@ -294,6 +294,40 @@ def block_range_gram(
     return _here(K).range_gram(A, A.T.tocsr(), aligned(P), c, n_threads=1)
 
 
+# ---------------------------------------------------------------------- the co-rating signal
+
+
+def _pattern(block: Block, dtype) -> sp.csr_matrix:
+    R = block.R
+    return sp.csr_matrix((np.ones(R.nnz, dtype=dtype), R.indices, R.indptr), shape=R.shape)
+
+
+def block_column_counts(block: Block) -> np.ndarray:
+    """This block's ratings per feature column (float64), summed over blocks by the driver."""
+    return np.bincount(block.R.indices, minlength=block.R.shape[1]).astype(np.float64)
+
+
+def block_pattern_gram(block: Block, dtype: np.dtype) -> np.ndarray:
+    """This block's ``B^T B`` (``d x d``, the co-rating counts of its rows)."""
+    reuse_temporaries()
+    B = _pattern(block, dtype)
+    return (B.T @ B).toarray()
+
+
+def block_pattern_times(block: Block, P: np.ndarray) -> np.ndarray:
+    """This block's ``B^T (B P)`` (``d x q``, float64)."""
+    reuse_temporaries()
+    B = _pattern(block, np.float64)
+    return np.asarray(B.T @ np.asarray(B @ aligned(P)))
+
+
+def block_pattern(block: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(global row ids, entries per row, column indices, ones)``: the block's 0/1 pattern in
+    :func:`assemble_rows`' form."""
+    R = block.R
+    return block.row_ids, np.diff(R.indptr), R.indices, np.ones(R.nnz)
+
+
 def sum_arrays(*arrays: np.ndarray) -> np.ndarray:
     """Sum of partial Gram matrices (a node of the reduction tree).
 

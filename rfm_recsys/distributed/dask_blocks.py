@@ -142,8 +142,36 @@ class DaskBlocks:
             )
         return A
 
+    def column_counts(self) -> np.ndarray:
+        return self._summed(None, lambda b, _: self._submit(B.block_column_counts, b))
+
+    def pattern_gram(self, dtype) -> np.ndarray:
+        dt = np.dtype(dtype)
+        return self._summed(None, lambda b, _: self._submit(B.block_pattern_gram, b, dt)).astype(
+            dt, copy=False
+        )
+
+    def pattern_gram_times(self, P: np.ndarray) -> np.ndarray:
+        P_fut = None
+
+        def share(b, _):
+            nonlocal P_fut
+            if P_fut is None:  # broadcast once per pass (and again after a loss)
+                P_fut = broadcast(self.client, np.ascontiguousarray(P, dtype=np.float64))
+            return self._submit(B.block_pattern_times, b, P_fut)
+
+        def reset():
+            nonlocal P_fut
+            P_fut = None
+
+        return self._summed(None, share, reset)
+
     def pattern(self, dtype) -> sp.csr_matrix:
-        raise NotImplementedError("the kernel step does not run on the Dask backend")
+        def step():
+            futs = [self._submit(B.block_pattern, b) for b in self.futures]
+            return B.assemble_rows(gather(self.client, futs), self.n_rows, self.n_cols, dtype)
+
+        return self._retrying(step)
 
     # ------------------------------------------------------------------ internals
 
@@ -168,9 +196,13 @@ class DaskBlocks:
             self._resolve(coefs.warm)
         self._solve(coefs)
 
-    def _summed(self, coefs: DaskCoefs, share, reset=None) -> np.ndarray:
+    def _summed(self, coefs: DaskCoefs | None, share, reset=None) -> np.ndarray:
+        """The tree-summed ``share(block, coefficients)`` of every block (``coefs=None``: shares
+        of the blocks' ratings alone)."""
+
         def step():
-            tree = self._tree([share(b, x) for b, x in zip(self.futures, coefs.a)])
+            a = coefs.a if coefs is not None else [None] * len(self.futures)
+            tree = self._tree([share(b, x) for b, x in zip(self.futures, a)])
             return np.asarray(gather(self.client, [tree])[0])
 
         return self._retrying(step, coefs, reset)

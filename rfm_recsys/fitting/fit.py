@@ -115,11 +115,6 @@ def check_backend(settings: FitSettings) -> None:
             "backend='dask' fits one orientation: use orient='auto', 'items' or 'users', or "
             "backend='threads' for orient='both'"
         )
-    if settings.step is not None:
-        raise NotImplementedError(
-            "the kernel step (KernelRFM, KernelRFMAlgo) does not run on the dask backend yet: "
-            "use backend='threads', or LinRFM / LinRFMAlgo (plain lin-RFM) with backend='dask'"
-        )
 
 
 def fit_source(

@@ -60,7 +60,7 @@ class KernelRFM(RatingModel):
     More accurate than plain lin-RFM on every MovieLens set measured (about 0.025 RMSE on
     ml-100k and ml-latest-small), at several times its fit time. The defaults (settings F* of
     ``evaluation/kernel_rfm_experiments.md``) were chosen on validation shares of ml-100k and
-    ml-latest-small training folds. The kernel step does not run on the Dask backend yet.
+    ml-latest-small training folds. It runs on the Dask backend as LinRFM does.
     """
 
     _format = "rfm_recsys.KernelRFM"
