@@ -237,8 +237,6 @@ def _engine_memory(eigh: Callable[[dict], bool]) -> Callable[[dict, DataShape, A
     return check
 
 
-
-
 def _svdpp_time(params: dict, shape: DataShape, args: Any) -> str | None:
     if shape.n_ratings < LARGE_RATINGS or getattr(args, "svdpp", False):
         return None
