@@ -116,8 +116,9 @@ class FactoredKernel:
     def eye(
         cls, d: int, dtype, rank: int | RankRule, shift: float = 0.0, random_state=0
     ) -> FactoredKernel:
-        """``K = I`` (``U`` empty, ``eps = 1``). With a :class:`RankRule` for ``rank`` the first
-        update chooses the rank from the first iterate's spectrum."""
+        """``K = I`` (``U`` empty, ``eps = 1``). With a
+        :class:`~rfm_recsys.core.rank_rule.RankRule` for ``rank`` the first update chooses the
+        rank from the first iterate's spectrum."""
         rule = rank if isinstance(rank, RankRule) else None
         if rule is not None:
             rank = rule.r_max
@@ -312,8 +313,8 @@ class FactoredKernel:
 
         ``gram(P)`` returns ``X^T X P`` for a ``d x q`` block ``P`` (:meth:`range_gram` summed
         over all rows). From ``K = I`` (the first subspace, which decides what every later
-        update can fit) with :data:`FIRST_PASSES` passes and :data:`FIRST_OVERSAMPLE` extra
-        columns, else with one pass and ``OVERSAMPLE`` extra columns.
+        update can fit) with ``FIRST_PASSES`` passes and ``FIRST_OVERSAMPLE`` extra columns,
+        else with one pass and ``OVERSAMPLE`` extra columns.
         """
         check_spectral(update)
         r = min(self.rank, n_rows, self.d)
@@ -324,9 +325,10 @@ class FactoredKernel:
     def next_by_rule(
         self, gram, update, n_rows: int, iteration: int, energy: float, blocks, lam: float
     ) -> FactoredKernel:
-        """The first update with the rank of :attr:`rule` (:class:`RankRule`), chosen from the
-        first iterate's spectrum: ``energy`` its trace, ``blocks.row_length`` the rows'
-        weighted length, ``lam`` the ridge of the row fits."""
+        """The first update with the rank of ``rule``
+        (:class:`~rfm_recsys.core.rank_rule.RankRule`), chosen from the first iterate's
+        spectrum: ``energy`` its trace, ``blocks.row_length`` the rows' weighted length, ``lam``
+        the ridge of the row fits."""
         check_spectral(update)
         rule = self.rule
         limit = min(n_rows, self.d)

@@ -72,7 +72,7 @@ class CoRatingFactor:
     ``B`` is the 0/1 pattern of who rated what (``n x d``) of the row blocks, and
     ``c = weight / mean(counts)`` (``counts`` the column counts, the diagonal of ``B^T B``).
     The top-``rank`` eigenpairs are exact from ``B B^T`` (``n x n``) while that is the cheaper
-    (:func:`_gram_is_cheaper`), else from a seeded randomized range finder with one power pass
+    (``_gram_is_cheaper``), else from a seeded randomized range finder with one power pass
     on the blocks' summed ``B^T B P`` (sparse products where the rows lie).
     """
 
@@ -175,7 +175,7 @@ def agop_update(
 ) -> FactoredKernel:
     """The next geometry: the top-``rank`` part of the AGOP ``X^T X / n`` of ``X = A K``.
 
-    Where that is the cheaper (:func:`_gram_is_cheaper`), exact from an ``eigh`` of
+    Where that is the cheaper (``_gram_is_cheaper``), exact from an ``eigh`` of
     ``X X^T = A K^2 A^T`` (sparse products and ``n x r`` factors only; ``K``'s factor need not
     be orthonormal); else
     :meth:`FactoredKernel.next <rfm_recsys.core.factored_kernel.FactoredKernel.next>`'s seeded

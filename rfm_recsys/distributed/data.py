@@ -42,7 +42,7 @@ class DaskRatings:
     recomputable: bool = False  # whether Dask can recompute a lost part from its source
     rating_range: tuple[float, float] | None = None  # (lowest, highest) rating
     # ratings per user and per item of each run's mode, from its biases' reductions
-    _counts: dict = field(default_factory=dict, repr=False)
+    _counts: dict = field(default_factory=dict, repr=False, init=False)
 
     def parts_alive(self) -> bool:
         """Whether a lost step can be redone: every part alive, or recomputable."""

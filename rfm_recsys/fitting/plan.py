@@ -53,7 +53,7 @@ def resolve_rank(
     ``None`` keeps the dense kernel and an int asks for a factored kernel of that rank.
     ``"auto"`` is dense up to ``AUTO_DENSE_MAX_D`` (256) columns, with the kernel step up to
     ``KERNEL_DENSE_MAX_D`` (4096), and beyond a factored kernel whose rank the data decides
-    (:data:`AUTO_RULE`); always dense for an update that needs the dense kernel (IRLS-p:
+    (``AUTO_RULE``); always dense for an update that needs the dense kernel (IRLS-p:
     ``dense_only``).
     """
     if rank is None:

@@ -169,7 +169,7 @@ class RatingModel(ScoringRecommenderBase):
         lo, hi = (float(x) for x in self.rating_scale)
         return lo, hi
 
-    def _fold_in_scale(self) -> tuple[tuple[float, float], str | None]:
+    def _fold_in_scale(self) -> tuple:
         """What a new user's ratings must lie in, and its name for messages: ``rating_scale``,
         else the range of the training ratings (as ``fit`` refuses ratings outside the scale)."""
         scale = self._scale()
