@@ -188,9 +188,8 @@ def main(argv=None) -> dict:
         record["dask_seconds"] = round(time.perf_counter() - t, 2)
         traffic.mark()
         record["task_seconds"] = _task_seconds(stream.data)
-        # a lambda travels by value: each worker reports its own peak
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        record["worker_peak_rss_mib"] = sorted(round(v / 1024, 1) for v in peaks.values())
+        peaks = client.run(_own_peak_rss_mib)
+        record["worker_peak_rss_mib"] = sorted(peaks.values())
     record["dask_iteration_seconds"] = [round(h["iteration_seconds"], 2) for h in model.history_]
     marks = traffic.per_iteration()
     # marks: [start -> end of iteration 0 (setup + first solve), it 0 -> it 1, ..., last -> end]
@@ -224,6 +223,21 @@ def main(argv=None) -> dict:
 
 def _peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _own_peak_rss_mib() -> float:
+    """The calling process's own peak RSS (``VmHWM``). A worker process is forked from the
+    driver and then exec'd, and Linux carries the parent's peak into ``ru_maxrss`` across both,
+    so ``getrusage`` in a worker reports at least the driver's peak; ``VmHWM`` is the peak of
+    the process's own address space."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return _peak_rss_mib()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -227,7 +228,8 @@ The kernel step (KernelRFMAlgo, KernelRFM; LinRFMAlgo and LinRFM are plain lin-R
   After lin-RFM's AGOP updates the rows are refitted with a Gaussian kernel over the angles of
   the learned geometry plus the co-rating matrix (weight `co_rating`), the kernel over items,
   ridge `kernel_ridge`, and `n_kernel_updates` more AGOP updates with that kernel; rank "auto"
-  is the dense kernel up to 4,096 items and rank 128 beyond.
+  is the dense kernel up to 4,096 items and beyond a factored kernel (lin-RFM's rank by the
+  rule of rfm_recsys.core.rank_rule, the step's kernel by Nystrom with 512 landmarks).
   Chosen by python -m evaluation.explore_kernel_rfm on validation shares of folds 0/1 of
   ml-100k and ml-latest-small (evaluation/kernel_rfm_experiments.md section 9): best on both
   sets for both the dense and the factored kernel, about 0.025 validation RMSE ahead of plain
@@ -241,8 +243,11 @@ KERNEL_STEP_GRID = {
 }
 
 
-def kernel_step_rows(name: str, df: pd.DataFrame, quick: bool) -> list[dict]:
-    """Validation RMSE of :data:`KERNEL_STEP_GRID` on fold 0: one ``KernelRFMAlgo`` fit each.
+def kernel_step_rows(
+    name: str, df: pd.DataFrame, quick: bool, grid: dict[str, list] | None = None
+) -> list[dict]:
+    """Validation RMSE of ``grid`` (default :data:`KERNEL_STEP_GRID`) on fold 0: one
+    ``KernelRFMAlgo`` fit each.
 
     Every setting is ``KernelRFMAlgo``'s defaults with the grid's values (lin-RFM over items,
     then the kernel step, in the form ``rank="auto"`` gives it), fitted by the library's
@@ -255,7 +260,9 @@ def kernel_step_rows(name: str, df: pd.DataFrame, quick: bool) -> list[dict]:
     _, fit_idx, val_idx = next(training_splits(df, 1))
     train = (u[fit_idx], i[fit_idx], r[fit_idx])
     valid = (u[val_idx], i[val_idx], r[val_idx])
-    grid = {k: v[:1] for k, v in KERNEL_STEP_GRID.items()} if quick else KERNEL_STEP_GRID
+    grid = KERNEL_STEP_GRID if grid is None else grid
+    if quick:
+        grid = {k: v[:1] for k, v in grid.items()}
     rows = []
     for combo in tqdm(list(itertools.product(*grid.values())), desc=name, leave=False):
         setting = dict(zip(grid, combo))
@@ -310,6 +317,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         help="rank the kernel step's final grid (bandwidth x kernel_ridge x n_kernel_updates) "
         "around KernelRFMAlgo's defaults on fold 0 of both sets instead",
     )
+    ap.add_argument(
+        "--grid",
+        type=json.loads,
+        default=None,
+        help="with --kernel-step: a JSON object of KernelRFMAlgo parameters and the values to "
+        "try, in place of the final grid (e.g. '{\"solve_tol\": [null, 0.1, 0.01, 0.0001]}')",
+    )
     ap.add_argument("--out", default="results/defaults", help="output folder")
     args = ap.parse_args(argv)
     if args.kernel_step:
@@ -346,15 +360,20 @@ def kernel_step_main(args) -> pd.DataFrame:
     with blas_threads(1):
         for name in DATASETS:
             df = load_movielens(name, data_home=args.data_home, download=False)
-            rows += kernel_step_rows(name, df, args.quick)
+            rows += kernel_step_rows(name, df, args.quick, args.grid)
     res = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "kernel_step.csv", res.to_csv(index=False))
-    wide = rank_settings(res, list(KERNEL_STEP_GRID))
+    keys = list(KERNEL_STEP_GRID if args.grid is None else args.grid)
+    # None (a direct solve) cannot be a groupby key
+    res[keys] = res[keys].astype(object).where(res[keys].notna(), "None")
+    wide = rank_settings(res, keys)
     write_text(out / "kernel_step_ranking.csv", wide.to_csv())
     pd.set_option("display.width", 160)
     print(wide.to_string(float_format=lambda x: f"{x:.4f}"))
+    seconds = res.pivot_table(index=keys, columns="dataset", values="fit_seconds")
+    print("\nfit seconds\n" + seconds.to_string(float_format=lambda x: f"{x:.2f}"))
     print("\n" + KERNEL_STEP_TEXT)
     return wide
 

@@ -17,7 +17,7 @@ up to a power of two (the ranks measured), at least ``r_min``:
     r = max(r_min, 2^ceil(log2 #{k : p_k >= tau lam / ((1 - tau) c_w)}))
 
 It grows with the data the way the needed rank did on learning curves of ml-latest-small and
-ml-100k (``python -m evaluation.speed_study rank``), and it is bounded: at most
+ml-100k (``python -m evaluation.choose_rank``), and it is bounded: at most
 ``(1 - tau) c_w / (tau lam)`` shares can exceed the threshold, since they sum to 1.
 
 :meth:`RankRule.choose` computes it inside a fit from the Ritz values of the range finder that

@@ -13,12 +13,11 @@ from ..core.rank_rule import RankRule
 # rank="auto": the dense kernel while d <= AUTO_DENSE_MAX_D (there the factored form saves
 # nothing), else a factored kernel whose rank the first update chooses by the shrinkage rule
 # (rfm_recsys.core.rank_rule): on learning curves over growing subsamples of ml-latest-small and
-# ml-100k (validation shares) the rank that loses nothing against the dense kernel grew with
-# the data (64 at 18k ratings, 128 at 39k, 256 at 52-73k), which a constant cannot follow; the
-# rule was never below it and at most one doubling above (``python -m evaluation.speed_study
-# rank``), within 0.0003 RMSE of the dense kernel on all six points where rank 128 lost up to
-# 0.004. A shift of 0.1 changed the scores by -0.0002 and +0.0004 at rank 128 for 20-45% more
-# time, so updates use none by default.
+# ml-100k (validation shares) the rank within 0.001 of the dense kernel grew with the data
+# (128 at 17-33k ratings, 256 at 53-73k on ml-latest-small), which a constant cannot follow; the
+# rule followed it within 0.0016 RMSE of the dense kernel on all six points, where rank 128 lost
+# up to 0.0045 (``python -m evaluation.choose_rank``). A shift of 0.1 changed the scores by
+# -0.0002 and +0.0004 at rank 128 for 20-45% more time, so updates use none by default.
 AUTO_RULE = RankRule()
 AUTO_DENSE_MAX_D = 256
 # rank="auto" with the kernel step on: the dense kernel (lin-RFM and the step) up to
