@@ -205,7 +205,7 @@ def test_ml100k_u1_kernel_rfm_defaults(u1):
 
 
 def test_ml100k_u1_linrfm_defaults(u1):
-    # plain lin-RFM: 0.9287 measured
+    # plain lin-RFM: 0.9285 measured (direct solves)
     trainset, testset = u1
     algo = LinRFMAlgo().fit(trainset)
     rmse = accuracy.rmse(algo.test(testset), verbose=False)
@@ -213,18 +213,21 @@ def test_ml100k_u1_linrfm_defaults(u1):
 
 
 #: Each model's RMSE on ml-100k's u1 split with the direct row solves (``solve_tol=None``), to
-#: the last bit, as measured before the package took its present names and one fitting layer
-#: (LinRFMAlgo() was then LinRFMAlgo(**PLAIN_LINRFM), KernelRFMAlgo() the LinRFMAlgo() of that
-#: time): the renames and the restructuring changed no model. Measured with one BLAS thread on
-#: an "AMD EPYC" CPU; the last bits depend on the BLAS kernels (thread count, CPU), so on
-#: another CPU the test allows 1e-7 relative and says so.
+#: the last bit: a change to any model shows here. The pins were first taken before the package
+#: took its present names and one fitting layer (LinRFMAlgo() was then
+#: LinRFMAlgo(**PLAIN_LINRFM), KernelRFMAlgo() the LinRFMAlgo() of that time), and the renames
+#: and the restructuring left all eight unchanged. The factored fits then changed on purpose
+#: (the rank rule, two power passes with q = r + 32 in the first update, the co-rating factor
+#: once per fit and Nystrom kernels without QR), and their pins were retaken. Measured with one
+#: BLAS thread on an "AMD EPYC" CPU; the last bits depend on the BLAS kernels (thread count,
+#: CPU), so on another CPU the test allows 1e-7 relative and says so.
 PINNED_CPU = "AMD EPYC"
 U1_RMSE = [
-    ("LinRFMAlgo()", LinRFMAlgo, {}, 0.928697283978595),
+    ("LinRFMAlgo()", LinRFMAlgo, {}, 0.9284830213585333),
     ("KernelRFMAlgo()", KernelRFMAlgo, {}, 0.8990958810404788),
-    ("KernelRFMAlgo(rank=128)", KernelRFMAlgo, {"rank": 128}, 0.9009992342172439),
-    ("LinRFMAlgo(rank=64)", LinRFMAlgo, {"rank": 64}, 0.9309506778853561),
-    ("LinRFMAlgo(orient='items')", LinRFMAlgo, {"orient": "items"}, 0.9257610950758849),
+    ("KernelRFMAlgo(rank=128)", KernelRFMAlgo, {"rank": 128}, 0.9010488129688744),
+    ("LinRFMAlgo(rank=64)", LinRFMAlgo, {"rank": 64}, 0.9294321191076546),
+    ("LinRFMAlgo(orient='items')", LinRFMAlgo, {"orient": "items"}, 0.9250762466208043),
     ("IRLSAlgo()", IRLSAlgo, {}, 0.9266578017361093),
     ("ALSAlgo(random_state=0)", ALSAlgo, {"random_state": 0}, 0.9233390854459306),
     ("KernelRFMAlgo(orient='both')", KernelRFMAlgo, {"orient": "both"}, 0.9006504457195136),
