@@ -53,7 +53,14 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--items", type=int)
     p.add_argument("--ratings", type=int)
     p.add_argument("--model", choices=["kernel-rfm", "linrfm"], default="kernel-rfm")
-    p.add_argument("--n-updates", "--n-iter", dest="n_updates", type=int, default=2)
+    p.add_argument(
+        "--n-updates",
+        "--n-iter",
+        dest="n_updates",
+        type=int,
+        default=None,
+        help="lin-RFM's updates (default: the model's default)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -160,7 +167,7 @@ def main(argv=None) -> dict:
     p_threads = None
     if not args.skip_threads:
         t = time.perf_counter()
-        threads = model_class(n_updates=args.n_updates, dtype=args.dtype, rank=args.rank).fit(df)
+        threads = model_class(**_params(args)).fit(df)
         record["threads_seconds"] = round(time.perf_counter() - t, 2)
         record["threads_iteration_seconds"] = [
             round(h["iteration_seconds"], 2) for h in threads.history_
@@ -182,9 +189,7 @@ def main(argv=None) -> dict:
         traffic.mark()
         t = time.perf_counter()
         with get_task_stream(client) as stream:
-            model = model_class(
-                n_updates=args.n_updates, dtype=args.dtype, rank=args.rank, backend="dask"
-            ).fit(df, callback=traffic.mark)
+            model = model_class(**_params(args), backend="dask").fit(df, callback=traffic.mark)
         record["dask_seconds"] = round(time.perf_counter() - t, 2)
         traffic.mark()
         record["task_seconds"] = _task_seconds(stream.data)
@@ -219,6 +224,14 @@ def main(argv=None) -> dict:
         with open(args.out, "a") as fh:
             fh.write(line + "\n")
     return record
+
+
+def _params(args: argparse.Namespace) -> dict:
+    """The model's parameters: its defaults but for what the command line sets."""
+    params = {"dtype": args.dtype, "rank": args.rank}
+    if args.n_updates is not None:
+        params["n_updates"] = args.n_updates
+    return params
 
 
 def _peak_rss_mib() -> float:
